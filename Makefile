@@ -1,0 +1,90 @@
+# fcvm - top-level build. Each bin/<tool>/ directory is one program; lib/ is
+# linked into every one of them; agent/ builds the static guest agent.
+#
+#   make              build everything into build/
+#   make check        unit tests + bats end-to-end tests
+#   make check-asan   the same tests with every tool built with ASan+UBSan
+#   make install PREFIX=/usr/local
+
+PREFIX    ?= /usr/local
+BUILD     ?= build
+CC        ?= cc
+SANITIZE  ?=
+OPT       ?= -O2
+CFLAGS    ?= $(OPT) -g
+WARN      := -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-format-nonliteral
+HARDEN    := -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE
+ALL_CFLAGS = $(WARN) $(HARDEN) $(CFLAGS) $(SANITIZE) -D_GNU_SOURCE -Ilib -MMD -MP
+LDFLAGS   ?=
+ALL_LDFLAGS = -pie -Wl,-z,relro,-z,now $(SANITIZE) $(LDFLAGS)
+LDLIBS    := -lcurl -ljansson -lpthread
+
+TOOLS     := $(sort $(notdir $(patsubst %/,%,$(dir $(wildcard bin/*/*.c)))))
+SCRIPTS   := $(notdir $(wildcard bin/*.sh))
+LIB_SRC   := $(wildcard lib/*.c)
+LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
+AGENT_SRC := $(wildcard agent/*.c)
+# The agent runs in the guest: static, so it needs nothing from the rootfs.
+AGENT_LIB := lib/err.c lib/log.c lib/util.c lib/proto.c lib/json.c
+TEST_SRC  := $(wildcard tests/unit/*.c)
+
+BINS      := $(TOOLS:%=$(BUILD)/bin/%) $(SCRIPTS:%.sh=$(BUILD)/bin/%)
+UNIT_BINS := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+all: $(BINS) $(if $(AGENT_SRC),$(BUILD)/bin/fc-agent) $(UNIT_BINS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/lib/libfc.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+.SECONDEXPANSION:
+$(BUILD)/bin/%: $$(patsubst %.c,$(BUILD)/%.o,$$(wildcard bin/$$*/*.c)) $(BUILD)/lib/libfc.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(BUILD)/lib/libfc.a $(LDLIBS)
+
+$(BUILD)/bin/%: bin/%.sh
+	@mkdir -p $(dir $@)
+	install -m 0755 $< $@
+
+# Static and unsanitized on purpose: it must run inside the guest alone.
+$(BUILD)/bin/fc-agent: $(AGENT_SRC) $(AGENT_LIB) $(wildcard agent/*.h lib/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(WARN) -D_GNU_SOURCE -Ilib -O2 -g -static -o $@ $(AGENT_SRC) $(AGENT_LIB) -ljansson
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/lib/libfc.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(BUILD)/lib/libfc.a $(LDLIBS)
+
+check: all
+	tests/run-tests $(BUILD)
+
+check-unit: all
+	tests/run-tests --unit-only $(BUILD)
+
+# Same tests, tools built with AddressSanitizer + UndefinedBehaviorSanitizer.
+check-asan:
+	$(MAKE) BUILD=build-asan OPT=-O1 \
+		SANITIZE="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+		all
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+		tests/run-tests build-asan
+
+bench: bench-boot
+bench-boot: all
+	tests/bench/boot $(BUILD)
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 0755 $(BINS) $(wildcard $(BUILD)/bin/fc-agent) $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 $(wildcard man/*.1) $(DESTDIR)$(PREFIX)/share/man/man1/
+
+clean:
+	rm -rf build build-asan
+
+.PHONY: all check check-unit check-asan bench bench-boot install clean
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,125 @@
+/* hvsock.c - see hvsock.h */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hvsock.h"
+#include "util.h"
+
+static int unix_addr(const char *path, struct sockaddr_un *sa, struct fc_err *e)
+{
+	memset(sa, 0, sizeof(*sa));
+	sa->sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sa->sun_path))
+		return fc_err_set(e, ENAMETOOLONG, "socket path '%s'", path);
+	strcpy(sa->sun_path, path);
+	return 0;
+}
+
+int hvsock_parse_ok(const char *line, size_t len, uint32_t *hostport)
+{
+	uint64_t v = 0;
+	size_t i;
+
+	if (len < 5 || len > 32 || memcmp(line, "OK ", 3) || line[len - 1] != '\n')
+		return -1;
+	for (i = 3; i < len - 1; i++) {
+		if (line[i] < '0' || line[i] > '9')
+			return -1;
+		v = v * 10 + (line[i] - '0');
+		if (v > UINT32_MAX)
+			return -1;
+	}
+	if (i == 3)
+		return -1;
+	*hostport = v;
+	return 0;
+}
+
+/* One attempt. 0 connected, 1 worth retrying, -1 fatal. */
+static int try_connect(const struct sockaddr_un *sa, uint32_t port, int wait_ms,
+		       int *out, struct fc_err *e)
+{
+	_cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	char line[33];
+	size_t len = 0;
+	uint32_t hostport;
+	char req[32];
+
+	if (fd < 0)
+		return fc_err_set(e, errno, "socket");
+	if (connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) < 0) {
+		if (errno == ENOENT || errno == ECONNREFUSED)
+			return fc_err_set(e, errno, "connect '%s'", sa->sun_path), 1;
+		return fc_err_set(e, errno, "connect '%s'", sa->sun_path);
+	}
+	snprintf(req, sizeof(req), "CONNECT %u\n", port);
+	if (write_full(fd, req, strlen(req)) < 0)
+		return fc_err_set(e, errno, "send CONNECT"), 1;
+	/* Read byte by byte: what follows the newline already belongs to the guest. */
+	while (len < sizeof(line) - 1) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		ssize_t n;
+
+		if (poll(&p, 1, wait_ms) <= 0)
+			return fc_err_set(e, ETIMEDOUT, "no answer to CONNECT %u", port), 1;
+		n = read(fd, line + len, 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return fc_err_set(e, n ? errno : ECONNRESET,
+					  "guest port %u refused the connection", port), 1;
+		if (line[len++] == '\n')
+			break;
+	}
+	if (hvsock_parse_ok(line, len, &hostport) < 0)
+		return fc_err_set(e, EPROTO, "bad reply to CONNECT %u", port);
+	*out = steal_fd(&fd);
+	return 0;
+}
+
+int hvsock_connect(const char *uds_path, uint32_t port, int timeout_ms, struct fc_err *e)
+{
+	uint64_t deadline = now_ms() + timeout_ms;
+	struct sockaddr_un sa;
+	int fd = -1, r;
+
+	if (unix_addr(uds_path, &sa, e) < 0)
+		return -1;
+	for (;;) {
+		r = try_connect(&sa, port, 2000, &fd, e);
+		if (r <= 0)
+			return r < 0 ? -1 : fd;
+		if (now_ms() >= deadline)
+			return fc_err_wrap(e, "vsock port %u not reachable after %d ms", port,
+					   timeout_ms);
+		{
+			struct timespec ts = { 0, 50 * 1000 * 1000 };
+
+			nanosleep(&ts, NULL);
+		}
+	}
+}
+
+int hvsock_listen(const char *uds_path, uint32_t port, struct fc_err *e)
+{
+	_cleanup_free_ char *path = xasprintf("%s_%u", uds_path, port);
+	_cleanup_close_ int fd = -1;
+	struct sockaddr_un sa;
+
+	if (unix_addr(path, &sa, e) < 0)
+		return -1;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return fc_err_set(e, errno, "socket");
+	unlink(path);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 64) < 0)
+		return fc_err_set(e, errno, "listen on '%s'", path);
+	return steal_fd(&fd);
+}

@@ -1,0 +1,43 @@
+/* proc.h - child processes and pid identity.
+ *
+ * A pid alone is not an identity (pids are reused), so records keep the
+ * process start time too (field 22 of /proc/PID/stat) and readers compare.
+ */
+#ifndef FC_PROC_H
+#define FC_PROC_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "err.h"
+
+/* Start time of @pid in clock ticks since boot. 0 or -1 (@e may be NULL). */
+int proc_start_time(pid_t pid, uint64_t *out, struct fc_err *e);
+
+/* True if @pid exists and (when @start != 0) started at @start. */
+bool proc_alive(pid_t pid, uint64_t start);
+
+struct spawn_opts {
+	int fd_in, fd_out, fd_err;	/* -1: inherit; dup'ed onto 0/1/2 */
+	bool die_with_parent;		/* PR_SET_PDEATHSIG SIGKILL in the child */
+	bool new_pgrp;			/* setpgid(0, 0) in the child */
+};
+
+/* fork + exec @argv[0] (PATH search). Returns the child pid, or -1 with @e
+ * filled when the program could not be executed (reported through a
+ * CLOEXEC pipe, so "not found" is an error here, not a child exit code).
+ * All fds other than 0-2 are closed in the child. */
+pid_t spawn(char *const argv[], const struct spawn_opts *o, struct fc_err *e);
+
+/* waitpid with a timeout in ms (-1: forever). Returns 1 when the child
+ * exited (*status filled), 0 on timeout, -1 on error. */
+int wait_timeout(pid_t pid, int timeout_ms, int *status);
+
+/* SIGTERM, wait up to @grace_ms, then SIGKILL and reap. */
+void kill_wait(pid_t pid, int grace_ms);
+
+/* Shell-style exit code from a wait status: code, or 128+signal. */
+int exit_code_of(int status);
+
+#endif

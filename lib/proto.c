@@ -1,0 +1,109 @@
+/* proto.c - see proto.h */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+
+#include "proto.h"
+#include "util.h"
+
+static const char *const type_names[MSG_TYPE_MAX] = {
+	[MSG_HELLO] = "hello",	     [MSG_PLAN] = "plan",	    [MSG_STARTED] = "started",
+	[MSG_STDOUT] = "stdout",     [MSG_STDERR] = "stderr",	    [MSG_STDIN] = "stdin",
+	[MSG_STDIN_EOF] = "stdin-eof", [MSG_EXIT] = "exit",	    [MSG_ERROR] = "error",
+	[MSG_HEARTBEAT] = "heartbeat", [MSG_SIGNAL] = "signal",
+};
+
+const char *proto_type_name(unsigned type)
+{
+	return type > 0 && type < MSG_TYPE_MAX ? type_names[type] : "unknown";
+}
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+	p[0] = v;
+	p[1] = v >> 8;
+	p[2] = v >> 16;
+	p[3] = v >> 24;
+}
+
+static uint32_t get_le32(const uint8_t *p)
+{
+	return p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+void proto_encode_hdr(uint8_t out[PROTO_HDR_LEN], uint8_t type, uint32_t len)
+{
+	put_le32(out, PROTO_MAGIC);
+	out[4] = PROTO_VERSION;
+	out[5] = type;
+	out[6] = out[7] = 0;
+	put_le32(out + 8, len);
+}
+
+int proto_decode_hdr(const uint8_t in[PROTO_HDR_LEN], struct proto_hdr *h,
+		     struct fc_err *e)
+{
+	uint32_t len = get_le32(in + 8);
+
+	if (get_le32(in) != PROTO_MAGIC)
+		return fc_err_set(e, EPROTO, "bad frame magic");
+	if (in[4] != PROTO_VERSION)
+		return fc_err_set(e, EPROTO, "unsupported protocol version %u (want %u)",
+				  in[4], PROTO_VERSION);
+	if (in[5] == 0 || in[5] >= MSG_TYPE_MAX)
+		return fc_err_set(e, EPROTO, "unknown message type %u", in[5]);
+	if (in[6] || in[7])
+		return fc_err_set(e, EPROTO, "non-zero frame flags");
+	if (len > PROTO_MAX_PAYLOAD)
+		return fc_err_set(e, EPROTO, "%s frame of %u bytes exceeds the %u byte limit",
+				  proto_type_name(in[5]), len, PROTO_MAX_PAYLOAD);
+	h->type = in[5];
+	h->len = len;
+	return 0;
+}
+
+int proto_send(int fd, uint8_t type, const void *buf, uint32_t len, struct fc_err *e)
+{
+	uint8_t hdr[PROTO_HDR_LEN];
+
+	if (len > PROTO_MAX_PAYLOAD)
+		return fc_err_set(e, EMSGSIZE, "send %s frame", proto_type_name(type));
+	proto_encode_hdr(hdr, type, len);
+	if (write_full(fd, hdr, sizeof(hdr)) < 0 || (len && write_full(fd, buf, len) < 0))
+		return fc_err_set(e, errno, "send %s frame", proto_type_name(type));
+	return 0;
+}
+
+int proto_send_str(int fd, uint8_t type, const char *text, struct fc_err *e)
+{
+	return proto_send(fd, type, text, strlen(text), e);
+}
+
+int proto_recv(int fd, struct proto_hdr *h, uint8_t **payload, struct fc_err *e)
+{
+	uint8_t hdr[PROTO_HDR_LEN];
+	_cleanup_free_ uint8_t *buf = NULL;
+	ssize_t n;
+
+	*payload = NULL;
+	n = read_full(fd, hdr, sizeof(hdr));
+	if (n == 0)
+		return 0;
+	if (n < 0)
+		return fc_err_set(e, errno, "receive frame");
+	if (n != sizeof(hdr))
+		return fc_err_set(e, EPROTO, "connection closed inside a frame header");
+	if (proto_decode_hdr(hdr, h, e) < 0)
+		return -1;
+	buf = xmalloc(h->len + 1);
+	n = read_full(fd, buf, h->len);
+	if (n < 0)
+		return fc_err_set(e, errno, "receive %s frame", proto_type_name(h->type));
+	if ((uint32_t)n != h->len)
+		return fc_err_set(e, EPROTO, "connection closed inside a %s frame",
+				  proto_type_name(h->type));
+	buf[h->len] = '\0';
+	*payload = steal_ptr(&buf);
+	return 1;
+}
