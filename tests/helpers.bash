@@ -1,0 +1,109 @@
+# tests/helpers.bash - shared by every tests/NNN-*.bats file.
+#
+#   run_fc CODE [--timeout S] TOOL ARGS...   run a tool, assert its exit code
+#   assert_contains TEXT NEEDLE "what it checks"
+#   need_guest                                skip (or fail in CI) without guest artifacts
+#   leak_check                                called by teardown: fails on leftovers
+#
+# Each test gets a private FCVM_ROOT under BATS_TEST_TMPDIR unless the file
+# sets FCVM_TEST_SHARED_ROOT (expensive fixtures: kernel, rootfs) - those are
+# built once per run by tests/run-tests and cached by their inputs.
+
+: "${FCVM_BUILD:=$BATS_TEST_DIRNAME/../build}"
+export PATH="$FCVM_BUILD/bin:$PATH"
+export FCVM_LOG="${FCVM_LOG:-info}"
+export NO_COLOR=1
+
+# Fixtures prepared by tests/run-tests (kernel/rootfs dirs; empty if absent).
+: "${FCVM_TEST_KERNEL:=}"
+: "${FCVM_TEST_ROOTFS:=}"
+
+fc_setup_root() {
+	export FCVM_ROOT="$BATS_TEST_TMPDIR/root"
+	mkdir -p "$FCVM_ROOT"
+}
+
+# run_fc EXPECTED [--timeout S] CMD...: run with a timeout, show output on failure.
+run_fc() {
+	local expected=$1 t=120
+	shift
+	if [ "$1" = "--timeout" ]; then t=$2; shift 2; fi
+	run timeout --kill-after=5 "$t" "$@"
+	if [ "$status" -ne "$expected" ]; then
+		echo "command: $*" >&2
+		echo "expected exit $expected, got $status" >&2
+		echo "output: $output" >&2
+		return 1
+	fi
+}
+
+# assert_contains HAYSTACK NEEDLE DESCRIPTION
+assert_contains() {
+	if [[ "$1" != *"$2"* ]]; then
+		echo "FAILED: $3" >&2
+		echo "  expected to contain: $2" >&2
+		echo "  actual: $1" >&2
+		return 1
+	fi
+}
+
+# assert_eq ACTUAL EXPECTED DESCRIPTION
+assert_eq() {
+	if [ "$1" != "$2" ]; then
+		echo "FAILED: $3" >&2
+		echo "  expected: $2" >&2
+		echo "  actual:   $1" >&2
+		return 1
+	fi
+}
+
+# Guest tests need the kernel and rootfs fixtures and QEMU. Outside CI a
+# missing fixture skips with the reason; in CI it is a failure.
+need_guest() {
+	local why=""
+	command -v qemu-system-x86_64 >/dev/null || why="qemu-system-x86_64 not installed"
+	[ -n "$FCVM_TEST_KERNEL" ] && [ -f "$FCVM_TEST_KERNEL/vmlinux" ] || why="${why:-no test kernel (run tests/run-tests, which builds it)}"
+	if [ -n "$why" ]; then
+		[ -n "${CI:-}" ] && { echo "CI must not skip: $why" >&2; return 1; }
+		skip "$why"
+	fi
+}
+
+need_rootfs() {
+	need_guest
+	if [ -z "$FCVM_TEST_ROOTFS" ] || [ ! -f "$FCVM_TEST_ROOTFS/rootfs.ext4" ]; then
+		[ -n "${CI:-}" ] && { echo "CI must not skip: no test rootfs" >&2; return 1; }
+		skip "no test rootfs (run tests/run-tests, which builds it)"
+	fi
+}
+
+# Real Firecracker needs a KVM that can run a guest; never faked here.
+need_firecracker() {
+	command -v firecracker >/dev/null || skip "needs the real firecracker binary and a working /dev/kvm (not available on this machine)"
+}
+
+# Processes of ours still running with this test's FCVM_ROOT in argv/env.
+leaked_procs() {
+	local p
+	for p in $(pgrep -f "qemu-system-x86_64|fc-qemu|fc-vsock|fc-boot|fc-agent|fc-run" 2>/dev/null); do
+		[ "$p" = "$$" ] && continue
+		if tr '\0' '\n' < /proc/$p/environ 2>/dev/null | grep -qx "FCVM_ROOT=$FCVM_ROOT" ||
+		   tr '\0' ' ' < /proc/$p/cmdline 2>/dev/null | grep -qF "$FCVM_ROOT"; then
+			echo "$p $(tr '\0' ' ' < /proc/$p/cmdline)"
+		fi
+	done
+}
+
+# Fails (and kills them) if the test left processes, sockets or state behind.
+leak_check() {
+	[ -n "${FCVM_ROOT:-}" ] || return 0
+	local procs socks states
+	procs=$(leaked_procs)
+	socks=$(find "$FCVM_ROOT" -type s 2>/dev/null)
+	states=$(find "$FCVM_ROOT/state" -name '*.json' -o -name '*.pid' 2>/dev/null)
+	if [ -n "$procs$socks$states" ]; then
+		echo "LEAK after test: processes: [$procs] sockets: [$socks] state: [$states]" >&2
+		for p in $(echo "$procs" | awk '{print $1}'); do kill -9 "$p" 2>/dev/null; done
+		return 1
+	fi
+}
