@@ -89,7 +89,17 @@ pid_t spawn(char *const argv[], const struct spawn_opts *o, struct fc_err *e)
 		for (int fd = 3; fd < 1024; fd++)
 			if (fd != pfd[1])
 				close(fd);
-		signal(SIGPIPE, SIG_DFL);
+		/* A parent serving signals through signalfd has them blocked;
+		 * the new program must start with the default mask and actions. */
+		{
+			sigset_t none;
+
+			sigemptyset(&none);
+			sigprocmask(SIG_SETMASK, &none, NULL);
+			for (int s = 1; s < NSIG; s++)
+				if (s != SIGKILL && s != SIGSTOP)
+					signal(s, SIG_DFL);
+		}
 		execvp(argv[0], argv);
 fail:
 		child_errno = errno;
@@ -151,4 +161,32 @@ int exit_code_of(int status)
 	if (WIFSIGNALED(status))
 		return 128 + WTERMSIG(status);
 	return 1;
+}
+
+char *proc_find_tool(const char *name)
+{
+	char self[4096], *slash, *path, *dir, *save = NULL;
+	_cleanup_free_ char *copy = NULL;
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+
+	if (n > 0) {
+		self[n] = '\0';
+		slash = strrchr(self, '/');
+		if (slash) {
+			path = xasprintf("%.*s/%s", (int)(slash - self), self, name);
+			if (access(path, X_OK) == 0)
+				return path;
+			free(path);
+		}
+	}
+	if (strchr(name, '/'))
+		return access(name, X_OK) == 0 ? xstrdup(name) : NULL;
+	copy = xstrdup(getenv("PATH") ? getenv("PATH") : "/usr/local/bin:/usr/bin:/bin");
+	for (dir = strtok_r(copy, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
+		path = xasprintf("%s/%s", *dir ? dir : ".", name);
+		if (access(path, X_OK) == 0)
+			return path;
+		free(path);
+	}
+	return NULL;
 }

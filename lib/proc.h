@@ -40,4 +40,9 @@ void kill_wait(pid_t pid, int grace_ms);
 /* Shell-style exit code from a wait status: code, or 128+signal. */
 int exit_code_of(int status);
 
+/* Full path of program @name: first beside our own executable (so a
+ * build tree's tools find each other), then on $PATH; a name with a '/'
+ * is checked as is. Caller frees; NULL when not found or not executable. */
+char *proc_find_tool(const char *name);
+
 #endif
