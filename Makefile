@@ -22,7 +22,7 @@ LDLIBS    := -lcurl -ljansson -lpthread
 TOOLS     := $(sort $(notdir $(patsubst %/,%,$(dir $(wildcard bin/*/*.c)))))
 SCRIPTS   := $(notdir $(wildcard bin/*.sh))
 LIB_SRC   := $(wildcard lib/*.c)
-LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
+LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 AGENT_SRC := $(wildcard agent/*.c)
 # The agent runs in the guest: static, so it needs nothing from the rootfs.
 AGENT_LIB := lib/err.c lib/log.c lib/util.c lib/proto.c lib/json.c
@@ -33,18 +33,25 @@ UNIT_BINS := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 all: $(BINS) $(if $(AGENT_SRC),$(BUILD)/bin/fc-agent) $(UNIT_BINS)
 
-$(BUILD)/%.o: %.c
+$(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
-$(BUILD)/lib/libfc.a: $(LIB_OBJ)
+$(BUILD)/libfc.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
+# Objects of tool $(1). A function, because a literal '%' in a pattern
+# rule's prerequisites would be replaced by the stem.
+tool_objs = $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard bin/$(1)/*.c))
+
+# Keep objects: they are not throw-away intermediates.
+.SECONDARY:
+
 .SECONDEXPANSION:
-$(BUILD)/bin/%: $$(patsubst %.c,$(BUILD)/%.o,$$(wildcard bin/$$*/*.c)) $(BUILD)/lib/libfc.a
+$(BUILD)/bin/%: $$(call tool_objs,$$*) $(BUILD)/libfc.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(BUILD)/lib/libfc.a $(LDLIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(BUILD)/libfc.a $(LDLIBS)
 
 $(BUILD)/bin/%: bin/%.sh
 	@mkdir -p $(dir $@)
@@ -55,9 +62,9 @@ $(BUILD)/bin/fc-agent: $(AGENT_SRC) $(AGENT_LIB) $(wildcard agent/*.h lib/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(WARN) -D_GNU_SOURCE -Ilib -O2 -g -static -o $@ $(AGENT_SRC) $(AGENT_LIB) -ljansson
 
-$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/lib/libfc.a
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libfc.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(BUILD)/lib/libfc.a $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(BUILD)/libfc.a $(LDLIBS)
 
 check: all
 	tests/run-tests $(BUILD)
