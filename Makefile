@@ -41,6 +41,11 @@ $(BUILD)/libfc.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
+# Scripts first: with equal stems make takes the first matching rule.
+$(BUILD)/bin/%: bin/%.sh
+	@mkdir -p $(dir $@)
+	install -m 0755 $< $@
+
 # Objects of tool $(1). A function, because a literal '%' in a pattern
 # rule's prerequisites would be replaced by the stem.
 tool_objs = $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard bin/$(1)/*.c))
@@ -52,10 +57,6 @@ tool_objs = $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard bin/$(1)/*.c))
 $(BUILD)/bin/%: $$(call tool_objs,$$*) $(BUILD)/libfc.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(BUILD)/libfc.a $(LDLIBS)
-
-$(BUILD)/bin/%: bin/%.sh
-	@mkdir -p $(dir $@)
-	install -m 0755 $< $@
 
 # Static and unsanitized on purpose: it must run inside the guest alone.
 $(BUILD)/bin/fc-agent: $(AGENT_SRC) $(AGENT_LIB) $(wildcard agent/*.h lib/*.h)
