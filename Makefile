@@ -81,6 +81,17 @@ check-asan:
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
 		tests/run-tests build-asan
 
+# Debian packages from .ci/packages (needs root).
+deps:
+	apt-get update -q
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+		$$(grep -v '^#' .ci/packages)
+
+# The main job on a fresh machine: storage, kernel, rootfs, a local image,
+# and a container in a microVM.
+demo: all
+	examples/demo.sh $(BUILD)
+
 bench: bench-boot
 bench-boot: all
 	tests/bench/boot $(BUILD)
@@ -93,6 +104,6 @@ install: all
 clean:
 	rm -rf build build-asan
 
-.PHONY: all check check-unit check-asan bench bench-boot install clean
+.PHONY: deps demo all check check-unit check-asan bench bench-boot install clean
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

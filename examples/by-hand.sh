@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# examples/by-hand.sh IMAGE CMD... - what 'fcvm podman run' does, one tool
+# at a time, so each step can be run and inspected alone.
+set -eu
+[ $# -ge 2 ] || { echo "usage: by-hand.sh IMAGE CMD [ARG...]" >&2; exit 2; }
+image=$1; shift
+id=vm-byhand$$
+
+# 1. The image as a read-only disk (cached by digest) and a CoW rootfs.
+disk=$(fc-disk image --json "$image")
+rootfs=$(fc-disk rootfs --vm "$id")
+
+# 2. The plan the guest agent will follow (see fc-agent(1)).
+plan=$(mktemp)
+jq -n --arg ref "$(jq -r '.ref // ""' <<<"$disk")" '{version: 1,
+	image: {disk: "/dev/vdb", ref: $ref}, cmd: $ARGS.positional, poweroff: true}' \
+	--args "$@" > "$plan"
+
+# 3. Boot: fc-boot owns the VM; --detach returns its pid once it runs.
+owner=$(fc-boot --name "$id" --id "$id" --rootfs "$rootfs" --drive "$(jq -r .path <<<"$disk"):ro" --detach)
+trap 'kill "$owner" 2>/dev/null; fc-disk rm --vm "$id"; rm -f "$plan"' EXIT
+
+# 4. Hand the plan to the agent over vsock; output and exit code come back.
+fc-run --vsock "${FCVM_ROOT:-/mnt/fcvm-btrfs}/run/$id/vsock.sock" "$plan"
