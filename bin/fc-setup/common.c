@@ -1,0 +1,330 @@
+/* common.c - see setup.h */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "paths.h"
+#include "proc.h"
+#include "setup.h"
+#include "util.h"
+
+volatile sig_atomic_t g_interrupted;
+static volatile pid_t g_child;
+
+static char *tmps[16];
+
+static void on_signal(int sig)
+{
+	pid_t c = g_child;
+
+	g_interrupted = sig;
+	if (c > 0)
+		kill(-c, SIGTERM);
+}
+
+static void cleanup_tmps(void)
+{
+	struct fc_err e;
+
+	for (size_t i = 0; i < ARRAY_SIZE(tmps); i++) {
+		if (!tmps[i])
+			continue;
+		if (rm_tree(tmps[i], &e) < 0)
+			log_warn("cleanup: %s", e.msg);
+		else
+			log_debug("removed temp dir '%s'", tmps[i]);
+		free(tmps[i]);
+		tmps[i] = NULL;
+	}
+}
+
+void setup_signals(void)
+{
+	struct sigaction sa = { .sa_handler = on_signal };
+
+	sigemptyset(&sa.sa_mask);
+	/* no SA_RESTART: a blocking flock() or read() must return EINTR */
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	atexit(cleanup_tmps);
+}
+
+void tmp_register(const char *path)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(tmps); i++)
+		if (!tmps[i]) {
+			tmps[i] = xstrdup(path);
+			return;
+		}
+	abort();	/* more than 16 live temp dirs is a programming error */
+}
+
+void tmp_keep(const char *path)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(tmps); i++)
+		if (tmps[i] && strcmp(tmps[i], path) == 0) {
+			free(tmps[i]);
+			tmps[i] = NULL;
+		}
+}
+
+noreturn void setup_fail(const struct fc_err *e)
+{
+	fc_err_exit(e, g_interrupted ? 130 : 1);
+}
+
+int check_interrupted(struct fc_err *e)
+{
+	if (g_interrupted)
+		return fc_err_set(e, 0, "interrupted by signal %d", (int)g_interrupted);
+	return 0;
+}
+
+int run_cmd(char *const argv[], const char *cwd, int fd_in, int fd_out, struct fc_err *e)
+{
+	struct spawn_opts o = { .fd_in = fd_in, .fd_out = fd_out < 0 ? 2 : fd_out, .fd_err = -1,
+				.die_with_parent = true, .new_pgrp = true };
+	_cleanup_close_ int null = -1, oldcwd = -1;
+	int status, r;
+	pid_t pid;
+
+	if (check_interrupted(e) < 0)
+		return -1;
+	if (fd_in < 0) {
+		null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		o.fd_in = null;
+	}
+	if (cwd) {
+		oldcwd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (oldcwd < 0 || chdir(cwd) < 0)
+			return fc_err_set(e, errno, "enter '%s'", cwd);
+	}
+	pid = spawn(argv, &o, e);
+	if (cwd && fchdir(oldcwd) < 0 && pid >= 0)
+		log_warn("cannot return to the previous directory");
+	if (pid < 0)
+		return -1;
+	g_child = pid;
+	/* the child may not have called setpgid yet when a signal arrives */
+	if (g_interrupted)
+		kill(pid, SIGTERM);
+	do
+		r = waitpid(pid, &status, 0);
+	while (r < 0 && errno == EINTR);
+	g_child = 0;
+	if (r < 0)
+		return fc_err_set(e, errno, "wait for '%s'", argv[0]);
+	if (check_interrupted(e) < 0)
+		return -1;
+	return exit_code_of(status);
+}
+
+int run_ok(char *const argv[], const char *cwd, int fd_in, int fd_out, struct fc_err *e)
+{
+	int r = run_cmd(argv, cwd, fd_in, fd_out, e);
+
+	if (r < 0)
+		return -1;
+	if (r != 0)
+		return fc_err_set(e, 0, "'%s' failed with exit code %d", argv[0], r);
+	return 0;
+}
+
+char *run_capture(char *const argv[], size_t max, struct fc_err *e)
+{
+	char tmpl[] = "/tmp/fc-setup-out.XXXXXX";
+	_cleanup_close_ int fd = mkostemp(tmpl, O_CLOEXEC);
+	char *buf;
+	ssize_t n;
+	int r;
+
+	if (fd < 0)
+		return fc_err_set(e, errno, "create temp file"), NULL;
+	unlink(tmpl);
+	r = run_cmd(argv, NULL, -1, fd, e);
+	if (r < 0)
+		return NULL;
+	if (r != 0)
+		return fc_err_set(e, 0, "'%s' failed with exit code %d", argv[0], r), NULL;
+	buf = xmalloc(max + 1);
+	n = pread(fd, buf, max, 0);
+	if (n < 0) {
+		free(buf);
+		return fc_err_set(e, errno, "read output of '%s'", argv[0]), NULL;
+	}
+	buf[n] = '\0';
+	return buf;
+}
+
+/* Mount points at or below @path, from /proc/self/mountinfo, deepest first. */
+static int umount_below(const char *path, struct fc_err *e)
+{
+	size_t plen = strlen(path);
+
+	for (int pass = 0; pass < 64; pass++) {
+		_cleanup_free_ char *info = read_file_max("/proc/self/mountinfo", 4 << 20, NULL, e);
+		char *line, *save = NULL, *best = NULL;
+		size_t bestlen = 0;
+
+		if (!info)
+			return -1;
+		for (line = strtok_r(info, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+			char mp[4096];
+
+			/* id parent maj:min root mountpoint ... (octal escapes ignored: our paths have none) */
+			if (sscanf(line, "%*s %*s %*s %*s %4095s", mp) != 1)
+				continue;
+			if (strncmp(mp, path, plen) == 0 && (mp[plen] == '/' || mp[plen] == '\0') &&
+			    strlen(mp) > bestlen) {
+				free(best);
+				best = xstrdup(mp);
+				bestlen = strlen(mp);
+			}
+		}
+		if (!best)
+			return 0;
+		log_debug("unmounting leftover '%s'", best);
+		if (umount2(best, MNT_DETACH) < 0) {
+			fc_err_set(e, errno, "unmount '%s'", best);
+			free(best);
+			return -1;
+		}
+		free(best);
+	}
+	return fc_err_set(e, 0, "too many mounts below '%s'", path);
+}
+
+static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	if (flag == FTW_DP)
+		return rmdir(p) < 0 && errno != ENOENT ? -1 : 0;
+	return unlink(p) < 0 && errno != ENOENT ? -1 : 0;
+}
+
+int rm_tree(const char *path, struct fc_err *e)
+{
+	struct stat st;
+
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 0 : fc_err_set(e, errno, "stat '%s'", path);
+	if (umount_below(path, e) < 0)
+		return -1;
+	if (!S_ISDIR(st.st_mode))
+		return unlink(path) < 0 ? fc_err_set(e, errno, "remove '%s'", path) : 0;
+	if (nftw(path, rm_one, 32, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) < 0)
+		return fc_err_set(e, errno, "remove '%s'", path);
+	return 0;
+}
+
+int lock_build(const char *name, struct fc_err *e)
+{
+	_cleanup_free_ char *dir = fc_path("locks");
+	_cleanup_free_ char *p = fc_path("locks/%s.lock", name);
+	_cleanup_close_ int fd = -1;
+
+	if (mkdir_p(dir, 0755, e) < 0)
+		return -1;
+	fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+	if (fd < 0)
+		return fc_err_set(e, errno, "open lock '%s'", p);
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		if (errno != EWOULDBLOCK)
+			return fc_err_set(e, errno, "lock '%s'", p);
+		log_info("another fc-setup is building %s; waiting for it", name);
+		while (flock(fd, LOCK_EX) < 0) {
+			if (errno != EINTR || check_interrupted(e) < 0)
+				return errno == EINTR ? -1 : fc_err_set(e, errno, "lock '%s'", p);
+		}
+	}
+	return steal_fd(&fd);
+}
+
+int point_default(const char *dir, const char *target, struct fc_err *e)
+{
+	_cleanup_free_ char *tmp = xasprintf("%s/.default.%d", dir, (int)getpid());
+	_cleanup_free_ char *dst = xasprintf("%s/default", dir);
+
+	unlink(tmp);
+	if (symlink(target, tmp) < 0)
+		return fc_err_set(e, errno, "create symlink '%s'", tmp);
+	if (rename(tmp, dst) < 0) {
+		int err = errno;
+
+		unlink(tmp);
+		return fc_err_set(e, err, "replace '%s'", dst);
+	}
+	return 0;
+}
+
+char *self_dir(void)
+{
+	char buf[4096];
+	ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+	char *slash;
+
+	if (n <= 0)
+		return xstrdup(".");
+	buf[n] = '\0';
+	slash = strrchr(buf, '/');
+	if (slash)
+		*slash = '\0';
+	return xstrdup(buf);
+}
+
+const char *fc_cache(void)
+{
+	const char *c = getenv("FCVM_CACHE");
+
+	return c && *c ? c : "/var/cache/fcvm";
+}
+
+void iso_now(char buf[32])
+{
+	time_t t = time(NULL);
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+void key_add(struct sha256 *s, const char *name, const char *value)
+{
+	sha256_update(s, name, strlen(name));
+	sha256_update(s, " ", 1);
+	sha256_update(s, value, strlen(value));
+	sha256_update(s, "\n", 1);
+}
+
+int sha256_file_hex(const char *path, char hex[SHA256_HEX_LEN + 1], struct fc_err *e)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+
+	if (fd < 0 || fstat(fd, &st) < 0)
+		return fc_err_set(e, errno, "open '%s'", path);
+	if (sha256_fd(fd, 0, (uint64_t)st.st_size, hex, e) < 0)
+		return fc_err_wrap(e, "hash '%s'", path);
+	return 0;
+}
+
+void sha256_final_hex(struct sha256 *s, char hex[SHA256_HEX_LEN + 1])
+{
+	uint8_t d[SHA256_LEN];
+
+	sha256_final(s, d);
+	sha256_hex(d, hex);
+}
