@@ -1,0 +1,29 @@
+# tests/lib/fixtures.sh - sourced by tests/run-tests and the benchmarks.
+# fixtures_prepare [--no-rootfs]: a reflink-capable data root on a btrfs loop
+# image kept in $FCVM_CACHE (what one run builds, the next finds), the guest
+# kernel and the rootfs, each keyed by its inputs by fc-setup. Exports
+# FCVM_TEST_KERNEL, FCVM_TEST_ROOTFS, FCVM_TEST_BTRFS. fixtures_release
+# unmounts the data root.
+fixroot=""
+
+fixtures_prepare() {
+	fixroot="${FCVM_TEST_ROOT:-/run/fcvm-test}"
+	mkdir -p "$fixroot" "$FCVM_CACHE"
+	printf '== fixtures: data root %s (image %s)\n' "$fixroot" "$FCVM_CACHE/test-btrfs.img" >&2
+	FCVM_ROOT="$fixroot" fc-setup storage --image "$FCVM_CACHE/test-btrfs.img" --size 30 >&2 || return 1
+	printf '== fixtures: guest kernel\n' >&2
+	FCVM_TEST_KERNEL=$(FCVM_ROOT="$fixroot" fc-setup kernel) || return 1
+	export FCVM_TEST_KERNEL
+	export FCVM_TEST_BTRFS="$fixroot/t"
+	mkdir -p "$FCVM_TEST_BTRFS"
+	[ "${1:-}" = --no-rootfs ] && return 0
+	printf '== fixtures: rootfs (the first build takes minutes)\n' >&2
+	FCVM_TEST_ROOTFS=$(FCVM_ROOT="$fixroot" fc-setup rootfs) || return 1
+	export FCVM_TEST_ROOTFS
+}
+
+fixtures_release() {
+	if [ -n "$fixroot" ] && mountpoint -q "$fixroot"; then
+		FCVM_ROOT="$fixroot" fc-setup storage --unmount >/dev/null 2>&1 || umount "$fixroot"
+	fi
+}
