@@ -1,0 +1,99 @@
+/* fcq.h - fc-qemu's shared types: the VM configuration collected through
+ * the Firecracker API, and the running VMM (QEMU, fc-vsock, QMP).
+ */
+#ifndef FCQ_H
+#define FCQ_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "err.h"
+#include "http.h"
+
+#define FCQ_VERSION	"1.16.1"	/* the Firecracker API version we emulate */
+#define FCQ_MAX_ID	64
+#define FCQ_MAX_DRIVES	16
+#define FCQ_MAX_NETS	8
+#define FCQ_CMDLINE_MAX	2048		/* x86 COMMAND_LINE_SIZE, with the NUL */
+
+struct fcq_drive {
+	char id[FCQ_MAX_ID + 1];
+	char *path;
+	bool root, read_only;
+	const char *cache;		/* QEMU cache= value */
+};
+
+struct fcq_net {
+	char id[FCQ_MAX_ID + 1];
+	char tap[16];
+	char mac[18];			/* "" when not given */
+	unsigned mtu;			/* 0 when not given */
+};
+
+struct fcq_config {
+	char id[FCQ_MAX_ID + 1];
+	unsigned vcpus, mem_mib;
+	bool smt;
+	char *kernel, *initrd, *boot_args;	/* NULL when absent */
+	struct fcq_drive drives[FCQ_MAX_DRIVES];
+	size_t ndrives;
+	struct fcq_net nets[FCQ_MAX_NETS];
+	size_t nnets;
+	bool vsock;
+	unsigned long cid;
+	char *uds_path;
+};
+
+enum fcq_state { FCQ_NOT_STARTED, FCQ_RUNNING, FCQ_PAUSED };
+
+/* The running VMM. pids are 0 once reaped; fds -1 when closed. */
+struct vmm {
+	pid_t qemu, vsock;
+	int qmp_fd, err_fd, vsock_out_fd;
+	char *dir;			/* private temp dir for our sockets */
+	char *uds_path;			/* removed on stop if fc-vsock left it */
+	char qmp_buf[65536];
+	size_t qmp_len;
+	char err_line[512];		/* QEMU's last complete stderr line */
+	char err_part[512];
+	size_t err_part_len;
+	int qemu_status;
+	bool tcg;
+};
+
+struct fcq {
+	struct fcq_config cfg;
+	enum fcq_state state;
+	struct vmm vmm;
+};
+
+/* api.c: answer one request. Returns the HTTP status; *@json is a malloc'd
+ * response body or NULL (caller frees). Starts/controls the VMM as asked. */
+int api_handle(struct fcq *q, const struct http_request *req, char **json);
+/* {"fault_message": @msg} as a malloc'd string. */
+char *api_fault(const char *msg);
+void fcq_init(struct fcq *q, const char *id);
+void fcq_free(struct fcq *q);
+
+/* vmm.c */
+void vmm_init(struct vmm *v);
+/* Spawn fc-vsock (if configured) and QEMU; return once QEMU runs and QMP
+ * answered query-status. On failure everything started is stopped, -1 and
+ * @e filled (with QEMU's last stderr line when it exited). */
+int vmm_start(struct vmm *v, const struct fcq_config *c, struct fc_err *e);
+/* Run one QMP command without arguments; 0 when it returned, -1 with @e. */
+int vmm_qmp(struct vmm *v, const char *cmd, struct fc_err *e);
+/* Drain QEMU's stderr (forwarded to ours). -1 at EOF. */
+int vmm_read_stderr(struct vmm *v);
+/* Drain QMP events. -1 at EOF (QEMU is going away). */
+int vmm_read_qmp(struct vmm *v);
+/* Drain fc-vsock's stdout (its ready fd). -1 at EOF. */
+int vmm_read_vsock(struct vmm *v);
+/* Reap exited children without blocking. Returns 1 once QEMU has exited. */
+int vmm_reap(struct vmm *v);
+/* Stop QEMU and fc-vsock (SIGTERM, then SIGKILL), remove our sockets and
+ * the temp dir. Safe to call more than once. */
+void vmm_stop(struct vmm *v);
+
+#endif
