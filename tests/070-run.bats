@@ -1,0 +1,150 @@
+#!/usr/bin/env bats
+# fcvm podman run: containers in real microVMs (fc-qemu here), end to end.
+
+load helpers
+
+setup_file() {
+	# One image archive for the whole file; deterministic, so cheap to rebuild.
+	export IMG="$BATS_FILE_TMPDIR/busybox.oci.tar"
+	"$BATS_TEST_DIRNAME/lib/mkimage" "$IMG" --name localhost/fcvm-test:latest >/dev/null
+}
+
+setup() {
+	need_rootfs
+	# A data root on the fixture btrfs, so fc-disk can reflink the rootfs.
+	export FCVM_ROOT="$FCVM_TEST_BTRFS/run-$BATS_TEST_NUMBER-$$"
+	mkdir -p "$FCVM_ROOT/kernels" "$FCVM_ROOT/rootfs"
+	ln -s "$FCVM_TEST_KERNEL" "$FCVM_ROOT/kernels/default"
+	ln -s "$FCVM_TEST_ROOTFS" "$FCVM_ROOT/rootfs/default"
+	export FCVM_VMM=fc-qemu
+}
+
+teardown() {
+	leak_check
+	local r=$?
+	rm -rf "$FCVM_ROOT"
+	return $r
+}
+
+@test "run: echo prints its text; --rm leaves no VM files" {
+	run_fc 0 --timeout 240 fcvm podman run --rm "$IMG" echo "hello from the guest"
+	assert_eq "$output" "hello from the guest" "container stdout on fcvm's stdout"
+	assert_eq "$(ls "$FCVM_ROOT/vm-disks" | wc -l)" 0 "--rm removed the VM's disk directory"
+}
+
+@test "run: stdout and stderr stay separate and the exit code passes through" {
+	run timeout 240 fcvm podman run --rm "$IMG" sh -c 'echo out; echo err >&2; exit 7' \
+		2>"$BATS_TEST_TMPDIR/err"
+	assert_eq "$status" 7 "container exit code"
+	assert_eq "$output" "out" "stdout only on stdout"
+	grep -qx err "$BATS_TEST_TMPDIR/err" || { cat "$BATS_TEST_TMPDIR/err" >&2; false; }
+	! grep -qx out "$BATS_TEST_TMPDIR/err"
+}
+
+@test "run: 1 MiB of binary output arrives byte-exact" {
+	timeout 240 fcvm podman run --rm "$IMG" sh -c \
+		'dd if=/dev/urandom of=/tmp/blob bs=1024 count=1024 2>/dev/null; cat /tmp/blob; sha256sum /tmp/blob >&2' \
+		>"$BATS_TEST_TMPDIR/out" 2>"$BATS_TEST_TMPDIR/err"
+	assert_eq "$(stat -c %s "$BATS_TEST_TMPDIR/out")" 1048576 "exactly 1 MiB"
+	want=$(grep -oE '^[0-9a-f]{64}' "$BATS_TEST_TMPDIR/err")
+	got=$(sha256sum < "$BATS_TEST_TMPDIR/out" | cut -d' ' -f1)
+	assert_eq "$got" "$want" "sha256 computed in the guest matches the host's"
+}
+
+@test "run: environment variables arrive" {
+	run_fc 0 --timeout 240 fcvm podman run --rm -e A=1 -e 'B=two words' -e 'C=a=b' "$IMG" \
+		sh -c 'echo "$A|$B|$C"'
+	assert_eq "$output" "1|two words|a=b" "env values, spaces and '=' preserved"
+}
+
+@test "run: a signal-killed container gives 128+N" {
+	run timeout 240 fcvm podman run --rm "$IMG" sh -c 'kill -9 $$'
+	assert_eq "$status" 137 "128 + SIGKILL"
+}
+
+@test "run: two VMs run at once" {
+	fcvm podman run --rm --name one "$IMG" sh -c 'sleep 2; echo one' >"$BATS_TEST_TMPDIR/1" &
+	local p1=$!
+	fcvm podman run --rm --name two "$IMG" sh -c 'sleep 2; echo two' >"$BATS_TEST_TMPDIR/2" &
+	local p2=$!
+	wait "$p1"; wait "$p2"
+	assert_eq "$(cat "$BATS_TEST_TMPDIR/1")" one "first VM's output"
+	assert_eq "$(cat "$BATS_TEST_TMPDIR/2")" two "second VM's output"
+}
+
+@test "run: ls shows a running VM; killing fcvm removes the VM and its state" {
+	fcvm podman run --name sleeper "$IMG" sleep 600 >/dev/null 2>&1 &
+	local pid=$! i
+	for ((i = 0; i < 600; i++)); do
+		[ "$(fcvm ls --json | jq -r '.[0].status // empty')" = running ] && break
+		sleep 0.2
+	done
+	assert_eq "$(fcvm ls --json | jq -r '.[0].name')" sleeper "fcvm ls lists it by name"
+	assert_contains "$(fcvm ls)" sleeper "table output too"
+	kill -TERM "$pid"
+	wait "$pid" || true
+	assert_eq "$(fcvm ls --json | jq length)" 0 "no VM listed"
+	assert_eq "$(find "$FCVM_ROOT/state" -type f | wc -l)" 0 "no state files"
+}
+
+@test "run: -d returns once the container runs; logs and stop work" {
+	run_fc 0 --timeout 240 fcvm podman run -d --name bg "$IMG" sh -c 'echo started-ok; sleep 600'
+	local id=$output
+	[[ "$id" == vm-* ]]
+	local i
+	for ((i = 0; i < 100; i++)); do
+		fcvm logs bg 2>/dev/null | grep -q started-ok && break
+		sleep 0.2
+	done
+	run_fc 0 fcvm logs bg
+	assert_contains "$output" started-ok "container output in fcvm logs"
+	run_fc 0 fcvm stop bg
+	assert_eq "$(fcvm ls --json | jq length)" 0 "stopped"
+	run_fc 0 fcvm rm "$id"
+	[ ! -d "$FCVM_ROOT/vm-disks/$id" ]
+	pkill -f "fc-run --vsock $FCVM_ROOT" || true
+}
+
+@test "run: duplicate name is refused" {
+	fcvm podman run --name dup "$IMG" sleep 600 >/dev/null 2>&1 &
+	local pid=$! i
+	for ((i = 0; i < 600; i++)); do
+		[ "$(fcvm ls --json | jq -r '.[0].status // empty')" = running ] && break
+		sleep 0.2
+	done
+	run_fc 125 fcvm podman run --name dup "$IMG" true
+	assert_contains "$output" "name 'dup' is already used" "names the conflict"
+	kill -TERM "$pid"; wait "$pid" || true
+}
+
+@test "run: unknown image and corrupt archive fail clearly and leave nothing" {
+	run_fc 125 fcvm podman run --rm no/such-image:latest true
+	assert_contains "$output" "image 'no/such-image:latest' not found" "unknown image named"
+	"$BATS_TEST_DIRNAME/lib/mkimage" "$BATS_TEST_TMPDIR/bad.tar" --corrupt garbage >/dev/null
+	run_fc 125 fcvm podman run --rm "$BATS_TEST_TMPDIR/bad.tar" true
+	assert_contains "$output" "bad.tar" "corrupt archive named"
+	assert_eq "$(ls "$FCVM_ROOT/vm-disks" 2>/dev/null | wc -l)" 0 "no VM disk left"
+	assert_eq "$(ls "$FCVM_ROOT/images" 2>/dev/null | wc -l)" 0 "no partial image left"
+}
+
+@test "run: an entrypoint that does not exist is reported with podman's code" {
+	"$BATS_TEST_DIRNAME/lib/mkimage" "$BATS_TEST_TMPDIR/noep.tar" --broken-entrypoint >/dev/null
+	run timeout 240 fcvm podman run --rm "$BATS_TEST_TMPDIR/noep.tar"
+	[ "$status" -ge 125 ] && [ "$status" -le 127 ] || { echo "status $status: $output" >&2; false; }
+	assert_contains "$output" "does-not-exist" "the missing entrypoint is named"
+}
+
+@test "run: an agent that never answers times out with a clear message" {
+	local rootfs
+	rootfs=$(fc-disk rootfs --vm quiet)
+	local owner
+	owner=$(fc-boot --name quiet --id quiet --rootfs "$rootfs" --detach)
+	# The agent listens on 1024 only; nothing answers on 4242.
+	echo '{"version":1,"image":{"disk":"/dev/vdb"}}' > "$BATS_TEST_TMPDIR/plan.json"
+	run_fc 125 --timeout 60 fc-run --vsock "$FCVM_ROOT/run/quiet/vsock.sock" --port 4242 \
+		--timeout 5 "$BATS_TEST_TMPDIR/plan.json"
+	assert_contains "$output" "did not answer" "timeout message"
+	kill -TERM "$owner"
+	local i
+	for ((i = 0; i < 50; i++)); do kill -0 "$owner" 2>/dev/null || break; sleep 0.1; done
+}
