@@ -1,0 +1,179 @@
+/* test_lib.c - unit tests for the lib core: errors, number parsing, names,
+ * hybrid vsock replies, atomic JSON writes, state records. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "err.h"
+#include "hvsock.h"
+#include "json.h"
+#include "paths.h"
+#include "proc.h"
+#include "state.h"
+#include "util.h"
+
+static int failures;
+
+#define CHECK(cond, what)                                                  \
+	do {                                                               \
+		if (cond) {                                                \
+			printf("ok - %s\n", what);                         \
+		} else {                                                   \
+			printf("not ok - %s (%s:%d)\n", what, __FILE__, __LINE__); \
+			failures++;                                        \
+		}                                                          \
+	} while (0)
+
+static void test_err(void)
+{
+	struct fc_err e;
+	char big[2000];
+
+	CHECK(fc_err_set(&e, ENOENT, "open '%s'", "x") == -1, "fc_err_set returns -1");
+	CHECK(!strcmp(e.msg, "open 'x': No such file or directory"), "strerror appended once");
+	fc_err_wrap(&e, "load kernel");
+	CHECK(!strcmp(e.msg, "load kernel: open 'x': No such file or directory"), "context prepended");
+	memset(big, 'a', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	fc_err_wrap(&e, "%s", big);
+	CHECK(strlen(e.msg) == FC_ERR_MAX - 1, "oversized context truncated, still terminated");
+}
+
+static void test_parse(void)
+{
+	struct fc_err e;
+	uint64_t v = 0;
+
+	CHECK(parse_u64("42", 1, 100, "n", &v, &e) == 0 && v == 42, "parses in range");
+	CHECK(parse_u64("0", 1, 100, "n", &v, &e) < 0, "below min rejected");
+	CHECK(strstr(e.msg, "invalid n '0': must be a number from 1 to 100") != NULL, "message names range");
+	CHECK(parse_u64("101", 1, 100, "n", &v, &e) < 0, "above max rejected");
+	CHECK(parse_u64("-1", 0, 100, "n", &v, &e) < 0, "sign rejected");
+	CHECK(parse_u64("12abc", 0, 100, "n", &v, &e) < 0, "trailing junk rejected");
+	CHECK(parse_u64("", 0, 100, "n", &v, &e) < 0, "empty rejected");
+	CHECK(parse_u64("99999999999999999999999", 0, UINT64_MAX, "n", &v, &e) < 0, "overflow rejected");
+	CHECK(parse_u64(" 5", 0, 100, "n", &v, &e) < 0, "leading space rejected");
+}
+
+static void test_names(void)
+{
+	CHECK(fc_valid_name("web-1.a_b"), "ordinary name valid");
+	CHECK(!fc_valid_name(""), "empty invalid");
+	CHECK(!fc_valid_name(".."), "dot-dot invalid");
+	CHECK(!fc_valid_name("a/b"), "slash invalid");
+	CHECK(!fc_valid_name("-rf"), "leading dash invalid");
+	CHECK(!fc_valid_name("0123456789012345678901234567890123456789012345678901234567890123"),
+	      "64 characters invalid");
+}
+
+static void test_hvsock(void)
+{
+	uint32_t p = 0;
+
+	CHECK(hvsock_parse_ok("OK 1073741824\n", 14, &p) == 0 && p == 1073741824u, "OK line parsed");
+	CHECK(hvsock_parse_ok("OK \n", 4, &p) < 0, "missing port rejected");
+	CHECK(hvsock_parse_ok("OK 12", 5, &p) < 0, "missing newline rejected");
+	CHECK(hvsock_parse_ok("OK 99999999999\n", 15, &p) < 0, "port overflow rejected");
+	CHECK(hvsock_parse_ok("NO 12\n", 6, &p) < 0, "other reply rejected");
+	CHECK(hvsock_parse_ok("OK 1x\n", 6, &p) < 0, "junk rejected");
+}
+
+static void test_state(void)
+{
+	char dir[] = "/tmp/fcvm-test-lib-XXXXXX";
+	struct fc_err e;
+	json_t *rec, *back, *found;
+	char *id;
+
+	CHECK(mkdtemp(dir) != NULL, "temp root");
+	setenv("FCVM_ROOT", dir, 1);
+	CHECK(fc_root_init(&e) == 0, "root initialised");
+	id = state_new_id();
+	CHECK(strlen(id) == 15 && !strncmp(id, "vm-", 3) && fc_valid_name(id), "id shape");
+	rec = state_new(id, "alpha", "vm", "running");
+	CHECK(state_save(rec, &e) == 0, "record saved");
+	CHECK(state_live(rec), "own record is live");
+	back = state_load(id, &e);
+	CHECK(back && !strcmp(json_str(back, "name"), "alpha"), "record reloaded");
+	found = state_find("alpha", &e);
+	CHECK(found != NULL, "found by name");
+	json_decref(found);
+	found = state_find(id, &e);
+	CHECK(found != NULL, "found by id");
+	json_decref(found);
+	/* A record whose pid start time differs is a dead owner (pid reuse). */
+	json_object_set_new(rec, "pid_start", json_integer(1));
+	CHECK(state_save(rec, &e) == 0 && !state_live(rec), "other start time: not live");
+	found = state_find("alpha", &e);
+	CHECK(found == NULL && e.errnum == ENOENT, "stale record not found");
+	CHECK(state_load("../etc", &e) == NULL && e.errnum == EINVAL, "id cannot escape the root");
+	state_remove(id);
+	CHECK(state_load(id, &e) == NULL && e.errnum == ENOENT, "record removed");
+	json_decref(rec);
+	json_decref(back);
+	free(id);
+	{
+		char *cmd = xasprintf("rm -rf '%s'", dir);
+
+		CHECK(system(cmd) == 0, "cleanup");
+		free(cmd);
+	}
+}
+
+static void test_json(void)
+{
+	char path[] = "/tmp/fcvm-test-json-XXXXXX";
+	struct fc_err e;
+	json_t *j = json_pack("{s:i}", "a", 1), *r;
+	int fd = mkstemp(path);
+	long long v = 0;
+
+	close(fd);
+	CHECK(json_write_atomic(path, j, &e) == 0, "atomic write");
+	r = json_load_path(path, 1024, &e);
+	CHECK(r && json_int(r, "a", 0, 10, &v, &e) == 0 && v == 1, "read back");
+	CHECK(json_int(r, "b", 0, 10, &v, &e) == 1, "absent key reported as absent");
+	CHECK(json_int(r, "a", 2, 10, &v, &e) < 0, "range enforced");
+	json_decref(r);
+	CHECK(json_load_path(path, 3, &e) == NULL && strstr(e.msg, "larger than 3 bytes"), "size bound");
+	CHECK(json_parse("{\"a\":1,\"a\":2}", 13, &e) == NULL, "duplicate keys rejected");
+	unlink(path);
+	json_decref(j);
+}
+
+static void test_proc(void)
+{
+	char *argv[] = { "/nonexistent/prog", NULL };
+	char *ok[] = { "true", NULL };
+	struct fc_err e;
+	int status;
+	pid_t pid;
+
+	CHECK(spawn(argv, NULL, &e) < 0 && e.errnum == ENOENT, "exec failure is an error, not a child exit");
+	pid = spawn(ok, NULL, &e);
+	CHECK(pid > 0 && wait_timeout(pid, 5000, &status) == 1 && exit_code_of(status) == 0, "spawn + wait");
+	CHECK(proc_alive(getpid(), 0), "self alive");
+	CHECK(!proc_alive(pid, 0), "reaped child not alive");
+	{
+		char *p = proc_find_tool("sh");
+
+		CHECK(p && p[0] == '/', "finds sh on PATH");
+		free(p);
+	}
+}
+
+int main(void)
+{
+	test_err();
+	test_parse();
+	test_names();
+	test_hvsock();
+	test_json();
+	test_state();
+	test_proc();
+	printf("%s\n", failures ? "FAIL" : "PASS");
+	return failures ? 1 : 0;
+}
