@@ -96,6 +96,11 @@ bench: bench-boot
 bench-boot: all
 	tests/bench/boot $(BUILD)
 
+# Static analysis: cppcheck must be clean.
+lint:
+	cppcheck --quiet --enable=warning,portability --inline-suppr --error-exitcode=1 \
+		-D_GNU_SOURCE -Ilib --suppress=missingIncludeSystem lib bin agent
+
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 0755 $(BINS) $(wildcard $(BUILD)/bin/fc-agent) $(DESTDIR)$(PREFIX)/bin/
@@ -104,6 +109,6 @@ install: all
 clean:
 	rm -rf build build-asan
 
-.PHONY: deps demo all check check-unit check-asan bench bench-boot install clean
+.PHONY: lint deps demo all check check-unit check-asan bench bench-boot install clean
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
