@@ -1,0 +1,261 @@
+#!/usr/bin/env bats
+# fc-disk: image archives -> cached read-only disks; per-VM reflinked rootfs.
+
+load helpers
+
+MKIMAGE="$BATS_TEST_DIRNAME/lib/mkimage"
+
+setup_file() {
+	"$MKIMAGE" "$BATS_FILE_TMPDIR/img.tar" --name localhost/fcvm-disk-test:1 \
+		--layout-dir "$BATS_FILE_TMPDIR/layout"
+}
+
+setup() {
+	fc_setup_root
+	MNT=""
+	PODMAN_REF=""
+}
+
+teardown() {
+	if [ -n "$MNT" ] && mountpoint -q "$MNT"; then umount "$MNT"; fi
+	if [ -n "$PODMAN_REF" ]; then podman rmi "$PODMAN_REF" >/dev/null 2>&1 || true; fi
+	leak_check
+}
+
+# No build leaves a temporary file or a partial image behind.
+no_temps() {
+	local left
+	left=$(find "$FCVM_ROOT/images" -name '.*' -type f 2>/dev/null)
+	assert_eq "$left" "" "no temporary files left in images/"
+}
+
+img_count() {
+	find "$FCVM_ROOT/images" -maxdepth 1 -name '*.img' | wc -l
+}
+
+# A small btrfs in a loop file: the root file system here (ext4) cannot reflink.
+mount_btrfs() {
+	command -v mkfs.btrfs >/dev/null || skip "mkfs.btrfs not installed (btrfs-progs)"
+	truncate -s 128M "$BATS_TEST_TMPDIR/btrfs.img"
+	mkfs.btrfs -q "$BATS_TEST_TMPDIR/btrfs.img"
+	MNT="$BATS_TEST_TMPDIR/mnt"
+	mkdir -p "$MNT"
+	mount -o loop "$BATS_TEST_TMPDIR/btrfs.img" "$MNT"
+}
+
+@test "mkimage: deterministic archive that podman-less tools accept" {
+	"$MKIMAGE" "$BATS_TEST_TMPDIR/again.tar" --name localhost/fcvm-disk-test:1
+	assert_eq "$(sha256sum < "$BATS_TEST_TMPDIR/again.tar")" "$(sha256sum < "$BATS_FILE_TMPDIR/img.tar")" \
+		"same options give byte-identical archives"
+	run tar -xOf "$BATS_FILE_TMPDIR/img.tar" index.json
+	assert_eq "$(jq -r '.manifests[0].annotations["org.opencontainers.image.ref.name"]' <<<"$output")" \
+		"localhost/fcvm-disk-test:1" "--name is the ref.name annotation"
+	"$MKIMAGE" "$BATS_TEST_TMPDIR/ep.tar" --broken-entrypoint
+	run tar -xOf "$BATS_TEST_TMPDIR/ep.tar" index.json
+	local m c
+	m=$(jq -r '.manifests[0].digest | sub("sha256:"; "")' <<<"$output")
+	c=$(tar -xOf "$BATS_TEST_TMPDIR/ep.tar" "blobs/sha256/$m" | jq -r '.config.digest | sub("sha256:"; "")')
+	assert_eq "$(tar -xOf "$BATS_TEST_TMPDIR/ep.tar" "blobs/sha256/$c" | jq -c .config.Entrypoint)" \
+		'["/bin/does-not-exist"]' "--broken-entrypoint names a missing program"
+}
+
+@test "image: OCI archive becomes a read-only disk under images/, JSON describes it" {
+	run_fc 0 fc-disk image --json "$BATS_FILE_TMPDIR/img.tar"
+	local path digest
+	path=$(jq -r .path <<<"$output")
+	digest=$(sha256sum "$BATS_FILE_TMPDIR/img.tar" | cut -d' ' -f1)
+	assert_eq "$path" "$FCVM_ROOT/images/$digest.img" "named by the sha256 of the archive"
+	assert_eq "$(jq -r .digest <<<"$output")" "sha256:$digest" "digest field"
+	assert_eq "$(jq -r .ref <<<"$output")" "localhost/fcvm-disk-test:1" "ref from the archive"
+	assert_eq "$(jq -r .source <<<"$output")" "file" "source"
+	assert_eq "$(jq -r .format <<<"$output")" "oci-archive" "format"
+	assert_eq "$(jq -r .size <<<"$output")" "$(stat -c %s "$path")" "size is the disk size"
+	assert_eq "$(( $(stat -c %s "$path") % 512 ))" "0" "disk is whole 512-byte sectors"
+	assert_eq "$(stat -c %a "$path")" "444" "disk is read-only"
+	cmp -n "$(stat -c %s "$BATS_FILE_TMPDIR/img.tar")" "$path" "$BATS_FILE_TMPDIR/img.tar"
+	run tar -tf "$path"
+	assert_contains "$output" "index.json" "the disk reads as the archive"
+	no_temps
+}
+
+@test "image: second call is served from the cache" {
+	run_fc 0 fc-disk image "$BATS_FILE_TMPDIR/img.tar"
+	local path=$output
+	touch -d @1000000000 "$path"
+	local ino
+	ino=$(stat -c %i "$path")
+	run_fc 0 fc-disk image "$BATS_FILE_TMPDIR/img.tar"
+	assert_eq "$output" "$path" "same path"
+	assert_eq "$(stat -c %Y "$path")" "1000000000" "mtime unchanged: not rewritten"
+	assert_eq "$(stat -c %i "$path")" "$ino" "same inode: not replaced"
+}
+
+@test "image: two concurrent calls share one build" {
+	local i
+	for i in 1 2 3; do
+		timeout 60 fc-disk image "$BATS_FILE_TMPDIR/img.tar" >"$BATS_TEST_TMPDIR/out$i" 2>&1 &
+	done
+	wait
+	for i in 1 2 3; do
+		assert_eq "$(cat "$BATS_TEST_TMPDIR/out$i")" "$(cat "$BATS_TEST_TMPDIR/out1")" "run $i printed the same path"
+	done
+	assert_eq "$(img_count)" "1" "exactly one image file"
+	no_temps
+}
+
+@test "image: OCI layout directory is archived deterministically" {
+	run_fc 0 fc-disk image --json "$BATS_FILE_TMPDIR/layout"
+	local path
+	path=$(jq -r .path <<<"$output")
+	assert_eq "$(jq -r .source <<<"$output")" "oci-layout" "source"
+	assert_eq "$(jq -r .ref <<<"$output")" "localhost/fcvm-disk-test:1" "ref from index.json"
+	run tar -tf "$path"
+	assert_contains "$output" "oci-layout" "disk holds the layout"
+	# the same layout copied elsewhere gives the same digest
+	cp -a "$BATS_FILE_TMPDIR/layout" "$BATS_TEST_TMPDIR/copy"
+	touch "$BATS_TEST_TMPDIR/copy/index.json"
+	run_fc 0 fc-disk image "$BATS_TEST_TMPDIR/copy"
+	assert_eq "$output" "$path" "same layout, same disk"
+	assert_eq "$(img_count)" "1" "one image file"
+	no_temps
+}
+
+@test "image: docker-archive file" {
+	# written by hand in docker-archive layout from the OCI blobs
+	local d="$BATS_TEST_TMPDIR/docker" lay="$BATS_FILE_TMPDIR/layout" m c l
+	m=$(jq -r '.manifests[0].digest | sub("sha256:"; "")' "$lay/index.json")
+	c=$(jq -r '.config.digest | sub("sha256:"; "")' "$lay/blobs/sha256/$m")
+	l=$(jq -r '.layers[0].digest | sub("sha256:"; "")' "$lay/blobs/sha256/$m")
+	mkdir -p "$d"
+	cp "$lay/blobs/sha256/$c" "$d/$c.json"
+	cp "$lay/blobs/sha256/$l" "$d/$l.tar"
+	jq -n --arg c "$c.json" --arg l "$l.tar" '[{Config: $c, RepoTags: ["localhost/fcvm-disk-docker:2"], Layers: [$l]}]' >"$d/manifest.json"
+	tar -C "$d" -cf "$BATS_TEST_TMPDIR/docker.tar" manifest.json "$c.json" "$l.tar"
+	run_fc 0 fc-disk image --json "$BATS_TEST_TMPDIR/docker.tar"
+	assert_eq "$(jq -r .format <<<"$output")" "docker-archive" "format"
+	assert_eq "$(jq -r .ref <<<"$output")" "localhost/fcvm-disk-docker:2" "ref from RepoTags"
+	assert_eq "$(jq -r .image_id <<<"$output")" "$c" "image id is the config digest"
+}
+
+@test "image: image from the host's podman storage" {
+	command -v podman >/dev/null || skip "podman not installed"
+	timeout 60 podman image ls >/dev/null 2>&1 || skip "host podman storage does not work here"
+	PODMAN_REF="localhost/fcvm-disk-test-$$-$BATS_TEST_NUMBER:latest"
+	"$MKIMAGE" "$BATS_TEST_TMPDIR/p.tar" --name "$PODMAN_REF"
+	timeout 60 podman load -q -i "$BATS_TEST_TMPDIR/p.tar"
+	run_fc 0 fc-disk image --json "$PODMAN_REF"
+	assert_contains "${lines[0]}" "saving '$PODMAN_REF' from podman storage" "says it saves (stderr)"
+	local path json=${lines[-1]}
+	path=$(jq -r .path <<<"$json")
+	assert_eq "$(jq -r .source <<<"$json")" "podman" "source"
+	assert_eq "$(jq -r .ref <<<"$json")" "$PODMAN_REF" "ref is the podman name"
+	assert_eq "$(jq -r .image_id <<<"$json")" "$(podman image inspect --format '{{.Id}}' "$PODMAN_REF")" \
+		"image id matches podman's"
+	# cached without saving again: the disk is not rewritten
+	touch -d @1000000000 "$path"
+	run_fc 0 fc-disk image "$PODMAN_REF"
+	assert_eq "$output" "$path" "same path the second time"
+	assert_eq "$(stat -c %Y "$path")" "1000000000" "not saved again"
+	no_temps
+}
+
+@test "image: unknown image is a clear error and creates nothing" {
+	run_fc 1 fc-disk image "no-such-image-$$"
+	assert_contains "$output" "fc-disk: image 'no-such-image-$$' not found: not a file, an OCI layout or an image in podman storage" "message"
+	mkdir "$BATS_TEST_TMPDIR/plain"
+	run_fc 1 fc-disk image "$BATS_TEST_TMPDIR/plain"
+	assert_contains "$output" "is a directory but not an OCI image layout" "plain directory"
+	assert_eq "$(img_count 2>/dev/null || echo 0)" "0" "no image"
+}
+
+@test "image: corrupt archives are rejected, nothing left behind" {
+	local kind
+	for kind in truncated garbage no-index; do
+		"$MKIMAGE" "$BATS_TEST_TMPDIR/$kind.tar" --corrupt "$kind"
+		run_fc 1 fc-disk image "$BATS_TEST_TMPDIR/$kind.tar"
+		assert_contains "$output" "fc-disk: image '$BATS_TEST_TMPDIR/$kind.tar': " "$kind: names the image"
+	done
+	run_fc 1 fc-disk image "$BATS_TEST_TMPDIR/truncated.tar"
+	assert_contains "$output" "truncated" "truncated archive says so"
+	run_fc 1 fc-disk image "$BATS_TEST_TMPDIR/garbage.tar"
+	assert_contains "$output" "not a tar archive" "garbage says so"
+	run_fc 1 fc-disk image "$BATS_TEST_TMPDIR/no-index.tar"
+	assert_contains "$output" "no index.json" "tar without index says so"
+	assert_eq "$(img_count)" "0" "no image"
+	no_temps
+}
+
+@test "usage: bad arguments exit 2, -h exits 0" {
+	run_fc 2 fc-disk
+	run_fc 2 fc-disk frobnicate
+	run_fc 2 fc-disk image
+	run_fc 2 fc-disk rootfs
+	run_fc 2 fc-disk rootfs --vm ../etc
+	assert_contains "$output" "invalid --vm '../etc'" "id validated"
+	run_fc 2 fc-disk image --vm x "$BATS_FILE_TMPDIR/img.tar"
+	run_fc 0 fc-disk -h
+	assert_contains "$output" "usage: fc-disk image [--json] IMAGE" "usage on stdout"
+}
+
+@test "rootfs: reflink copy on btrfs, no overwrite without --force, rm" {
+	mount_btrfs
+	export FCVM_ROOT="$MNT/root"
+	mkdir -p "$FCVM_ROOT/rootfs/abc"
+	head -c 8M /dev/urandom >"$FCVM_ROOT/rootfs/abc/rootfs.ext4"
+	ln -s abc "$FCVM_ROOT/rootfs/default"
+	run_fc 0 fc-disk rootfs --vm vm1
+	assert_eq "$output" "$FCVM_ROOT/vm-disks/vm1/rootfs.ext4" "prints the path"
+	cmp "$FCVM_ROOT/rootfs/abc/rootfs.ext4" "$output"
+	run filefrag -v "$FCVM_ROOT/vm-disks/vm1/rootfs.ext4"
+	assert_contains "$output" "shared" "extents are shared with the base (a reflink, not a copy)"
+
+	run_fc 1 fc-disk rootfs --vm vm1
+	assert_contains "$output" "already exists (use --force" "no silent overwrite"
+	echo changed >"$FCVM_ROOT/vm-disks/vm1/rootfs.ext4"
+	run_fc 0 fc-disk rootfs --vm vm1 --force
+	cmp "$FCVM_ROOT/rootfs/abc/rootfs.ext4" "$FCVM_ROOT/vm-disks/vm1/rootfs.ext4"
+
+	head -c 1M /dev/zero >"$BATS_TEST_TMPDIR/other-base"
+	cp "$BATS_TEST_TMPDIR/other-base" "$MNT/other"
+	run_fc 0 fc-disk rootfs --vm vm2 --base "$MNT/other"
+	cmp "$MNT/other" "$FCVM_ROOT/vm-disks/vm2/rootfs.ext4"
+
+	echo log >"$FCVM_ROOT/vm-disks/vm1/console.log"
+	ln -s "$FCVM_ROOT/rootfs/abc" "$FCVM_ROOT/vm-disks/vm1/link"
+	run_fc 0 fc-disk rm --vm vm1
+	[ ! -e "$FCVM_ROOT/vm-disks/vm1" ]
+	[ -f "$FCVM_ROOT/rootfs/abc/rootfs.ext4" ]   # symlink removed, not followed
+	run_fc 0 fc-disk rm --vm vm1                 # idempotent
+	run_fc 0 fc-disk rm --vm vm2
+	[ -z "$(ls -A "$FCVM_ROOT/vm-disks")" ]
+}
+
+@test "rootfs: ext4 cannot reflink: clear error, nothing left behind" {
+	mkdir -p "$FCVM_ROOT/rootfs/abc"
+	head -c 1M /dev/zero >"$FCVM_ROOT/rootfs/abc/rootfs.ext4"
+	ln -s abc "$FCVM_ROOT/rootfs/default"
+	[ "$(findmnt -n -o FSTYPE -T "$FCVM_ROOT")" = ext4 ] || skip "test root is not on ext4"
+	run_fc 1 fc-disk rootfs --vm vm1
+	assert_eq "$output" "fc-disk: reflink '$FCVM_ROOT/rootfs/default/rootfs.ext4' to '$FCVM_ROOT/vm-disks/vm1/rootfs.ext4': Operation not supported: the data root must be on btrfs or XFS (run 'fc-setup storage')" "message"
+	[ ! -e "$FCVM_ROOT/vm-disks/vm1" ]
+}
+
+@test "rootfs: missing base rootfs" {
+	run_fc 1 fc-disk rootfs --vm vm1
+	assert_contains "$output" "run 'fc-setup rootfs'" "points at the fix"
+	[ ! -e "$FCVM_ROOT/vm-disks/vm1" ]
+}
+
+@test "rm: refuses to recurse into directories" {
+	mkdir -p "$FCVM_ROOT/vm-disks/vm1/sub"
+	touch "$FCVM_ROOT/vm-disks/vm1/a" "$FCVM_ROOT/vm-disks/vm1/sub/keep"
+	run_fc 1 fc-disk rm --vm vm1
+	assert_contains "$output" "contains directories" "says why"
+	[ -f "$FCVM_ROOT/vm-disks/vm1/sub/keep" ]
+	# the vm-disks/ID entry itself a symlink: not followed
+	mkdir -p "$BATS_TEST_TMPDIR/elsewhere"
+	touch "$BATS_TEST_TMPDIR/elsewhere/precious"
+	ln -s "$BATS_TEST_TMPDIR/elsewhere" "$FCVM_ROOT/vm-disks/vm2"
+	run_fc 1 fc-disk rm --vm vm2
+	[ -f "$BATS_TEST_TMPDIR/elsewhere/precious" ]
+}
