@@ -93,9 +93,11 @@ mount_btrfs() {
 @test "image: two concurrent calls share one build" {
 	local i
 	for i in 1 2 3; do
-		timeout 60 fc-disk image "$BATS_FILE_TMPDIR/img.tar" >"$BATS_TEST_TMPDIR/out$i" 2>&1 &
+		FCVM_LOG=debug timeout 60 fc-disk image "$BATS_FILE_TMPDIR/img.tar" \
+			>"$BATS_TEST_TMPDIR/out$i" 2>"$BATS_TEST_TMPDIR/err$i" &
 	done
 	wait
+	assert_eq "$(cat "$BATS_TEST_TMPDIR"/err* | grep -c "debug: building")" "1" "exactly one run built the disk"
 	for i in 1 2 3; do
 		assert_eq "$(cat "$BATS_TEST_TMPDIR/out$i")" "$(cat "$BATS_TEST_TMPDIR/out1")" "run $i printed the same path"
 	done

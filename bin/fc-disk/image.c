@@ -347,6 +347,7 @@ static int build_locked(const struct build_ctx *b, const char *digest, const cha
 		log_debug("'%s' was built while we waited for the lock", final);
 		return 0;
 	}
+	log_debug("building '%s'", final);
 	guard_tmp(tmp);
 	if (b->src == SRC_PODMAN) {
 		char *argv[] = { "podman", "save", "-q", "--format", "oci-archive", "-o", tmp,

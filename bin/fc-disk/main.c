@@ -98,9 +98,10 @@ static int cmd_image(int argc, char **argv)
 						     "source", d.source, "layers", (int)d.info.layers);
 		_cleanup_free_ char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
 
-		if (!s)
+		if (s)
+			puts(s);
+		else
 			diex("serialise result");
-		puts(s);
 	} else {
 		puts(d.path);
 	}
