@@ -93,8 +93,11 @@ static void conn_flush(struct conn *c)
 	free(c->out);
 	c->out = NULL;
 	c->out_len = c->out_off = 0;
+	/* Half-close and drain instead of closing: a client still writing
+	 * (an oversized request) would otherwise get EPIPE before it reads
+	 * our answer. conn_read closes at EOF or after CONN_BUF more bytes. */
 	if (c->closing)
-		conn_close(c);
+		shutdown(c->fd, SHUT_WR);
 }
 
 /* Answer every complete request in the buffer (pipelining). */
@@ -146,7 +149,10 @@ static void conn_read(struct conn *c)
 		char sink[4096];
 
 		n = read(c->fd, sink, sizeof(sink));
-		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+		if (n > 0)
+			c->in_len += n;
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR) ||
+		    c->in_len > 16 * CONN_BUF)
 			conn_close(c);
 		return;
 	}

@@ -594,6 +594,19 @@ int vmm_start(struct vmm *v, const struct fcq_config *c, struct fc_err *e)
 	return 0;
 fail:
 	argv_free(&a);
+	/* QEMU opens QMP before it loads the kernel: a QMP failure usually
+	 * means QEMU is exiting, and its own message is the useful one */
+	if (v->qemu > 0) {
+		int st;
+
+		if (wait_timeout(v->qemu, 2000, &st) == 1) {
+			v->qemu = 0;
+			while (vmm_read_stderr(v) == 0)
+				;
+			fc_err_set(e, 0, "QEMU exited (%d): %s", exit_code_of(st),
+				   *v->err_line ? v->err_line : "no message");
+		}
+	}
 	vmm_stop(v);
 	return -1;
 }
