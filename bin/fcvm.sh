@@ -98,7 +98,7 @@ cmd_run() {
 	local img_json disk ref rootfs
 	img_json=$(fc-disk image --json "$image") || exit 125
 	disk=$(jq -r .path <<<"$img_json")
-	ref=$(jq -r '.ref // empty' <<<"$img_json")
+	ref=$(jq -r '.ref // .image_id // empty' <<<"$img_json")
 	rootfs=$(fc-disk rootfs --vm "$id") || exit 125
 	local vmdir="$root/vm-disks/$id"
 	local plan="$vmdir/plan.json"

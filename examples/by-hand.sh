@@ -12,7 +12,7 @@ rootfs=$(fc-disk rootfs --vm "$id")
 
 # 2. The plan the guest agent will follow (see fc-agent(1)).
 plan=$(mktemp)
-jq -n --arg ref "$(jq -r '.ref // ""' <<<"$disk")" '{version: 1,
+jq -n --arg ref "$(jq -r '.ref // .image_id' <<<"$disk")" '{version: 1,
 	image: {disk: "/dev/vdb", ref: $ref}, cmd: $ARGS.positional, poweroff: true}' \
 	--args "$@" > "$plan"
 
