@@ -1,0 +1,253 @@
+/* fc-vsock - Firecracker's hybrid vsock (host side) as a vhost-user-vsock
+ * back-end for QEMU's vhost-user-vsock-device.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "fc-vsock.h"
+#include "log.h"
+#include "util.h"
+
+int vsock_harden(struct fc_err *e);
+
+static const char usage[] =
+	"usage: fc-vsock --vhost-socket PATH --uds-path UDS --cid CID [--ready-fd N] [-v] [-q]\n";
+
+/* Listen on a fresh Unix socket at @path; a stale socket there is replaced,
+ * anything else is an error. */
+static int listen_unix(const char *path, struct fc_err *e)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	_cleanup_close_ int fd = -1;
+	struct stat st;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return fc_err_set(e, ENAMETOOLONG, "socket path '%s'", path);
+	strcpy(sa.sun_path, path);
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode))
+			return fc_err_set(e, EEXIST, "'%s' exists and is not a socket", path);
+		if (unlink(path) < 0)
+			return fc_err_set(e, errno, "remove stale socket '%s'", path);
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return fc_err_set(e, errno, "socket");
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		return fc_err_set(e, errno, "bind '%s'", path);
+	if (listen(fd, 128) < 0) {
+		fc_err_set(e, errno, "listen on '%s'", path);
+		unlink(path);
+		return -1;
+	}
+	return steal_fd(&fd);
+}
+
+static int watch(struct dev *d, int fd, uint32_t events, struct src *s, struct fc_err *e)
+{
+	struct epoll_event ev = { .events = events, .data.ptr = s };
+
+	if (epoll_ctl(d->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
+		return fc_err_set(e, errno, "epoll_ctl");
+	return 0;
+}
+
+static int accept_frontend(struct dev *d, struct fc_err *e)
+{
+	int fd = accept4(d->vu_listen, NULL, NULL, SOCK_CLOEXEC);
+
+	if (fd < 0) {
+		if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)
+			return 0;
+		return fc_err_set(e, errno, "accept on '%s'", d->vu_path);
+	}
+	/* Exactly one front-end: stop listening. */
+	close(d->vu_listen);
+	d->vu_listen = -1;
+	d->vu_fd = fd;
+	d->had_frontend = true;
+	log_debug("front-end connected");
+	if (watch(d, fd, EPOLLIN, &d->s_vu, e) < 0)
+		return -1;
+	/* Only the front-end can hurt us from here on; drop what we do not need. */
+	if (vsock_harden(e) < 0)
+		return -1;
+	return 0;
+}
+
+static int serve(struct dev *d, struct fc_err *e)
+{
+	struct epoll_event evs[64];
+
+	while (!d->quit) {
+		int i, n = epoll_wait(d->epfd, evs, ARRAY_SIZE(evs), vsock_timeout(d));
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return fc_err_set(e, errno, "epoll_wait");
+		}
+		for (i = 0; i < n && !d->quit; i++) {
+			struct src *s = evs[i].data.ptr;
+			int r;
+
+			switch (s->kind) {
+			case SRC_VU_LISTEN:
+				if (accept_frontend(d, e) < 0)
+					return -1;
+				break;
+			case SRC_VU:
+				r = vu_handle(d, e);
+				if (r < 0)
+					return fc_err_wrap(e, "vhost-user front-end");
+				if (r > 0 || (evs[i].events & (EPOLLHUP | EPOLLERR) &&
+					      !(evs[i].events & EPOLLIN))) {
+					log_debug("front-end disconnected");
+					d->quit = true;
+				}
+				break;
+			case SRC_KICK:
+				vq_drain_kick(d, s->idx);
+				break;
+			case SRC_UDS:
+				vsock_accept(d);
+				break;
+			case SRC_SIG: {
+				struct signalfd_siginfo si;
+
+				if (read(d->sig_fd, &si, sizeof(si)) == sizeof(si))
+					log_debug("signal %u: exiting", si.ssi_signo);
+				d->quit = true;
+				break;
+			}
+			case SRC_CONN:
+				vsock_conn_event(d, s->ptr, evs[i].events);
+				break;
+			}
+		}
+		if (!d->quit)
+			vsock_run(d);
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "vhost-socket", required_argument, NULL, 's' },
+		{ "uds-path", required_argument, NULL, 'u' },
+		{ "cid", required_argument, NULL, 'c' },
+		{ "ready-fd", required_argument, NULL, 'r' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct dev d = { .epfd = -1, .vu_listen = -1, .vu_fd = -1, .uds_fd = -1, .sig_fd = -1 };
+	struct fc_err e = { 0 };
+	uint64_t cid = 0, ready = 0;
+	int ready_fd = -1, opt, r, i;
+	sigset_t mask;
+
+	log_init("fc-vsock");
+	while ((opt = getopt_long(argc, argv, "vqh", opts, NULL)) != -1) {
+		switch (opt) {
+		case 's':
+			d.vu_path = optarg;
+			break;
+		case 'u':
+			d.uds_path = optarg;
+			break;
+		case 'c':
+			/* 0-2 are reserved; Firecracker takes a u32. */
+			if (parse_u64(optarg, 3, UINT32_MAX - 1, "--cid", &cid, &e) < 0)
+				usage_err(usage, "%s", e.msg);
+			break;
+		case 'r':
+			if (parse_u64(optarg, 0, 65535, "--ready-fd", &ready, &e) < 0)
+				usage_err(usage, "%s", e.msg);
+			ready_fd = (int)ready;
+			break;
+		case 'v':
+			log_adjust(1);
+			break;
+		case 'q':
+			log_adjust(-1);
+			break;
+		case 'h':
+			fputs(usage, stdout);
+			return 0;
+		default:
+			usage_err(usage, "unknown option");
+		}
+	}
+	if (optind != argc)
+		usage_err(usage, "unexpected argument '%s'", argv[optind]);
+	if (!d.vu_path || !d.uds_path || !cid)
+		usage_err(usage, "--vhost-socket, --uds-path and --cid are required");
+	if (ready_fd >= 0 && fcntl(ready_fd, F_GETFD) < 0)
+		usage_err(usage, "--ready-fd %d is not open", ready_fd);
+	d.cid = cid;
+	for (i = 0; i < NQ; i++) {
+		d.q[i].kick_fd = d.q[i].call_fd = d.q[i].err_fd = -1;
+		d.s_kick[i] = (struct src){ .kind = SRC_KICK, .idx = i };
+	}
+	d.s_vu_listen.kind = SRC_VU_LISTEN;
+	d.s_vu.kind = SRC_VU;
+	d.s_uds.kind = SRC_UDS;
+	d.s_sig.kind = SRC_SIG;
+	vsock_init(&d);
+
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	d.sig_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	d.epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (d.sig_fd < 0 || d.epfd < 0)
+		die("set up the event loop");
+
+	d.uds_fd = listen_unix(d.uds_path, &e);
+	if (d.uds_fd < 0)
+		fc_err_exit(&e, 1);
+	d.vu_listen = listen_unix(d.vu_path, &e);
+	if (d.vu_listen < 0) {
+		unlink(d.uds_path);
+		fc_err_exit(&e, 1);
+	}
+	if (watch(&d, d.sig_fd, EPOLLIN, &d.s_sig, &e) < 0 ||
+	    watch(&d, d.uds_fd, EPOLLIN, &d.s_uds, &e) < 0 ||
+	    watch(&d, d.vu_listen, EPOLLIN, &d.s_vu_listen, &e) < 0) {
+		r = -1;
+		goto out;
+	}
+	if (ready_fd >= 0) {
+		if (write_full(ready_fd, "ready\n", 6) < 0)
+			log_warn("write to --ready-fd %d: %s", ready_fd, strerror(errno));
+		close(ready_fd);
+	}
+	log_debug("listening on '%s' (vhost-user) and '%s' (host clients), guest cid %llu",
+		  d.vu_path, d.uds_path, (unsigned long long)d.cid);
+	r = serve(&d, &e);
+out:
+	vsock_close_all(&d);
+	vu_reset(&d);
+	unlink(d.uds_path);
+	unlink(d.vu_path);
+	if (r < 0)
+		fc_err_exit(&e, 1);
+	return 0;
+}
