@@ -80,6 +80,12 @@ const char *fc_cache(void);
 /* "2026-11-29T13:40:00Z" for manifests. */
 void iso_now(char buf[32]);
 
+/* Really clone a small file in @dir (FICLONE). 0 when reflinks work,
+ * else -1 with @e (errnum: test it with fs_reflink_unsupported()). */
+int reflink_probe(const char *dir, struct fc_err *e);
+/* "btrfs", "xfs", "ext4", ... for a statfs f_type. */
+const char *fs_type_name(long type);
+
 /* Hex sha256 of a whole file. 0 or -1 with @e. */
 int sha256_file_hex(const char *path, char hex[SHA256_HEX_LEN + 1], struct fc_err *e);
 /* Finish @s into 64 hex digits. */
