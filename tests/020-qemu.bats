@@ -326,3 +326,31 @@ boot_guest() {
 	rm -f "$SOCK"
 	rm -rf "$TMPDIR"/fc-qemu.*
 }
+
+@test "fc-qemu: PUT /vsock gives a working hybrid vsock (fc-vsock), removed on exit" {
+	need_guest
+	local initrd uds="$FCVM_ROOT/run/v.sock" i
+	"$BATS_TEST_DIRNAME/guest/vsock-initrd" "$FCVM_TEST_KERNEL" "$BATS_TEST_TMPDIR/vi" >/dev/null ||
+		{ echo "could not build the vsock test initrd" >&2; false; }
+	initrd="$BATS_TEST_TMPDIR/vi/initrd.img"
+	start_fcq
+	api PUT /boot-source "{\"kernel_image_path\": \"$FCVM_TEST_KERNEL/vmlinux\", \"initrd_path\": \"$initrd\", \"boot_args\": \"console=ttyS0 reboot=k panic=1 pci=off\"}"
+	assert_eq "$code" 204 "boot-source"
+	api PUT /vsock "{\"guest_cid\": 3, \"uds_path\": \"$uds\"}"
+	assert_eq "$code" 204 "vsock"
+	api PUT /actions '{"action_type": "InstanceStart"}'
+	assert_eq "$code" 204 "InstanceStart: $body"
+	[ -S "$uds" ] || { echo "uds_path not created" >&2; false; }
+	for i in $(seq 900); do
+		grep -q "vsock-peer: listening" "$BATS_TEST_TMPDIR/console" && break
+		sleep 0.1
+	done
+	run timeout 300 "$BATS_TEST_DIRNAME/guest/vsock-drive" "$uds" echo 5000 65536 2
+	assert_eq "$status" 0 "vsock-drive: $output"
+	assert_contains "$output" "ok: 2 concurrent echo streams" "echo through fc-qemu's vsock"
+	kill -TERM "$FCQ_PID"
+	wait "$FCQ_PID"
+	FCQ_PID=
+	[ ! -e "$uds" ] || { echo "uds_path left behind" >&2; false; }
+	[ -z "$(ls -A "$TMPDIR")" ] || { echo "temp files left: $(ls -A "$TMPDIR")" >&2; false; }
+}
