@@ -269,16 +269,20 @@ boot_guest() {
 	assert_eq "$code" 204 "pause"
 	api GET /
 	assert_eq "$(jq -r .state <<<"$body")" "Paused" "state after pause"
+	# while paused the guest cannot power off under us (fc-setup's init
+	# powers off when it finds no root disk)
+	api PUT /machine-config '{"vcpu_count": 1, "mem_size_mib": 128}'
+	expect_fault 400 "after starting" "pre-boot resource after start"
+	api PUT /drives/x "{\"drive_id\": \"x\", \"path_on_host\": \"$FCVM_TEST_KERNEL/vmlinux\", \"is_root_device\": false, \"is_read_only\": true}"
+	expect_fault 400 "after starting" "drive after start"
+	api PUT /actions '{"action_type": "InstanceStart"}'
+	expect_fault 400 "already running" "second InstanceStart"
 	api PATCH /vm '{"state": "Resumed"}'
 	assert_eq "$code" 204 "resume"
 	api GET /
 	assert_eq "$(jq -r .state <<<"$body")" "Running" "state after resume"
 	wait_console
-	api PUT /machine-config '{"vcpu_count": 1, "mem_size_mib": 128}'
-	expect_fault 400 "after starting" "pre-boot resource after start"
-	api PUT /actions '{"action_type": "InstanceStart"}'
-	expect_fault 400 "already running" "second InstanceStart"
-	kill -TERM "$FCQ_PID"
+	kill -TERM "$FCQ_PID" 2>/dev/null || true
 	local st=0
 	wait "$FCQ_PID" || st=$?
 	assert_eq "$st" 0 "fc-qemu exit after SIGTERM"
@@ -353,4 +357,40 @@ boot_guest() {
 	FCQ_PID=
 	[ ! -e "$uds" ] || { echo "uds_path left behind" >&2; false; }
 	[ -z "$(ls -A "$TMPDIR")" ] || { echo "temp files left: $(ls -A "$TMPDIR")" >&2; false; }
+}
+
+@test "fc-qemu: the root drive is /dev/vda and announced like Firecracker (boots to fc-agent)" {
+	need_rootfs
+	local dir="${FCVM_TEST_BTRFS:-$BATS_TEST_TMPDIR}" disk i
+	disk="$dir/fcq-root-$BATS_TEST_NUMBER-$$.ext4"
+	cp --reflink=auto --sparse=always "$FCVM_TEST_ROOTFS/rootfs.ext4" "$disk"
+	: >"$BATS_TEST_TMPDIR/scratch.img"
+	truncate -s 16M "$BATS_TEST_TMPDIR/scratch.img"
+	start_fcq
+	api PUT /machine-config '{"vcpu_count": 2, "mem_size_mib": 512}'
+	assert_eq "$code" 204 "machine-config"
+	# no root= here: fc-qemu adds "root=/dev/vda rw" for the root drive, as Firecracker does
+	api PUT /boot-source "{\"kernel_image_path\": \"$FCVM_TEST_KERNEL/vmlinux\", \"initrd_path\": \"$FCVM_TEST_KERNEL/initrd.img\", \"boot_args\": \"console=ttyS0 reboot=k panic=1 pci=off\"}"
+	assert_eq "$code" 204 "boot-source"
+	# a non-root drive put first must still come after the root drive
+	api PUT /drives/scratch "{\"drive_id\": \"scratch\", \"path_on_host\": \"$BATS_TEST_TMPDIR/scratch.img\", \"is_root_device\": false, \"is_read_only\": true}"
+	assert_eq "$code" 204 "scratch drive"
+	api PUT /drives/rootfs "{\"drive_id\": \"rootfs\", \"path_on_host\": \"$disk\", \"is_root_device\": true, \"is_read_only\": false}"
+	assert_eq "$code" 204 "root drive"
+	api PUT /vsock "{\"guest_cid\": 3, \"uds_path\": \"$FCVM_ROOT/run/v.sock\"}"
+	assert_eq "$code" 204 "vsock"
+	api PUT /actions '{"action_type": "InstanceStart"}'
+	assert_eq "$code" 204 "InstanceStart: $body"
+	for i in $(seq 1800); do
+		grep -q "fc-agent: ready" "$BATS_TEST_TMPDIR/console" && break
+		grep -q "fcvm-init: error" "$BATS_TEST_TMPDIR/console" && break
+		kill -0 "$FCQ_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	grep -q "fc-agent: ready" "$BATS_TEST_TMPDIR/console" ||
+		{ echo "no 'fc-agent: ready':" >&2; tail -30 "$BATS_TEST_TMPDIR/console" >&2; rm -f "$disk"; false; }
+	kill -TERM "$FCQ_PID"
+	wait "$FCQ_PID" || true
+	FCQ_PID=
+	rm -f "$disk"
 }
