@@ -393,7 +393,8 @@ int cmd_preflight(int argc, char **argv)
 			printf("%s\n", s);
 		free(s);
 	}
-	if (r.blocked)
+	fflush(stdout);
+	if (r.blocked && !r.json)
 		log_error("a blocking requirement failed (see FAIL above)");
 	return r.blocked ? 1 : 0;
 }
