@@ -58,6 +58,7 @@ make_root_image() {
 	cat >"$t/usr/sbin/fc-agent" <<'SH'
 #!/bin/busybox sh
 echo "test-agent: pid $$ root $(/bin/busybox grep -c '^/dev/vda / ext4 rw' /proc/mounts)"
+echo "test-agent: queue_depth $(/bin/busybox cat /sys/module/virtio_blk/parameters/queue_depth)"
 /bin/busybox reboot -f
 SH
 	cat >"$t/sbin/other-init" <<'SH'
@@ -162,10 +163,11 @@ SH
 	local k
 	k=$(kdir)
 	make_root_image
-	boot_guest "$k" "root=/dev/vda rw" \
+	boot_guest "$k" "root=/dev/vda rw virtio_blk.queue_depth=77" \
 		-drive id=r,file="$BATS_TEST_TMPDIR/root.ext4",format=raw,if=none -device virtio-blk-device,drive=r
 	assert_contains "$output" "fcvm-init: root /dev/vda mounted rw" "root mounted"
 	assert_contains "$output" "test-agent: pid 1 root 1" "agent runs as PID 1 on the new root"
+	assert_contains "$output" "test-agent: queue_depth 77" "module.param= words reach insmod"
 	boot_guest "$k" "root=/dev/vda ro fcvm.init=/sbin/other-init" \
 		-drive id=r,file="$BATS_TEST_TMPDIR/root.ext4",format=raw,if=none -device virtio-blk-device,drive=r
 	assert_contains "$output" "other-init: pid 1" "fcvm.init= overrides the init program"
