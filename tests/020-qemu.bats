@@ -14,6 +14,7 @@ setup() {
 }
 
 teardown() {
+	[ -z "${TAP:-}" ] || ip link del "$TAP" 2>/dev/null || true
 	if [ -n "$FCQ_PID" ] && kill -0 "$FCQ_PID" 2>/dev/null; then
 		kill -TERM "$FCQ_PID" 2>/dev/null
 		wait "$FCQ_PID" 2>/dev/null || true
@@ -393,4 +394,27 @@ boot_guest() {
 	wait "$FCQ_PID" || true
 	FCQ_PID=
 	rm -f "$disk"
+}
+
+@test "fc-qemu: PUT /network-interfaces attaches QEMU to the tap" {
+	need_guest
+	command -v ip >/dev/null || skip "iproute2 not installed"
+	[ -w /dev/net/tun ] || skip "no /dev/net/tun access"
+	TAP="fcq$(($$ % 100000))"
+	ip tuntap add "$TAP" mode tap
+	ip link set "$TAP" up
+	# carrier is up only while a process has the tap open
+	assert_eq "$(cat /sys/class/net/$TAP/carrier)" 0 "carrier before start"
+	start_fcq
+	api PUT /boot-source "{\"kernel_image_path\": \"$FCVM_TEST_KERNEL/vmlinux\", \"initrd_path\": \"$FCVM_TEST_KERNEL/initrd.img\", \"boot_args\": \"console=ttyS0 reboot=k panic=1 pci=off\"}"
+	assert_eq "$code" 204 "boot-source"
+	api PUT /network-interfaces/eth0 "{\"iface_id\": \"eth0\", \"host_dev_name\": \"$TAP\", \"guest_mac\": \"06:00:ac:10:00:02\", \"mtu\": 1400}"
+	assert_eq "$code" 204 "network-interfaces"
+	api PUT /actions '{"action_type": "InstanceStart"}'
+	assert_eq "$code" 204 "InstanceStart: $body"
+	assert_eq "$(cat /sys/class/net/$TAP/carrier)" 1 "QEMU holds the tap"
+	kill -TERM "$FCQ_PID"
+	wait "$FCQ_PID" || true
+	FCQ_PID=
+	assert_eq "$(cat /sys/class/net/$TAP/carrier)" 0 "tap released after exit"
 }

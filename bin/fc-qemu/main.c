@@ -215,6 +215,7 @@ static int listen_api(const char *path, struct fc_err *e)
 	return fd;
 }
 
+/* Firecracker's rule: 1-64 alphanumeric characters or '-'. */
 static bool valid_instance_id(const char *s)
 {
 	size_t n = strlen(s);
@@ -223,7 +224,7 @@ static bool valid_instance_id(const char *s)
 		return false;
 	for (; *s; s++)
 		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
-		      (*s >= '0' && *s <= '9') || *s == '-' || *s == '_'))
+		      (*s >= '0' && *s <= '9') || *s == '-'))
 			return false;
 	return true;
 }
@@ -302,7 +303,7 @@ int main(int argc, char **argv)
 	if (!sock)
 		usage_err(usage, "--api-sock is required");
 	if (!valid_instance_id(id))
-		usage_err(usage, "invalid --id '%s': 1-64 characters of [A-Za-z0-9_-]", id);
+		usage_err(usage, "invalid --id '%s': 1-64 characters of [A-Za-z0-9-], as for Firecracker", id);
 	accel = getenv("FCVM_QEMU_ACCEL");
 	if (accel && *accel && strcmp(accel, "tcg") && strcmp(accel, "kvm"))
 		diex("invalid FCVM_QEMU_ACCEL '%s': must be tcg or kvm", accel);
