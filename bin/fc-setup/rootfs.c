@@ -138,9 +138,16 @@ static int build_base(const char *tarball, const char *suite, const char *mirror
 	char *db_argv[] = { "debootstrap", "--variant=minbase", inc, (char *)suite, tree,
 			    (char *)mirror, NULL };
 
-	if (run_ok(db_argv, NULL, -1, -1, e) < 0)
-		return fc_err_wrap(e, "debootstrap %s (see its log in '%s/debootstrap/debootstrap.log')",
-				   suite, tree);
+	if (run_ok(db_argv, NULL, -1, -1, e) < 0) {
+		_cleanup_free_ char *log = xasprintf("%s/debootstrap/debootstrap.log", tree);
+		_cleanup_free_ char *keep = xasprintf("%s/debootstrap-failed.log", fc_cache());
+		struct fc_err ce;
+
+		/* the temp dir goes away on exit: keep the log where the user can read it */
+		if (g_interrupted || copy_file(log, keep, 0644, &ce) < 0)
+			return fc_err_wrap(e, "debootstrap %s", suite);
+		return fc_err_wrap(e, "debootstrap %s (its log: '%s')", suite, keep);
+	}
 	log_info("debootstrap done in %.0f s; packing the base into the cache",
 		 (double)(now_ms() - t0) / 1000);
 	{
