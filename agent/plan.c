@@ -1,0 +1,378 @@
+/* plan.c - see plan.h */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json.h"
+#include "plan.h"
+#include "util.h"
+
+/* The guest has no systemd or journald; say so on every call rather than
+ * depend on the rootfs's containers.conf. */
+static const char *const global_flags[] = {
+	"--cgroup-manager=cgroupfs",
+	"--events-backend=file",
+};
+
+static const char *const known_keys[] = {
+	"version", "image", "cmd", "entrypoint", "env", "user", "workdir", "tty", "poweroff",
+};
+
+static const char *const image_keys[] = { "disk", "ref" };
+
+static bool key_known(const char *key, const char *const *keys, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(key, keys[i]))
+			return true;
+	return false;
+}
+
+static int check_keys(json_t *obj, const char *what, const char *const *keys, size_t n,
+		      struct fc_err *e)
+{
+	const char *key;
+	json_t *v;
+
+	json_object_foreach(obj, key, v) {
+		(void)v;
+		if (!key_known(key, keys, n))
+			return fc_err_set(e, EINVAL, "unknown key '%s%s'", what, key);
+	}
+	return 0;
+}
+
+/* A string that survives the trip into argv unchanged: no NUL inside
+ * (jansson rejects \u0000 by default; checked again here), bounded. */
+static int get_string(json_t *v, const char *name, size_t max, char **out, struct fc_err *e)
+{
+	size_t len;
+
+	if (!json_is_string(v))
+		return fc_err_set(e, EINVAL, "'%s' must be a string", name);
+	len = json_string_length(v);
+	if (len > max)
+		return fc_err_set(e, EINVAL, "'%s' is %zu bytes: at most %zu allowed", name, len,
+				  max);
+	if (strlen(json_string_value(v)) != len)
+		return fc_err_set(e, EINVAL, "'%s' contains a NUL byte", name);
+	*out = xstrdup(json_string_value(v));
+	return 0;
+}
+
+static int get_opt_string(json_t *obj, const char *key, size_t max, char **out,
+			  struct fc_err *e)
+{
+	json_t *v = json_object_get(obj, key);
+
+	return v ? get_string(v, key, max, out, e) : 0;
+}
+
+static int get_bool(json_t *obj, const char *key, bool *out, struct fc_err *e)
+{
+	json_t *v = json_object_get(obj, key);
+
+	if (!v)
+		return 0;
+	if (!json_is_boolean(v))
+		return fc_err_set(e, EINVAL, "'%s' must be true or false", key);
+	*out = json_is_true(v);
+	return 0;
+}
+
+static int get_array(json_t *obj, const char *key, bool allow_empty, char ***out,
+		     struct fc_err *e)
+{
+	json_t *arr = json_object_get(obj, key), *v;
+	char **list;
+	size_t i, n;
+
+	if (!arr)
+		return 0;
+	if (!json_is_array(arr))
+		return fc_err_set(e, EINVAL, "'%s' must be an array of strings", key);
+	n = json_array_size(arr);
+	if (n > PLAN_MAX_ARGS)
+		return fc_err_set(e, EINVAL, "'%s' has %zu entries: at most %d allowed", key, n,
+				  PLAN_MAX_ARGS);
+	if (!n && !allow_empty)
+		return fc_err_set(e, EINVAL, "'%s' must not be empty", key);
+	list = xcalloc(n + 1, sizeof(*list));
+	*out = list;	/* partially filled on error: plan_free releases it */
+	json_array_foreach(arr, i, v) {
+		char name[64];
+
+		snprintf(name, sizeof(name), "%s[%zu]", key, i);
+		if (get_string(v, name, PLAN_MAX_STR, &list[i], e) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+bool plan_ref_ok(const char *ref)
+{
+	size_t len = strlen(ref);
+
+	if (!len || len > PLAN_MAX_REF || ref[0] == '-')
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)ref[i] <= ' ' || (unsigned char)ref[i] >= 0x7f)
+			return false;
+	return true;
+}
+
+static int check_env(char **env, struct fc_err *e)
+{
+	for (size_t i = 0; env[i]; i++) {
+		const char *eq = strchr(env[i], '=');
+
+		/* "-e K" without a value would copy K from the agent's own
+		 * environment into the container: never wanted. */
+		if (!eq || eq == env[i])
+			return fc_err_set(e, EINVAL, "'env[%zu]' must look like NAME=VALUE", i);
+	}
+	return 0;
+}
+
+static int check_user(const char *u, struct fc_err *e)
+{
+	if (!*u || u[0] == '-')
+		return fc_err_set(e, EINVAL, "'user' must be a user name or UID[:GID]");
+	for (const char *c = u; *c; c++)
+		if (!(*c >= 'a' && *c <= 'z') && !(*c >= 'A' && *c <= 'Z') &&
+		    !(*c >= '0' && *c <= '9') && !strchr("_.:-@$", *c))
+			return fc_err_set(e, EINVAL, "'user' contains the character 0x%02x",
+					  (unsigned char)*c);
+	return 0;
+}
+
+static int parse_image(json_t *img, struct plan *p, struct fc_err *e)
+{
+	json_t *v;
+
+	if (!json_is_object(img))
+		return fc_err_set(e, EINVAL, "'image' must be an object");
+	if (check_keys(img, "image.", image_keys, ARRAY_SIZE(image_keys), e) < 0)
+		return -1;
+	v = json_object_get(img, "disk");
+	if (!v)
+		return fc_err_set(e, EINVAL, "'image.disk' is missing");
+	if (get_string(v, "image.disk", PLAN_MAX_PATH, &p->disk, e) < 0)
+		return -1;
+	if (p->disk[0] != '/')
+		return fc_err_set(e, EINVAL, "'image.disk' must be an absolute path");
+	v = json_object_get(img, "ref");
+	if (v) {
+		if (get_string(v, "image.ref", PLAN_MAX_REF, &p->ref, e) < 0)
+			return -1;
+		if (!plan_ref_ok(p->ref))
+			return fc_err_set(e, EINVAL,
+					  "'image.ref' must be printable, without spaces, and not start with '-'");
+	}
+	return 0;
+}
+
+int plan_parse(const char *buf, size_t len, struct plan *p, struct fc_err *e)
+{
+	_cleanup_json_ json_t *j = NULL;
+	long long version = 0;
+	json_t *img;
+
+	memset(p, 0, sizeof(*p));
+	j = json_parse(buf, len, e);
+	if (!j)
+		return -1;
+	if (!json_is_object(j))
+		return fc_err_set(e, EINVAL, "the plan must be a JSON object");
+	if (get_bool(j, "poweroff", &p->poweroff, e) < 0)
+		return -1;
+	if (check_keys(j, "", known_keys, ARRAY_SIZE(known_keys), e) < 0)
+		return -1;
+	if (json_int(j, "version", 0, 1000, &version, e) < 0)
+		return -1;
+	if (version != PLAN_VERSION)
+		return fc_err_set(e, EINVAL, "'version' must be %d", PLAN_VERSION);
+	img = json_object_get(j, "image");
+	if (!img)
+		return fc_err_set(e, EINVAL, "'image' is missing");
+	if (parse_image(img, p, e) < 0)
+		return -1;
+	/* An empty cmd would be the same as none; say so instead of guessing. */
+	if (get_array(j, "cmd", false, &p->cmd, e) < 0 ||
+	    get_array(j, "entrypoint", true, &p->entrypoint, e) < 0 ||
+	    get_array(j, "env", true, &p->env, e) < 0)
+		return -1;
+	if (!p->env)
+		p->env = xcalloc(1, sizeof(*p->env));
+	if (check_env(p->env, e) < 0)
+		return -1;
+	if (get_opt_string(j, "user", PLAN_MAX_USER, &p->user, e) < 0 ||
+	    (p->user && check_user(p->user, e) < 0))
+		return -1;
+	if (get_opt_string(j, "workdir", PLAN_MAX_PATH, &p->workdir, e) < 0)
+		return -1;
+	if (p->workdir && p->workdir[0] != '/')
+		return fc_err_set(e, EINVAL, "'workdir' must be an absolute path");
+	if (get_bool(j, "tty", &p->tty, e) < 0)
+		return -1;
+	return 0;
+}
+
+static void strv_free(char **v)
+{
+	if (!v)
+		return;
+	for (size_t i = 0; v[i]; i++)
+		free(v[i]);
+	free(v);
+}
+
+void plan_free(struct plan *p)
+{
+	free(p->disk);
+	free(p->ref);
+	strv_free(p->cmd);
+	strv_free(p->entrypoint);
+	strv_free(p->env);
+	free(p->user);
+	free(p->workdir);
+	memset(p, 0, sizeof(*p));
+}
+
+void plan_argv_free(char **argv)
+{
+	strv_free(argv);
+}
+
+/* Growable NULL-terminated argv. */
+struct argv_buf {
+	char **v;
+	size_t n, cap;
+};
+
+static void argv_add(struct argv_buf *a, char *s)
+{
+	if (a->n + 2 > a->cap) {
+		a->cap = a->cap ? a->cap * 2 : 16;
+		a->v = xrealloc(a->v, a->cap * sizeof(*a->v));
+	}
+	a->v[a->n++] = s;
+	a->v[a->n] = NULL;
+}
+
+static void argv_start(struct argv_buf *a, const char *runner)
+{
+	argv_add(a, xstrdup(runner));
+	for (size_t i = 0; i < ARRAY_SIZE(global_flags); i++)
+		argv_add(a, xstrdup(global_flags[i]));
+}
+
+char **plan_load_argv(const char *runner, const struct plan *p)
+{
+	struct argv_buf a = { 0 };
+
+	argv_start(&a, runner);
+	argv_add(&a, xstrdup("load"));
+	argv_add(&a, xstrdup("-i"));
+	argv_add(&a, xstrdup(p->disk));
+	return a.v;
+}
+
+char **plan_run_argv(const char *runner, const struct plan *p, const char *ref)
+{
+	struct argv_buf a = { 0 };
+
+	argv_start(&a, runner);
+	argv_add(&a, xstrdup("run"));
+	argv_add(&a, xstrdup("--rm"));
+	argv_add(&a, xstrdup("--network=none"));
+	argv_add(&a, xstrdup("--log-driver=none"));
+	if (p->tty)
+		argv_add(&a, xstrdup("--tty"));
+	/* NAME=VALUE glued to the option: a value can never be taken for a flag. */
+	for (size_t i = 0; p->env && p->env[i]; i++)
+		argv_add(&a, xasprintf("--env=%s", p->env[i]));
+	if (p->user)
+		argv_add(&a, xasprintf("--user=%s", p->user));
+	if (p->workdir)
+		argv_add(&a, xasprintf("--workdir=%s", p->workdir));
+	if (p->entrypoint) {
+		/* podman takes an exec-form entrypoint as a JSON array string. */
+		json_t *arr = json_array();
+		char *text;
+
+		for (size_t i = 0; p->entrypoint[i]; i++)
+			json_array_append_new(arr, json_string(p->entrypoint[i]));
+		text = json_dumps(arr, JSON_COMPACT);
+		json_decref(arr);
+		if (!text)
+			abort();	/* only fails on out of memory */
+		argv_add(&a, xasprintf("--entrypoint=%s", text));
+		free(text);
+	}
+	argv_add(&a, xstrdup(ref));
+	for (size_t i = 0; p->cmd && p->cmd[i]; i++)
+		argv_add(&a, xstrdup(p->cmd[i]));
+	return a.v;
+}
+
+/* Copy of the line's value with trailing whitespace removed. */
+static char *line_value(const char *s, size_t len)
+{
+	while (len && (s[len - 1] == ' ' || s[len - 1] == '\r' || s[len - 1] == '\t'))
+		len--;
+	while (len && *s == ' ') {
+		s++;
+		len--;
+	}
+	return strndup(s, len);
+}
+
+char *plan_loaded_ref(const char *out, struct fc_err *e)
+{
+	static const char *const prefixes[] = { "Loaded image(s):", "Loaded image:" };
+	char *found = NULL;
+	int count = 0;
+
+	for (const char *line = out; *line;) {
+		const char *nl = strchr(line, '\n');
+		size_t len = nl ? (size_t)(nl - line) : strlen(line);
+
+		for (size_t i = 0; i < ARRAY_SIZE(prefixes); i++) {
+			size_t pl = strlen(prefixes[i]);
+			char *val, *tok, *save = NULL;
+
+			if (len < pl || memcmp(line, prefixes[i], pl))
+				continue;
+			val = line_value(line + pl, len - pl);
+			if (!val)
+				abort();
+			for (tok = strtok_r(val, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+				while (*tok == ' ')
+					tok++;
+				if (!*tok)
+					continue;
+				if (!count++)
+					found = xstrdup(tok);
+			}
+			free(val);
+			break;
+		}
+		line += len + (nl ? 1 : 0);
+	}
+	if (count != 1) {
+		free(found);
+		if (!count)
+			fc_err_set(e, 0, "no \"Loaded image\" line in its output");
+		else
+			fc_err_set(e, 0, "the archive holds %d images: name one in image.ref",
+				   count);
+		return NULL;
+	}
+	if (!plan_ref_ok(found)) {
+		free(found);
+		fc_err_set(e, 0, "unusable image name in its output");
+		return NULL;
+	}
+	return found;
+}

@@ -1,0 +1,61 @@
+/* plan.h - the run plan the host sends to fc-agent (MSG_PLAN), parsed
+ * strictly, and the podman command lines built from it.
+ *
+ * The host is not trusted: unknown keys, wrong types, oversized strings or
+ * arrays, NUL bytes and option-looking values are rejected with a message
+ * that names the offending key. The schema is documented in fc-agent(1).
+ */
+#ifndef FC_AGENT_PLAN_H
+#define FC_AGENT_PLAN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "err.h"
+
+#define PLAN_VERSION	 1
+#define PLAN_MAX_ARGS	 1024		/* entries in cmd, entrypoint, env */
+#define PLAN_MAX_STR	 (32 * 1024)	/* bytes in one string */
+#define PLAN_MAX_REF	 512		/* image reference */
+#define PLAN_MAX_PATH	 4096		/* disk, workdir */
+#define PLAN_MAX_USER	 256
+
+struct plan {
+	char *disk;		/* absolute path of the image disk */
+	char *ref;		/* image name to run, NULL: take it from podman load */
+	char **cmd;		/* NULL-terminated; NULL when absent (image default) */
+	char **entrypoint;	/* NULL-terminated; NULL when absent */
+	char **env;		/* NULL-terminated, never NULL after a successful parse */
+	char *user, *workdir;	/* NULL when absent */
+	bool tty;
+	bool poweroff;
+};
+
+/* Parse @len bytes of plan JSON into @p (zeroed first; free with
+ * plan_free even on failure). p->poweroff is filled before anything else is
+ * checked, so a caller can honour it for a plan that is otherwise invalid.
+ * 0 or -1 with @e filled ("'env[2]' must be K=V"). */
+int plan_parse(const char *buf, size_t len, struct plan *p, struct fc_err *e);
+
+void plan_free(struct plan *p);
+
+/* Is @ref acceptable as an image reference (from the plan or from podman's
+ * output): 1..PLAN_MAX_REF printable non-space bytes, not starting with '-'. */
+bool plan_ref_ok(const char *ref);
+
+/* Extract the image reference from the output of `podman load`
+ * ("Loaded image: REF" or "Loaded image(s): REF[,REF...]" lines). Exactly one
+ * image must have been loaded. Returns a new string (caller frees) or NULL
+ * with @e filled. */
+char *plan_loaded_ref(const char *out, struct fc_err *e);
+
+/* argv for `RUNNER [global flags] load -i DISK` (caller frees the array
+ * with plan_argv_free; strings are copies). */
+char **plan_load_argv(const char *runner, const struct plan *p);
+
+/* argv for `RUNNER [global flags] run --rm ... REF [CMD...]`. */
+char **plan_run_argv(const char *runner, const struct plan *p, const char *ref);
+
+void plan_argv_free(char **argv);
+
+#endif
