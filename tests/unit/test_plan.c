@@ -1,0 +1,241 @@
+/* test_plan - fc-agent's plan parser (agent/plan.c): the documented schema,
+ * every rejection, the podman argv built from a plan and the image name
+ * taken from `podman load` output.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The Makefile links unit tests with lib/ only; the agent's parser is
+ * compiled in directly. */
+#include "../../agent/plan.c"
+
+static int failures;
+
+#define CHECK(cond, what)                                                        \
+	do {                                                                     \
+		if (cond) {                                                      \
+			printf("ok   %s\n", what);                               \
+		} else {                                                         \
+			printf("FAIL %s (%s:%d)\n", what, __FILE__, __LINE__);   \
+			failures++;                                              \
+		}                                                                \
+	} while (0)
+
+static int parse(const char *s, struct plan *p, struct fc_err *e)
+{
+	return plan_parse(s, strlen(s), p, e);
+}
+
+static void refused(const char *json, const char *needle, const char *what)
+{
+	struct plan p;
+	struct fc_err e = { 0 };
+	char msg[512];
+	int r = parse(json, &p, &e);
+
+	snprintf(msg, sizeof(msg), "refused: %s ('%s')", what, needle);
+	CHECK(r == -1 && strstr(e.msg, needle), msg);
+	if (r != -1 || !strstr(e.msg, needle))
+		printf("     got: %s\n", r == -1 ? e.msg : "accepted");
+	plan_free(&p);
+}
+
+static char *joined(char **v)
+{
+	size_t n = 1;
+	char *s;
+
+	for (size_t i = 0; v[i]; i++)
+		n += strlen(v[i]) + 1;
+	s = xcalloc(1, n);
+	for (size_t i = 0; v[i]; i++) {
+		if (i)
+			strcat(s, "|");
+		strcat(s, v[i]);
+	}
+	return s;
+}
+
+static void test_full(void)
+{
+	const char *j = "{\"version\":1,\"image\":{\"disk\":\"/dev/vdb\",\"ref\":\"localhost/x:1\"},"
+			"\"cmd\":[\"sh\",\"-c\",\"echo $A\"],\"entrypoint\":[\"/bin/env\",\"-i\"],"
+			"\"env\":[\"A=1\",\"B=x=y\",\"C=\"],\"user\":\"1000:1000\",\"workdir\":\"/w d\","
+			"\"tty\":false,\"poweroff\":true}";
+	struct plan p;
+	struct fc_err e;
+	char **argv, *s;
+
+	CHECK(parse(j, &p, &e) == 0, "a plan with every key parses");
+	CHECK(!strcmp(p.disk, "/dev/vdb") && !strcmp(p.ref, "localhost/x:1") &&
+		      !strcmp(p.cmd[2], "echo $A") && !p.cmd[3] && !strcmp(p.env[1], "B=x=y") &&
+		      !strcmp(p.user, "1000:1000") && !strcmp(p.workdir, "/w d") && !p.tty &&
+		      p.poweroff,
+	      "every field lands in the struct");
+	argv = plan_run_argv("podman", &p, p.ref);
+	s = joined(argv);
+	CHECK(!strcmp(s, "podman|--cgroup-manager=cgroupfs|--events-backend=file|run|--rm|"
+			 "--network=none|--log-driver=none|--env=A=1|--env=B=x=y|--env=C=|"
+			 "--user=1000:1000|--workdir=/w d|--entrypoint=[\"/bin/env\",\"-i\"]|"
+			 "localhost/x:1|sh|-c|echo $A"),
+	      "run argv: options glued to values, image, then cmd verbatim");
+	if (strstr(s, "podman|") != s)
+		printf("     got: %s\n", s);
+	free(s);
+	plan_argv_free(argv);
+	argv = plan_load_argv("/x/fake", &p);
+	s = joined(argv);
+	CHECK(!strcmp(s, "/x/fake|--cgroup-manager=cgroupfs|--events-backend=file|load|-i|/dev/vdb"),
+	      "load argv");
+	free(s);
+	plan_argv_free(argv);
+	plan_free(&p);
+}
+
+static void test_minimal(void)
+{
+	struct plan p;
+	struct fc_err e;
+	char **argv, *s;
+
+	CHECK(parse("{\"version\":1,\"image\":{\"disk\":\"/dev/vdb\"}}", &p, &e) == 0,
+	      "minimal plan: version and image.disk");
+	CHECK(!p.ref && !p.cmd && !p.entrypoint && p.env && !p.env[0] && !p.poweroff && !p.tty,
+	      "defaults: no ref, image's cmd, empty env, no power off");
+	argv = plan_run_argv("podman", &p, "sha256:abc");
+	s = joined(argv);
+	CHECK(!strcmp(s + strlen(s) - strlen("--log-driver=none|sha256:abc"),
+		      "--log-driver=none|sha256:abc"),
+	      "no cmd: the image ends the argv");
+	free(s);
+	plan_argv_free(argv);
+	plan_free(&p);
+	CHECK(parse("{\"version\":1,\"image\":{\"disk\":\"/d\"},\"cmd\":[\"\"],\"entrypoint\":[],"
+		    "\"tty\":true}", &p, &e) == 0 && p.cmd[0][0] == '\0' && p.entrypoint &&
+		      !p.entrypoint[0] && p.tty,
+	      "empty strings in cmd, an empty entrypoint (reset) and tty are accepted");
+	argv = plan_run_argv("podman", &p, "r");
+	s = joined(argv);
+	CHECK(strstr(s, "|--tty|") && strstr(s, "|--entrypoint=[]|r|"), "tty and empty entrypoint in argv");
+	free(s);
+	plan_argv_free(argv);
+	plan_free(&p);
+}
+
+static void test_refusals(void)
+{
+	struct plan p;
+	struct fc_err e;
+	char *big;
+
+	refused("", "invalid JSON", "empty text");
+	refused("{\"version\":1,", "invalid JSON", "truncated JSON");
+	refused("[1]", "JSON object", "an array");
+	refused("{\"version\":1,\"version\":1,\"image\":{\"disk\":\"/d\"}}", "invalid JSON",
+		"a duplicate key");
+	refused("{\"version\":1,\"image\":{\"disk\":\"/d\"},\"volumes\":[]}", "unknown key 'volumes'",
+		"an unknown key");
+	refused("{\"version\":1,\"image\":{\"disk\":\"/d\",\"x\":1}}", "unknown key 'image.x'",
+		"an unknown image key");
+	refused("{\"image\":{\"disk\":\"/d\"}}", "'version' must be 1", "no version");
+	refused("{\"version\":2,\"image\":{\"disk\":\"/d\"}}", "'version' must be 1", "version 2");
+	refused("{\"version\":\"1\",\"image\":{\"disk\":\"/d\"}}", "integer", "version as a string");
+	refused("{\"version\":1}", "'image' is missing", "no image");
+	refused("{\"version\":1,\"image\":\"x\"}", "'image' must be an object", "image as a string");
+	refused("{\"version\":1,\"image\":{}}", "'image.disk' is missing", "no disk");
+	refused("{\"version\":1,\"image\":{\"disk\":\"dev/vdb\"}}", "absolute", "a relative disk");
+	refused("{\"version\":1,\"image\":{\"disk\":\"/d\",\"ref\":\"--privileged\"}}", "image.ref",
+		"a ref that looks like an option");
+	refused("{\"version\":1,\"image\":{\"disk\":\"/d\",\"ref\":\"a b\"}}", "image.ref",
+		"a ref with a space");
+	refused("{\"version\":1,\"image\":{\"disk\":\"/d\",\"ref\":\"\"}}", "image.ref", "an empty ref");
+	refused("{\"version\":1,\"image\":{\"disk\":\"/d\"},\"cmd\":\"echo hi\"}", "array of strings",
+		"cmd as a string");
+	refused("{\"version\":1,\"image\":{\"disk\":\"/d\"},\"cmd\":[]}", "must not be empty",
+		"an empty cmd");
+	refused("{\"version\":1,\"image\":{\"disk\":\"/d\"},\"cmd\":[\"a\",1]}", "'cmd[1]' must be a string",
+		"a number in cmd");
+	refused("{\"version\":1,\"image\":{\"disk\":\"/d\"},\"cmd\":[\"a\\u0000b\"]}", "invalid JSON",
+		"a NUL byte in an argument");
+	refused("{\"version\":1,\"image\":{\"disk\":\"/d\"},\"env\":[\"NOVALUE\"]}", "NAME=VALUE",
+		"env without '='");
+	refused("{\"version\":1,\"image\":{\"disk\":\"/d\"},\"env\":[\"=v\"]}", "NAME=VALUE",
+		"env with an empty name");
+	refused("{\"version\":1,\"image\":{\"disk\":\"/d\"},\"user\":\"-x\"}", "'user'",
+		"a user that looks like an option");
+	refused("{\"version\":1,\"image\":{\"disk\":\"/d\"},\"user\":\"a b\"}", "'user' contains",
+		"a user with a space");
+	refused("{\"version\":1,\"image\":{\"disk\":\"/d\"},\"workdir\":\"rel\"}", "absolute",
+		"a relative workdir");
+	refused("{\"version\":1,\"image\":{\"disk\":\"/d\"},\"tty\":1}", "true or false", "tty as 1");
+	refused("{\"version\":1,\"image\":{\"disk\":\"/d\"},\"poweroff\":\"yes\"}", "true or false",
+		"poweroff as a string");
+
+	/* Bounds. */
+	big = xmalloc(PLAN_MAX_STR + 200);
+	snprintf(big, PLAN_MAX_STR + 200, "{\"version\":1,\"image\":{\"disk\":\"/d\"},\"cmd\":[\"%0*d\"]}",
+		 PLAN_MAX_STR + 1, 0);
+	refused(big, "at most", "an argument over the size limit");
+	snprintf(big, PLAN_MAX_STR + 200, "{\"version\":1,\"image\":{\"disk\":\"/d\"},\"cmd\":[\"%0*d\"]}",
+		 PLAN_MAX_STR, 0);
+	CHECK(parse(big, &p, &e) == 0, "an argument of exactly the size limit is accepted");
+	plan_free(&p);
+	free(big);
+	{
+		size_t n = PLAN_MAX_ARGS + 1, len = 64 + 4 * n;
+		char *s = xmalloc(len), *w = s;
+
+		w += sprintf(w, "{\"version\":1,\"image\":{\"disk\":\"/d\"},\"cmd\":[");
+		for (size_t i = 0; i < n; i++)
+			w += sprintf(w, "%s\"a\"", i ? "," : "");
+		strcpy(w, "]}");
+		refused(s, "entries", "more arguments than the limit");
+		free(s);
+	}
+
+	/* poweroff is known even when the rest is bad. */
+	memset(&p, 0, sizeof(p));
+	CHECK(parse("{\"poweroff\":true,\"version\":1,\"image\":{\"disk\":\"x\"}}", &p, &e) == -1 &&
+		      p.poweroff,
+	      "poweroff is honoured for an otherwise invalid plan");
+	plan_free(&p);
+}
+
+static void test_loaded_ref(void)
+{
+	struct fc_err e;
+	char *r;
+
+	r = plan_loaded_ref("Getting image source signatures\nCopying blob 123 done\n"
+			    "Writing manifest to image destination\n"
+			    "Loaded image: localhost/fcvm-test:latest\n", &e);
+	CHECK(r && !strcmp(r, "localhost/fcvm-test:latest"), "\"Loaded image: REF\"");
+	free(r);
+	r = plan_loaded_ref("Loaded image(s): docker.io/library/busybox:1.36 \r\n", &e);
+	CHECK(r && !strcmp(r, "docker.io/library/busybox:1.36"), "\"Loaded image(s): REF\" trimmed");
+	free(r);
+	r = plan_loaded_ref("Loaded image: sha256:0123abcd", &e);
+	CHECK(r && !strcmp(r, "sha256:0123abcd"), "an unnamed image by id, no final newline");
+	free(r);
+	r = plan_loaded_ref("Loaded image(s): a:1,b:2\n", &e);
+	CHECK(!r && strstr(e.msg, "2 images"), "two images at once need image.ref");
+	r = plan_loaded_ref("Loaded image: a:1\nLoaded image: b:2\n", &e);
+	CHECK(!r && strstr(e.msg, "2 images"), "two Loaded lines need image.ref");
+	r = plan_loaded_ref("Error: nothing\n", &e);
+	CHECK(!r && strstr(e.msg, "no \"Loaded image\""), "no Loaded line");
+	r = plan_loaded_ref("Loaded image: --rm\n", &e);
+	CHECK(!r && strstr(e.msg, "unusable"), "an option-like name from podman is refused");
+	r = plan_loaded_ref("", &e);
+	CHECK(!r, "empty output");
+}
+
+int main(void)
+{
+	test_full();
+	test_minimal();
+	test_refusals();
+	test_loaded_ref();
+	printf("%s\n", failures ? "FAILED" : "all passed");
+	return failures ? 1 : 0;
+}
