@@ -353,63 +353,126 @@ static int write_initrd(const char *path, struct modset *ms, const char *busybox
 	return 0;
 }
 
-/* Resolve linux-image-cloud-amd64 through apt and make sure the real
- * package's .deb is in $FCVM_CACHE/debs. Returns its path (caller frees). */
-static char *fetch_deb(struct fc_err *e)
+/* A .deb in $FCVM_CACHE/debs whose sha256 matched apt's is remembered in
+ * "<deb>.sha256" with the file's size, mtime and inode, so a rerun need not
+ * rehash 30 MB (or ask apt twice) to find its kernel is up to date. */
+static char *stamp_line(const char *path)
 {
-	char *meta_argv[] = { "apt-cache", "depends", "linux-image-cloud-amd64", NULL };
-	_cleanup_free_ char *deps = NULL, *show = NULL, *dir = NULL, *path = NULL;
-	char pkg[128] = "", want[SHA256_HEX_LEN + 1] = "", have[SHA256_HEX_LEN + 1];
-	const char *p, *fn;
-	char fname[256] = "";
+	struct stat st;
 
-	deps = run_capture(meta_argv, 1 << 16, e);
-	if (!deps)
+	if (stat(path, &st) < 0)
+		return NULL;
+	return xasprintf("%lld %lld.%09ld %llu ", (long long)st.st_size, (long long)st.st_mtim.tv_sec,
+			 st.st_mtim.tv_nsec, (unsigned long long)st.st_ino);
+}
+
+static bool stamp_read(const char *path, char hex[SHA256_HEX_LEN + 1])
+{
+	_cleanup_free_ char *stamp = xasprintf("%s.sha256", path);
+	_cleanup_free_ char *line = stamp_line(path), *old = NULL;
+	struct fc_err e;
+	size_t n;
+
+	if (!line || !(old = read_file_max(stamp, 512, NULL, &e)))
+		return false;
+	n = strlen(line);
+	if (strncmp(old, line, n) != 0 || strspn(old + n, "0123456789abcdef") != SHA256_HEX_LEN)
+		return false;
+	memcpy(hex, old + n, SHA256_HEX_LEN);
+	hex[SHA256_HEX_LEN] = '\0';
+	return true;
+}
+
+static void stamp_write(const char *path, const char *hex)
+{
+	_cleanup_free_ char *stamp = xasprintf("%s.sha256", path);
+	_cleanup_free_ char *tmp = xasprintf("%s.%d", stamp, (int)getpid());
+	_cleanup_free_ char *line = stamp_line(path), *text = NULL;
+	_cleanup_close_ int fd = -1;
+
+	if (!line)
+		return;
+	text = xasprintf("%s%s\n", line, hex);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	/* only a cache: failing to write it costs time, not correctness */
+	if (fd < 0 || write_full(fd, text, strlen(text)) < 0 || rename(tmp, stamp) < 0)
+		unlink(tmp);
+}
+
+/* The value of field @name ("Depends") in apt-cache show output, NUL-ended
+ * in @out; false when absent or too long. */
+static bool deb_field(const char *text, const char *name, char *out, size_t outlen)
+{
+	_cleanup_free_ char *key = xasprintf("\n%s: ", name);
+	const char *p = strncmp(text, key + 1, strlen(key) - 1) == 0 ? text - 1 : strstr(text, key);
+	const char *end;
+
+	if (!p)
+		return false;
+	p += strlen(key);
+	end = strchr(p, '\n');
+	end = end ? end : p + strlen(p);
+	if ((size_t)(end - p) >= outlen)
+		return false;
+	memcpy(out, p, (size_t)(end - p));
+	out[end - p] = '\0';
+	return true;
+}
+
+/* Resolve linux-image-cloud-amd64 through apt and make sure the real
+ * package's .deb is in $FCVM_CACHE/debs. Returns its path (caller frees)
+ * and its sha256 in @have. */
+static char *fetch_deb(char have[SHA256_HEX_LEN + 1], struct fc_err *e)
+{
+	char *meta_argv[] = { "apt-cache", "show", "--no-all-versions", "linux-image-cloud-amd64", NULL };
+	_cleanup_free_ char *meta = NULL, *show = NULL, *dir = NULL, *path = NULL;
+	char deps[1024], pkg[128] = "", ver[128] = "", fname[512], want[SHA256_HEX_LEN + 1] = "";
+	const char *p;
+	size_t n = 0;
+
+	meta = run_capture(meta_argv, 1 << 20, e);
+	if (!meta)
 		return fc_err_wrap(e, "resolve linux-image-cloud-amd64 (is apt configured? or pass --deb FILE)"), NULL;
-	p = strstr(deps, "Depends: linux-image-");
-	if (!p || sscanf(p + 9, "%127[A-Za-z0-9.+_-]", pkg) != 1)
-		return fc_err_set(e, 0, "apt-cache: linux-image-cloud-amd64 names no linux-image package (run 'apt-get update' or pass --deb FILE)"), NULL;
+	/* "Depends: linux-image-6.1.0-57-cloud-amd64 (= 6.1.192-3)" */
+	p = deb_field(meta, "Depends", deps, sizeof(deps)) ? strstr(deps, "linux-image-") : NULL;
+	if (!p || sscanf(p, "%127[A-Za-z0-9.+_-] (= %127[A-Za-z0-9.+~:-])", pkg, ver) != 2)
+		return fc_err_set(e, 0, "apt-cache: linux-image-cloud-amd64 names no linux-image package version (run 'apt-get update' or pass --deb FILE)"), NULL;
+	dir = xasprintf("%s/debs", fc_cache());
+	if (mkdir_p(dir, 0755, e) < 0)
+		return NULL;
+	/* apt-get download's name: the epoch's ':' is escaped as %3a */
+	n = (size_t)snprintf(fname, sizeof(fname), "%s_", pkg);
+	for (const char *v = ver; *v && n < sizeof(fname) - 16; v++)
+		n += (size_t)snprintf(fname + n, sizeof(fname) - n, *v == ':' ? "%%3a" : "%c", *v);
+	snprintf(fname + n, sizeof(fname) - n, "_amd64.deb");
+	path = xasprintf("%s/%s", dir, fname);
+	if (stamp_read(path, have)) {
+		log_info("using cached %s", path);
+		return steal_ptr(&path);
+	}
 	char *show_argv[] = { "apt-cache", "show", "--no-all-versions", pkg, NULL };
 
 	show = run_capture(show_argv, 1 << 20, e);
 	if (!show)
 		return NULL;
-	fn = strstr(show, "\nFilename: ");
-	if (!fn)
-		return fc_err_set(e, 0, "apt-cache show %s: no Filename", pkg), NULL;
-	{
-		const char *end = strchr(fn + 11, '\n');
-		const char *slash;
-		size_t n;
-
-		end = end ? end : fn + strlen(fn);
-		for (slash = end; slash > fn + 11 && slash[-1] != '/'; slash--)
-			;
-		n = (size_t)(end - slash);
-		if (n == 0 || n >= sizeof(fname))
-			return fc_err_set(e, 0, "apt-cache show %s: bad Filename", pkg), NULL;
-		memcpy(fname, slash, n);
-		fname[n] = '\0';
-	}
-	p = strstr(show, "\nSHA256: ");
-	if (p)
-		sscanf(p + 9, "%64[0-9a-f]", want);
-	dir = xasprintf("%s/debs", fc_cache());
-	if (mkdir_p(dir, 0755, e) < 0)
-		return NULL;
-	path = xasprintf("%s/%s", dir, fname);
-	if (access(path, R_OK) == 0 && sha256_file_hex(path, have, e) == 0 &&
-	    (!*want || strcmp(want, have) == 0)) {
+	if (!deb_field(show, "SHA256", want, sizeof(want)) ||
+	    strspn(want, "0123456789abcdef") != SHA256_HEX_LEN)
+		return fc_err_set(e, 0, "apt-cache show %s: no SHA256", pkg), NULL;
+	if (access(path, R_OK) == 0 && sha256_file_hex(path, have, e) == 0 && !strcmp(want, have)) {
 		log_info("using cached %s", path);
+		stamp_write(path, have);
 		return steal_ptr(&path);
 	}
-	log_info("downloading %s with apt-get into %s", pkg, dir);
+	log_info("downloading %s %s with apt-get into %s", pkg, ver, dir);
 	char *dl_argv[] = { "apt-get", "-q", "download", pkg, NULL };
 
 	if (run_ok(dl_argv, dir, -1, -1, e) < 0)
 		return fc_err_wrap(e, "download %s (network? or pass --deb FILE)", pkg), NULL;
-	if (access(path, R_OK) < 0)
-		return fc_err_set(e, errno, "apt-get download left no '%s'", path), NULL;
+	if (sha256_file_hex(path, have, e) < 0)
+		return fc_err_wrap(e, "after apt-get download"), NULL;
+	if (strcmp(want, have) != 0)
+		return fc_err_set(e, 0, "'%s': sha256 %s, apt says %s", path, have, want), NULL;
+	stamp_write(path, have);
 	return steal_ptr(&path);
 }
 
@@ -564,11 +627,11 @@ int cmd_kernel(int argc, char **argv)
 	if (deb) {
 		if (stat(deb, &st) < 0 || !S_ISREG(st.st_mode))
 			diex("--deb '%s': %s", deb, errno ? strerror(errno) : "not a regular file");
-	} else if (!(deb = fetch_deb(&e))) {
-		fc_err_exit(&e, 1);
+		if (sha256_file_hex(deb, debsha, &e) < 0)
+			fc_err_exit(&e, 1);
+	} else if (!(deb = fetch_deb(debsha, &e))) {
+		setup_fail(&e);
 	}
-	if (sha256_file_hex(deb, debsha, &e) < 0)
-		fc_err_exit(&e, 1);
 	if (sha256_file_hex(busybox, bbsha, &e) < 0) {
 		fc_err_wrap(&e, "busybox (install busybox-static or pass --busybox FILE)");
 		fc_err_exit(&e, 1);
