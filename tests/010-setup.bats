@@ -213,7 +213,7 @@ SH
 	mkdir -p "$FCVM_ROOT/kernels"
 	ln -s "$k" "$FCVM_ROOT/kernels/default"
 	run_fc 1 fc-setup preflight --probe-timeout 6
-	for name in kvm vmm qemu tun userfaultfd reflink nftables slirp4netns podman kernel rootfs; do
+	for name in kvm vmm qemu tun userfaultfd reflink nftables slirp4netns podman setup-tools kernel rootfs; do
 		grep -qE "^(OK|WARN|FAIL) +$name " <<<"$output" || { echo "no line for $name" >&2; return 1; }
 	done
 	grep -qE "^FAIL +reflink .*\[fix: fc-setup storage\]" <<<"$output"
@@ -227,7 +227,7 @@ SH
 	fi
 	[ -z "$(pgrep -f "qemu-system-x86_64.*-accel kvm.*$k")" ]
 	run_fc 1 fc-setup preflight --json --no-probe
-	echo "$output" | jq -e '.ok == false and (.items | length) == 11' >/dev/null
+	echo "$output" | jq -e '.ok == false and (.items | length) == 12' >/dev/null
 }
 
 @test "preflight: without a kernel KVM cannot be probed and says so" {

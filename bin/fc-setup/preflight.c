@@ -4,6 +4,8 @@
  * missing) or FAIL. Only FAILs of blocking items make the exit status 1:
  * vmm, qemu (when the VMM is fc-qemu), reflink, podman, kernel, rootfs.
  *
+ * setup-tools (what fc-setup itself runs) is informational (WARN).
+ *
  * KVM is judged by really booting the default kernel with QEMU -accel kvm
  * and root=none for a few seconds: a KVM that exists but cannot run a stock
  * guest (nested PVM here) hangs instead of failing. The verdict is written
@@ -319,6 +321,27 @@ static void check_nft(struct report *r)
 	}
 }
 
+/* What fc-setup itself runs: missing ones only matter for (re)building. */
+static void check_setup_tools(struct report *r)
+{
+	static const char *const tools[] = { "apt-get", "dpkg-deb", "debootstrap", "tar", "zstd",
+					     "lz4", "mkfs.ext4", "mkfs.btrfs", "mount", "busybox" };
+	char missing[256] = "";
+
+	for (size_t i = 0; i < ARRAY_SIZE(tools); i++) {
+		_cleanup_free_ char *p = proc_find_tool(tools[i]);
+
+		if (!p && !(strcmp(tools[i], "busybox") == 0 && access("/bin/busybox", X_OK) == 0))
+			snprintf(missing + strlen(missing), sizeof(missing) - strlen(missing), " %s", tools[i]);
+	}
+	if (!*missing)
+		item(r, ST_OK, false, "setup-tools", NULL, "everything fc-setup runs is installed");
+	else
+		item(r, ST_WARN, false, "setup-tools",
+		     "apt-get install debootstrap zstd lz4 e2fsprogs btrfs-progs busybox-static",
+		     "missing:%s (needed to build a kernel, rootfs or storage)", missing);
+}
+
 static void check_artifact(struct report *r, const char *name, const char *sub, const char *file,
 			   const char *fix)
 {
@@ -383,6 +406,7 @@ int cmd_preflight(int argc, char **argv)
 	check_nft(&r);
 	check_tool(&r, "slirp4netns", "slirp4netns", "--version", false, "apt-get install slirp4netns");
 	check_tool(&r, "podman", "podman", "--version", true, "apt-get install podman");
+	check_setup_tools(&r);
 	check_artifact(&r, "kernel", "kernels", "vmlinux", "fc-setup kernel");
 	check_artifact(&r, "rootfs", "rootfs", "rootfs.ext4", "fc-setup rootfs");
 	if (r.json) {
