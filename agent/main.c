@@ -93,9 +93,13 @@ int main(int argc, char **argv)
 	int c, lfd;
 
 	cfg.pid1 = getpid() == 1;
-	if (cfg.pid1)
+	if (cfg.pid1) {
 		sys_console();
+		/* The console is a TTY, but its log is read by programs. */
+		setenv("NO_COLOR", "1", 1);
+	}
 	log_init("fc-agent");
+	unsetenv("NO_COLOR");
 	while ((c = getopt_long(argc, argv, "vqh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'U':
