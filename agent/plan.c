@@ -37,7 +37,7 @@ static int check_keys(json_t *obj, const char *what, const char *const *keys, si
 	json_object_foreach(obj, key, v) {
 		(void)v;
 		if (!key_known(key, keys, n))
-			return fc_err_set(e, EINVAL, "unknown key '%s%s'", what, key);
+			return fc_err_set(e, 0, "unknown key '%s%s'", what, key);
 	}
 	return 0;
 }
@@ -49,13 +49,13 @@ static int get_string(json_t *v, const char *name, size_t max, char **out, struc
 	size_t len;
 
 	if (!json_is_string(v))
-		return fc_err_set(e, EINVAL, "'%s' must be a string", name);
+		return fc_err_set(e, 0, "'%s' must be a string", name);
 	len = json_string_length(v);
 	if (len > max)
-		return fc_err_set(e, EINVAL, "'%s' is %zu bytes: at most %zu allowed", name, len,
+		return fc_err_set(e, 0, "'%s' is %zu bytes: at most %zu allowed", name, len,
 				  max);
 	if (strlen(json_string_value(v)) != len)
-		return fc_err_set(e, EINVAL, "'%s' contains a NUL byte", name);
+		return fc_err_set(e, 0, "'%s' contains a NUL byte", name);
 	*out = xstrdup(json_string_value(v));
 	return 0;
 }
@@ -75,7 +75,7 @@ static int get_bool(json_t *obj, const char *key, bool *out, struct fc_err *e)
 	if (!v)
 		return 0;
 	if (!json_is_boolean(v))
-		return fc_err_set(e, EINVAL, "'%s' must be true or false", key);
+		return fc_err_set(e, 0, "'%s' must be true or false", key);
 	*out = json_is_true(v);
 	return 0;
 }
@@ -90,13 +90,13 @@ static int get_array(json_t *obj, const char *key, bool allow_empty, char ***out
 	if (!arr)
 		return 0;
 	if (!json_is_array(arr))
-		return fc_err_set(e, EINVAL, "'%s' must be an array of strings", key);
+		return fc_err_set(e, 0, "'%s' must be an array of strings", key);
 	n = json_array_size(arr);
 	if (n > PLAN_MAX_ARGS)
-		return fc_err_set(e, EINVAL, "'%s' has %zu entries: at most %d allowed", key, n,
+		return fc_err_set(e, 0, "'%s' has %zu entries: at most %d allowed", key, n,
 				  PLAN_MAX_ARGS);
 	if (!n && !allow_empty)
-		return fc_err_set(e, EINVAL, "'%s' must not be empty", key);
+		return fc_err_set(e, 0, "'%s' must not be empty", key);
 	list = xcalloc(n + 1, sizeof(*list));
 	*out = list;	/* partially filled on error: plan_free releases it */
 	json_array_foreach(arr, i, v) {
@@ -129,7 +129,7 @@ static int check_env(char **env, struct fc_err *e)
 		/* "-e K" without a value would copy K from the agent's own
 		 * environment into the container: never wanted. */
 		if (!eq || eq == env[i])
-			return fc_err_set(e, EINVAL, "'env[%zu]' must look like NAME=VALUE", i);
+			return fc_err_set(e, 0, "'env[%zu]' must look like NAME=VALUE", i);
 	}
 	return 0;
 }
@@ -137,11 +137,11 @@ static int check_env(char **env, struct fc_err *e)
 static int check_user(const char *u, struct fc_err *e)
 {
 	if (!*u || u[0] == '-')
-		return fc_err_set(e, EINVAL, "'user' must be a user name or UID[:GID]");
+		return fc_err_set(e, 0, "'user' must be a user name or UID[:GID]");
 	for (const char *c = u; *c; c++)
 		if (!(*c >= 'a' && *c <= 'z') && !(*c >= 'A' && *c <= 'Z') &&
 		    !(*c >= '0' && *c <= '9') && !strchr("_.:-@$", *c))
-			return fc_err_set(e, EINVAL, "'user' contains the character 0x%02x",
+			return fc_err_set(e, 0, "'user' contains the character 0x%02x",
 					  (unsigned char)*c);
 	return 0;
 }
@@ -151,22 +151,22 @@ static int parse_image(json_t *img, struct plan *p, struct fc_err *e)
 	json_t *v;
 
 	if (!json_is_object(img))
-		return fc_err_set(e, EINVAL, "'image' must be an object");
+		return fc_err_set(e, 0, "'image' must be an object");
 	if (check_keys(img, "image.", image_keys, ARRAY_SIZE(image_keys), e) < 0)
 		return -1;
 	v = json_object_get(img, "disk");
 	if (!v)
-		return fc_err_set(e, EINVAL, "'image.disk' is missing");
+		return fc_err_set(e, 0, "'image.disk' is missing");
 	if (get_string(v, "image.disk", PLAN_MAX_PATH, &p->disk, e) < 0)
 		return -1;
 	if (p->disk[0] != '/')
-		return fc_err_set(e, EINVAL, "'image.disk' must be an absolute path");
+		return fc_err_set(e, 0, "'image.disk' must be an absolute path");
 	v = json_object_get(img, "ref");
 	if (v) {
 		if (get_string(v, "image.ref", PLAN_MAX_REF, &p->ref, e) < 0)
 			return -1;
 		if (!plan_ref_ok(p->ref))
-			return fc_err_set(e, EINVAL,
+			return fc_err_set(e, 0,
 					  "'image.ref' must be printable, without spaces, and not start with '-'");
 	}
 	return 0;
@@ -183,7 +183,7 @@ int plan_parse(const char *buf, size_t len, struct plan *p, struct fc_err *e)
 	if (!j)
 		return -1;
 	if (!json_is_object(j))
-		return fc_err_set(e, EINVAL, "the plan must be a JSON object");
+		return fc_err_set(e, 0, "the plan must be a JSON object");
 	if (get_bool(j, "poweroff", &p->poweroff, e) < 0)
 		return -1;
 	if (check_keys(j, "", known_keys, ARRAY_SIZE(known_keys), e) < 0)
@@ -191,10 +191,10 @@ int plan_parse(const char *buf, size_t len, struct plan *p, struct fc_err *e)
 	if (json_int(j, "version", 0, 1000, &version, e) < 0)
 		return -1;
 	if (version != PLAN_VERSION)
-		return fc_err_set(e, EINVAL, "'version' must be %d", PLAN_VERSION);
+		return fc_err_set(e, 0, "'version' must be %d", PLAN_VERSION);
 	img = json_object_get(j, "image");
 	if (!img)
-		return fc_err_set(e, EINVAL, "'image' is missing");
+		return fc_err_set(e, 0, "'image' is missing");
 	if (parse_image(img, p, e) < 0)
 		return -1;
 	/* An empty cmd would be the same as none; say so instead of guessing. */
@@ -212,7 +212,7 @@ int plan_parse(const char *buf, size_t len, struct plan *p, struct fc_err *e)
 	if (get_opt_string(j, "workdir", PLAN_MAX_PATH, &p->workdir, e) < 0)
 		return -1;
 	if (p->workdir && p->workdir[0] != '/')
-		return fc_err_set(e, EINVAL, "'workdir' must be an absolute path");
+		return fc_err_set(e, 0, "'workdir' must be an absolute path");
 	if (get_bool(j, "tty", &p->tty, e) < 0)
 		return -1;
 	return 0;

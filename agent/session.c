@@ -196,7 +196,7 @@ static int parse_signal(const uint8_t *buf, size_t len, int *sig, struct fc_err 
 		return -1;
 	if (!json_is_object(j) || json_object_size(j) != 1 ||
 	    json_int(j, "signal", 1, SIGRTMAX, &n, e) != 0)
-		return fc_err_set(e, EINVAL, "signal message must be {\"signal\":1..%d}",
+		return fc_err_set(e, 0, "signal message must be {\"signal\":1..%d}",
 				  SIGRTMAX);
 	*sig = n;
 	return 0;

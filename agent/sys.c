@@ -153,7 +153,7 @@ int sys_set_hostname(struct fc_err *e)
 		p += strlen("fcvm.id=");
 		end = p + strcspn(p, " \n");
 		if (!hostname_ok(p, end - p))
-			return fc_err_set(e, EINVAL, "fcvm.id is not a valid host name");
+			return fc_err_set(e, 0, "fcvm.id is not a valid host name");
 		if (sethostname(p, end - p) < 0)
 			return fc_err_set(e, errno, "sethostname");
 		return 0;

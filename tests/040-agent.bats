@@ -1,0 +1,258 @@
+#!/usr/bin/env bats
+# fc-agent + fc-run on the host: the agent in test mode (--listen-unix) with
+# a fake podman (--runner), so the protocol, the streaming and the exit code
+# handling are checked without a VM. The in-VM path is covered by the
+# fcvm podman run tests.
+
+load helpers
+
+setup() {
+	fc_setup_root
+	RUN="$FCVM_ROOT/run"
+	mkdir -p "$RUN"
+	SOCK="$RUN/agent.sock"
+	FAKE="$BATS_TEST_TMPDIR/fake-podman"
+	DISK="$BATS_TEST_TMPDIR/disk.img"
+	AGENT_PID=""
+	echo "an image" > "$DISK"
+	# Stands in for podman: "load" prints podman's success line (or fails
+	# when the disk says so); "run" records its argv and runs the command
+	# that follows the image name.
+	cat > "$FAKE" <<'EOF'
+#!/bin/sh
+while [ $# -gt 0 ]; do case "$1" in --*) shift ;; *) break ;; esac; done
+sub=$1; shift
+case "$sub" in
+load)
+	[ "$1" = -i ] || { echo "fake: no -i" >&2; exit 125; }
+	if grep -q corrupt "$2"; then
+		echo "Error: payload does not match any of the supported image formats" >&2
+		exit 125
+	fi
+	echo "Getting image source signatures"
+	echo "Loaded image: localhost/fake:latest"
+	;;
+run)
+	[ -n "${FAKE_ARGS:-}" ] && printf '%s\n' "$@" > "$FAKE_ARGS"
+	while [ $# -gt 0 ]; do case "$1" in -*) shift ;; *) break ;; esac; done
+	shift
+	exec "$@"
+	;;
+*) echo "fake: unknown subcommand $sub" >&2; exit 125 ;;
+esac
+EOF
+	chmod +x "$FAKE"
+}
+
+teardown() {
+	if [ -n "$AGENT_PID" ] && kill -0 "$AGENT_PID" 2>/dev/null; then
+		kill "$AGENT_PID"
+		wait "$AGENT_PID" 2>/dev/null || true
+	fi
+	rm -f "$SOCK"
+	leak_check
+}
+
+# start_agent: fc-agent in test mode; returns once it printed its ready line.
+start_agent() {
+	FAKE_ARGS="$BATS_TEST_TMPDIR/args" fc-agent --listen-unix "$SOCK" --runner "$FAKE" \
+		2>"$BATS_TEST_TMPDIR/agent.log" &
+	AGENT_PID=$!
+	local i
+	for ((i = 0; i < 100; i++)); do
+		grep -qx "fc-agent: ready" "$BATS_TEST_TMPDIR/agent.log" 2>/dev/null && return 0
+		sleep 0.05
+	done
+	cat "$BATS_TEST_TMPDIR/agent.log" >&2
+	return 1
+}
+
+# plan FILE CMD_JSON [EXTRA_JSON]: write a plan running CMD_JSON from $DISK.
+plan() {
+	jq -n --arg disk "$DISK" --argjson cmd "$2" --argjson extra "${3:-{\}}" \
+		'{version: 1, image: {disk: $disk}, cmd: $cmd, poweroff: true} + $extra' > "$1"
+}
+
+@test "agent: stdout and stderr stay separate, exit code 7 passes through" {
+	start_agent
+	plan "$BATS_TEST_TMPDIR/p.json" '["sh","-c","echo out; echo err >&2; exit 7"]' \
+		'{"env":["A=1","B=two words=x"],"user":"1000","workdir":"/w"}'
+	local rc=0
+	timeout 30 fc-run --unix "$SOCK" "$BATS_TEST_TMPDIR/p.json" >"$BATS_TEST_TMPDIR/out" \
+		2>"$BATS_TEST_TMPDIR/err" || rc=$?
+	assert_eq "$rc" 7 "fc-run exits with the container's code"
+	assert_eq "$(cat "$BATS_TEST_TMPDIR/out")" "out" "stdout carries only stdout"
+	assert_eq "$(cat "$BATS_TEST_TMPDIR/err")" "err" "stderr carries only stderr"
+	assert_eq "$(sed -n '1,7p' "$BATS_TEST_TMPDIR/args" | tr '\n' ' ')" \
+		"--rm --network=none --log-driver=none --env=A=1 --env=B=two words=x --user=1000 --workdir=/w " \
+		"podman run options, values glued to their flags"
+	assert_eq "$(sed -n '8p' "$BATS_TEST_TMPDIR/args")" "localhost/fake:latest" \
+		"the image name is taken from podman load's output"
+	wait "$AGENT_PID"
+	AGENT_PID=""
+	[ ! -e "$SOCK" ] || { echo "agent left its socket behind" >&2; false; }
+}
+
+@test "agent: 1 MiB of binary output arrives byte-exact" {
+	head -c 1048576 /dev/urandom > "$BATS_TEST_TMPDIR/blob"
+	start_agent
+	plan "$BATS_TEST_TMPDIR/p.json" "[\"cat\",\"$BATS_TEST_TMPDIR/blob\"]"
+	timeout 30 fc-run --unix "$SOCK" "$BATS_TEST_TMPDIR/p.json" >"$BATS_TEST_TMPDIR/out"
+	assert_eq "$(sha256sum < "$BATS_TEST_TMPDIR/out")" "$(sha256sum < "$BATS_TEST_TMPDIR/blob")" \
+		"sha256 of what arrived"
+}
+
+@test "agent: a container killed by a signal gives 128+N" {
+	start_agent
+	plan "$BATS_TEST_TMPDIR/p.json" '["sh","-c","kill -TERM $$"]'
+	run_fc 143 --timeout 30 fc-run --unix "$SOCK" "$BATS_TEST_TMPDIR/p.json"
+}
+
+@test "agent: SIGINT to fc-run is forwarded to the container once" {
+	start_agent
+	plan "$BATS_TEST_TMPDIR/p.json" \
+		'["sh","-c","trap \"echo got-int; exit 5\" INT; echo up >&2; while :; do sleep 0.1; done"]'
+	fc-run --unix "$SOCK" "$BATS_TEST_TMPDIR/p.json" >"$BATS_TEST_TMPDIR/out" 2>"$BATS_TEST_TMPDIR/err" &
+	local pid=$! i rc=0
+	for ((i = 0; i < 200; i++)); do
+		grep -q up "$BATS_TEST_TMPDIR/err" && break
+		sleep 0.05
+	done
+	kill -INT "$pid"
+	wait "$pid" || rc=$?
+	assert_eq "$rc" 5 "the container's trap decided the exit code"
+	assert_eq "$(cat "$BATS_TEST_TMPDIR/out")" "got-int" "the container saw SIGINT"
+}
+
+@test "agent: --started-fd reports the start" {
+	start_agent
+	plan "$BATS_TEST_TMPDIR/p.json" '["true"]'
+	run_fc 0 --timeout 30 fc-run --unix "$SOCK" --started-fd 3 "$BATS_TEST_TMPDIR/p.json" \
+		3>"$BATS_TEST_TMPDIR/started"
+	assert_eq "$(cat "$BATS_TEST_TMPDIR/started")" "started" "one 'started' line"
+}
+
+@test "agent: a bad plan is refused with a clear error and exit 125" {
+	start_agent
+	echo '{"version":1,"image":{"disk":"/dev/vdb"},"bogus":1,"poweroff":true}' > "$BATS_TEST_TMPDIR/p.json"
+	run_fc 125 --timeout 30 fc-run --unix "$SOCK" "$BATS_TEST_TMPDIR/p.json"
+	assert_eq "$output" "fc-run: invalid plan: unknown key 'bogus'" "the agent's reason, once"
+	# poweroff was set: the test-mode agent exits like the VM would power off.
+	wait "$AGENT_PID"
+	AGENT_PID=""
+}
+
+@test "fc-run: a plan that is not JSON is refused before connecting" {
+	echo '{"version":1,' > "$BATS_TEST_TMPDIR/p.json"
+	run_fc 125 --timeout 10 fc-run --unix "$SOCK" --timeout 60 "$BATS_TEST_TMPDIR/p.json"
+	assert_contains "$output" "invalid JSON" "names the problem"
+	assert_contains "$output" "p.json" "names the file"
+}
+
+@test "agent: podman load failure is reported and the agent powers off" {
+	start_agent
+	echo corrupt > "$DISK"
+	plan "$BATS_TEST_TMPDIR/p.json" '["true"]'
+	run_fc 125 --timeout 30 fc-run --unix "$SOCK" "$BATS_TEST_TMPDIR/p.json"
+	assert_eq "$output" "fc-run: podman load: Error: payload does not match any of the supported image formats" \
+		"podman's own words"
+	wait "$AGENT_PID"
+	AGENT_PID=""
+}
+
+@test "agent: without poweroff it serves the next session" {
+	start_agent
+	plan "$BATS_TEST_TMPDIR/p1.json" '["echo","one"]' '{"poweroff":false}'
+	plan "$BATS_TEST_TMPDIR/p2.json" '["echo","two"]'
+	run_fc 0 --timeout 30 fc-run --unix "$SOCK" "$BATS_TEST_TMPDIR/p1.json"
+	assert_eq "$output" one "first session"
+	run_fc 0 --timeout 30 fc-run --unix "$SOCK" "$BATS_TEST_TMPDIR/p2.json"
+	assert_eq "$output" two "second session on the same agent"
+	wait "$AGENT_PID"
+	AGENT_PID=""
+}
+
+@test "agent: garbage from the host ends that connection, not the agent" {
+	start_agent
+	python3 - "$SOCK" <<'EOF'
+import socket, struct, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+hdr = s.recv(12)
+assert hdr[:4] == b"FCV1" and hdr[5] == 1, hdr          # hello
+s.recv(struct.unpack("<I", hdr[8:12])[0])
+s.sendall(b"XXXX" + bytes(8))                            # bad magic
+while s.recv(4096):                                      # the agent hangs up
+    pass
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+hdr = s.recv(12)
+s.recv(struct.unpack("<I", hdr[8:12])[0])
+s.sendall(struct.pack("<IBBHI", 0x31564346, 1, 8, 0, 2) + b"{}")   # exit, not a plan
+data = b""
+while True:
+    d = s.recv(4096)
+    if not d:
+        break
+    data += d
+assert data[5] == 9 and b"expected a plan" in data, data   # error frame
+EOF
+	kill -0 "$AGENT_PID"
+	plan "$BATS_TEST_TMPDIR/p.json" '["echo","still here"]'
+	run_fc 0 --timeout 30 fc-run --unix "$SOCK" "$BATS_TEST_TMPDIR/p.json"
+	assert_eq "$output" "still here" "the agent still serves"
+}
+
+@test "fc-run: an agent that never answers times out with a clear message" {
+	run_fc 125 --timeout 30 fc-run --unix "$RUN/nobody.sock" "$BATS_TEST_TMPDIR/none.json"
+	assert_contains "$output" "none.json': No such file" "a missing plan file is named"
+	echo '{"version":1,"image":{"disk":"/d"}}' > "$BATS_TEST_TMPDIR/p.json"
+	run_fc 125 --timeout 30 fc-run --unix "$RUN/nobody.sock" --timeout 2 "$BATS_TEST_TMPDIR/p.json"
+	assert_eq "$output" "fc-run: agent did not answer on unix socket '$RUN/nobody.sock' within 2 s (is the VM booting? see its console log)" \
+		"timeout message"
+	# A listener that accepts but never says hello is no better.
+	python3 -c '
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(1)
+c, _ = s.accept(); time.sleep(5)' "$RUN/mute.sock" &
+	local py=$!
+	run_fc 125 --timeout 30 fc-run --unix "$RUN/mute.sock" --timeout 2 "$BATS_TEST_TMPDIR/p.json"
+	assert_contains "$output" "did not answer" "silent agent: timeout message"
+	kill "$py"; wait "$py" || true
+	rm -f "$RUN/mute.sock"
+}
+
+@test "fc-run: the connection dropping mid-run is reported, exit 125" {
+	start_agent
+	plan "$BATS_TEST_TMPDIR/p.json" '["sh","-c","echo up >&2; while :; do echo x; sleep 0.1; done"]'
+	fc-run --unix "$SOCK" "$BATS_TEST_TMPDIR/p.json" >/dev/null 2>"$BATS_TEST_TMPDIR/err" &
+	local pid=$! i rc=0
+	for ((i = 0; i < 200; i++)); do
+		grep -q up "$BATS_TEST_TMPDIR/err" && break
+		sleep 0.05
+	done
+	kill -KILL "$AGENT_PID"
+	wait "$AGENT_PID" || true
+	AGENT_PID=""
+	wait "$pid" || rc=$?
+	assert_eq "$rc" 125 "fc-run's own failure code"
+	assert_contains "$(cat "$BATS_TEST_TMPDIR/err")" "fc-run: connection to the agent lost" "message"
+	# The fake container dies of SIGPIPE now that nobody reads its output.
+	for ((i = 0; i < 100; i++)); do
+		pgrep -f "echo up >&2; while" >/dev/null || break
+		sleep 0.05
+	done
+	! pgrep -f "echo up >&2; while" >/dev/null
+}
+
+@test "fc-run: usage errors exit 2, -h prints the synopsis" {
+	run_fc 2 fc-run
+	assert_contains "$output" "Usage: fc-run --vsock UDS" "usage on stderr"
+	run_fc 2 fc-run --vsock a --unix b x.json
+	run_fc 2 fc-run --unix a --timeout 0 x.json
+	assert_contains "$output" "invalid --timeout '0'" "names the bad value"
+	run_fc 0 fc-run -h
+	assert_contains "$output" "Usage: fc-run" "-h"
+	run_fc 0 fc-agent -h
+	assert_contains "$output" "--listen-unix PATH" "fc-agent -h"
+}
