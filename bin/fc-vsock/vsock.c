@@ -477,8 +477,10 @@ static bool conn_wants_rx(const struct conn *c)
 }
 
 /* Put one packet of @c into rx chain @ch. Returns bytes written into the
- * chain, 0 if nothing was produced (the chain is to be given back). */
-static uint32_t conn_fill(struct dev *d, struct conn *c, const struct vring_chain *ch)
+ * chain; 0 when no packet was produced but the connection's state moved (EOF
+ * seen, read would block, reset): look at it again; -1 when it could do
+ * nothing with this chain. For 0 and -1 the chain is to be given back. */
+static int conn_fill(struct dev *d, struct conn *c, const struct vring_chain *ch)
 {
 	struct vsock_hdr h;
 
@@ -551,7 +553,7 @@ static uint32_t conn_fill(struct dev *d, struct conn *c, const struct vring_chai
 		conn_check_done(d, c);
 		return HDR_LEN;
 	}
-	return 0;
+	return -1;
 ctrl:
 	iov_from_buf(ch->in, ch->n_in, 0, &h, HDR_LEN);
 	return HDR_LEN;
@@ -570,7 +572,7 @@ static bool process_rx(struct dev *d)
 		return false;
 	for (;;) {
 		struct conn *c = NULL;
-		uint32_t n;
+		int n;
 
 		if (!d->rst_len) {
 			/* Round robin: the next connection with something to send. */
@@ -604,14 +606,20 @@ static bool process_rx(struct dev *d)
 			continue;
 		}
 		n = conn_fill(d, c, ch);
-		if (n) {
+		if (n > 0) {
 			vring_push(&q->vr, ch->head, n);
 			idle = 0;
 		} else {
-			/* Counted as idle so a connection that keeps producing
-			 * nothing cannot keep us here. */
 			vring_unpop(&q->vr);
-			idle++;
+			/* Turn back to a connection whose state just moved (it may
+			 * now owe a SHUTDOWN or RST); one that can do nothing counts
+			 * as idle so it cannot keep us here. */
+			if (n == 0) {
+				d->rr--;
+				idle = 0;
+			} else {
+				idle++;
+			}
 		}
 	}
 	return used;
