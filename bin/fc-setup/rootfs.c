@@ -252,6 +252,8 @@ int cmd_rootfs(int argc, char **argv)
 	}
 	if (optind != argc)
 		usage_err(ROOTFS_USAGE, "unexpected argument '%s'", argv[optind]);
+	if (geteuid() != 0)
+		diex("rootfs: must run as root (debootstrap and root-owned files in the image)");
 	if (!fc_valid_name(suite))
 		usage_err(ROOTFS_USAGE, "invalid --suite '%s'", suite);
 	if (strncmp(mirror, "http://", 7) && strncmp(mirror, "https://", 8) &&

@@ -183,6 +183,8 @@ int cmd_storage(int argc, char **argv)
 		usage_err(STORAGE_USAGE, "unexpected argument '%s'", argv[optind]);
 	if (!image)
 		image = xasprintf("%s/fcvm-btrfs.img", fc_cache());
+	if (geteuid() != 0 && unmount)
+		diex("storage --unmount: must run as root");
 	if (unmount)
 		return unmount_root(root);
 
@@ -201,6 +203,9 @@ int cmd_storage(int argc, char **argv)
 	if (is_mountpoint(root))
 		diex("%s is already a mount point (%s) without reflink: unmount it or set FCVM_ROOT elsewhere",
 		     root, fs_type_name(sf.f_type));
+	if (geteuid() != 0)
+		diex("%s has no reflink support and mounting a btrfs image there needs root: run 'fc-setup storage' as root",
+		     root);
 	if (!only_empty_dirs(root))
 		diex("%s is not empty: mounting the btrfs image would hide its files (move them away or set FCVM_ROOT elsewhere)",
 		     root);
