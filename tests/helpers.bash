@@ -87,9 +87,10 @@ leaked_procs() {
 	local p
 	for p in $(pgrep -f "qemu-system-x86_64|fc-qemu|fc-vsock|fc-boot|fc-agent|fc-run" 2>/dev/null); do
 		[ "$p" = "$$" ] && continue
-		if tr '\0' '\n' < /proc/$p/environ 2>/dev/null | grep -qx "FCVM_ROOT=$FCVM_ROOT" ||
-		   tr '\0' ' ' < /proc/$p/cmdline 2>/dev/null | grep -qF "$FCVM_ROOT"; then
-			echo "$p $(tr '\0' ' ' < /proc/$p/cmdline)"
+		# Processes may end while we look: read quietly.
+		if tr '\0' '\n' 2>/dev/null < /proc/$p/environ | grep -qx "FCVM_ROOT=$FCVM_ROOT" ||
+		   tr '\0' ' ' 2>/dev/null < /proc/$p/cmdline | grep -qF "$FCVM_ROOT"; then
+			echo "$p $(tr '\0' ' ' 2>/dev/null < /proc/$p/cmdline)"
 		fi
 	done
 }

@@ -24,6 +24,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <signal.h>
@@ -241,11 +242,15 @@ static int file_digest(int fd, char out[72], struct fc_err *e)
 }
 
 /* Copy @in into the new file @out: share extents when the file system can,
- * else copy_file_range (which falls back to a plain copy in the kernel). */
+ * else copy_file_range, else read/write - copy_file_range refuses to cross
+ * file systems (EXDEV) on Linux >= 5.19, and an image archive usually lives
+ * on another file system than the data root. */
 static int copy_fd(int in, int out, struct fc_err *e)
 {
 	struct stat st;
 	off_t off_in = 0, left;
+	bool plain = false;
+	char buf[64 * 1024];
 
 	if (ioctl(out, FICLONE, in) == 0)
 		return 0;
@@ -253,8 +258,22 @@ static int copy_fd(int in, int out, struct fc_err *e)
 		return fc_err_set(e, errno, "stat");
 	left = st.st_size;
 	while (left > 0) {
-		ssize_t n = copy_file_range(in, &off_in, out, NULL, left, 0);
+		ssize_t n;
 
+		if (!plain) {
+			n = copy_file_range(in, &off_in, out, NULL, left, 0);
+			if (n < 0 && (errno == EXDEV || errno == EOPNOTSUPP || errno == ENOSYS ||
+				      errno == EINVAL)) {
+				plain = true;
+				continue;
+			}
+		} else {
+			n = pread(in, buf, (size_t)left < sizeof(buf) ? (size_t)left : sizeof(buf), off_in);
+			if (n > 0 && write_full(out, buf, n) < 0)
+				return fc_err_set(e, errno, "copy");
+			if (n > 0)
+				off_in += n;
+		}
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
