@@ -198,14 +198,14 @@ int cmd_storage(int argc, char **argv)
 	}
 	if (!fs_reflink_unsupported(e.errnum))
 		fc_err_exit(&e, 1);
+	if (geteuid() != 0)
+		diex("%s has no reflink support and mounting a btrfs image there needs root: run 'fc-setup storage' as root",
+		     root);
 	log_info("%s is on %s without reflink: mounting a btrfs image on it", root,
 		 fs_type_name(sf.f_type));
 	if (is_mountpoint(root))
 		diex("%s is already a mount point (%s) without reflink: unmount it or set FCVM_ROOT elsewhere",
 		     root, fs_type_name(sf.f_type));
-	if (geteuid() != 0)
-		diex("%s has no reflink support and mounting a btrfs image there needs root: run 'fc-setup storage' as root",
-		     root);
 	if (!only_empty_dirs(root))
 		diex("%s is not empty: mounting the btrfs image would hide its files (move them away or set FCVM_ROOT elsewhere)",
 		     root);
