@@ -1,0 +1,112 @@
+/* proto_fuzz - libFuzzer target for the agent channel's parsers: frame
+ * headers and whole frames (lib/proto.c) and fc-agent's plan parser with
+ * the argv built from it and the `podman load` output reader
+ * (agent/plan.c). The first input byte picks the target:
+ *   even: the rest is a byte stream read frame by frame with proto_recv
+ *         (through a memfd), every header also through proto_decode_hdr;
+ *   odd:  the rest is a plan (plan_parse, then plan_run_argv/plan_load_argv)
+ *         and, as text, podman load output (plan_loaded_ref).
+ *
+ *   clang -g -O1 -fsanitize=fuzzer,address,undefined -DFC_LIBFUZZER -D_GNU_SOURCE \
+ *     -Ilib fuzz/proto_fuzz.c agent/plan.c lib/proto.c lib/json.c lib/err.c \
+ *     lib/util.c lib/log.c -ljansson -o build/proto_fuzz
+ *   build/proto_fuzz -max_total_time=120 fuzz/corpus/proto
+ *
+ * Without -DFC_LIBFUZZER it builds a replay program: proto_fuzz FILE...
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "../agent/plan.h"
+#include "proto.h"
+#include "util.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void fuzz_frames(const uint8_t *data, size_t size)
+{
+	struct proto_hdr h;
+	struct fc_err e;
+	uint8_t *payload;
+	int fd;
+
+	for (size_t off = 0; off + PROTO_HDR_LEN <= size; off += PROTO_HDR_LEN)
+		proto_decode_hdr(data + off, &h, &e);
+	fd = memfd_create("frames", MFD_CLOEXEC);
+	if (fd < 0)
+		abort();
+	if (size && write_full(fd, data, size) < 0)
+		abort();
+	lseek(fd, 0, SEEK_SET);
+	while (proto_recv(fd, &h, &payload, &e) == 1) {
+		/* Contract: a frame's payload is h.len bytes plus a NUL. */
+		if (h.len > PROTO_MAX_PAYLOAD || payload[h.len] != '\0')
+			abort();
+		free(payload);
+	}
+	close(fd);
+}
+
+static void fuzz_plan(const uint8_t *data, size_t size)
+{
+	char *text = xmalloc(size + 1);
+	struct plan p;
+	struct fc_err e;
+	char *ref;
+
+	memcpy(text, data, size);
+	text[size] = '\0';
+	if (plan_parse(text, size, &p, &e) == 0) {
+		char **a = plan_run_argv("podman", &p, p.ref ? p.ref : "img");
+		char **b = plan_load_argv("podman", &p);
+
+		/* Every string in the plan must reach argv intact and
+		 * option-looking values never stand alone. */
+		for (size_t i = 0; a[i]; i++)
+			if (!a[i][0] && !p.cmd)
+				abort();
+		plan_argv_free(a);
+		plan_argv_free(b);
+	}
+	plan_free(&p);
+	ref = plan_loaded_ref(text, &e);
+	if (ref && !plan_ref_ok(ref))
+		abort();
+	free(ref);
+	free(text);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	if (!size)
+		return 0;
+	if (data[0] & 1)
+		fuzz_plan(data + 1, size - 1);
+	else
+		fuzz_frames(data + 1, size - 1);
+	return 0;
+}
+
+#ifndef FC_LIBFUZZER
+int main(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		struct fc_err e;
+		size_t len;
+		char *data = read_file_max(argv[i], 1 << 20, &len, &e);
+
+		if (!data) {
+			fprintf(stderr, "proto_fuzz: %s\n", e.msg);
+			return 1;
+		}
+		LLVMFuzzerTestOneInput((const uint8_t *)data, len);
+		free(data);
+		printf("%s: ok\n", argv[i]);
+	}
+	return 0;
+}
+#endif
