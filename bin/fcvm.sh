@@ -103,10 +103,13 @@ cmd_run() {
 	local vmdir="$root/vm-disks/$id"
 	local plan="$vmdir/plan.json"
 	# The image disk is the second drive: /dev/vdb in the guest.
-	jq -n --arg ref "$ref" --argjson env "$(printf '%s\n' "${env[@]}" | jq -R . | jq -sc 'map(select(length > 0))')" \
+	# '--' keeps jq from taking the container's own options (sh -c) as its.
+	local env_json
+	env_json=$(jq -nc '$ARGS.positional' --args -- "${env[@]}")
+	jq -n --arg ref "$ref" --argjson env "$env_json" \
 		'{version: 1, image: ({disk: "/dev/vdb"} + (if $ref == "" then {} else {ref: $ref} end)),
 		  env: $env, poweroff: true} + (if $ARGS.positional | length > 0 then {cmd: $ARGS.positional} else {} end)' \
-		--args "$@" > "$plan" || die "cannot write the plan '$plan'"
+		--args -- "$@" > "$plan" || die "cannot write the plan '$plan'"
 
 	local boot_pid rc
 	cleanup_vm() {

@@ -14,7 +14,7 @@ rootfs=$(fc-disk rootfs --vm "$id")
 plan=$(mktemp)
 jq -n --arg ref "$(jq -r '.ref // .image_id' <<<"$disk")" '{version: 1,
 	image: {disk: "/dev/vdb", ref: $ref}, cmd: $ARGS.positional, poweroff: true}' \
-	--args "$@" > "$plan"
+	--args -- "$@" > "$plan"
 
 # 3. Boot: fc-boot owns the VM; --detach returns its pid once it runs.
 owner=$(fc-boot --name "$id" --id "$id" --rootfs "$rootfs" --drive "$(jq -r .path <<<"$disk"):ro" --detach)

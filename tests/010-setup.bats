@@ -150,6 +150,37 @@ SH
 	assert_eq "$(find "$FCVM_ROOT/kernels" -mindepth 1 | wc -l)" 0 "nothing left in kernels/"
 }
 
+@test "kernel: gzip, xz, zstd, lz4, bzip2 and lzma payloads; .ko.xz and .ko.zst modules" {
+	local deb p fmt k
+	deb=$(jq -r .inputs.deb.path "$(kdir)/manifest.json")
+	p="$BATS_TEST_TMPDIR/p"
+	mkdir -p "$p/DEBIAN" "$p/boot" "$BATS_TEST_TMPDIR/x"
+	dpkg-deb -x "$deb" "$BATS_TEST_TMPDIR/x"
+	mv "$BATS_TEST_TMPDIR/x/lib" "$p/lib"
+	m=$(echo "$p"/lib/modules/*/kernel)
+	xz "$m/drivers/block/virtio_blk.ko"
+	zstd -q --rm "$m/fs/fuse/fuse.ko"
+	printf 'Package: fake-kernel\nVersion: 1\nArchitecture: amd64\nMaintainer: t <t@t>\nDescription: t\n' \
+		>"$p/DEBIAN/control"
+	# the "kernel" is busybox (a static x86-64 ELF executable) behind junk
+	for fmt in "gzip -c" "xz -c" "zstd -q -c" "lz4 -l -c" "bzip2 -c" "lzma -c"; do
+		rm -f "$p"/boot/vmlinuz-*
+		{ head -c 3000 /dev/zero; $fmt /bin/busybox; head -c 100 /dev/zero; } \
+			>"$p/boot/vmlinuz-$(basename "$(dirname "$m")")"
+		dpkg-deb -Zgzip -z1 -b "$p" "$BATS_TEST_TMPDIR/k.deb" >/dev/null
+		run_fc 0 fc-setup kernel --deb "$BATS_TEST_TMPDIR/k.deb"
+		k=${lines[-1]}
+		assert_eq "$(jq -r .payload.format "$k/manifest.json")" "${fmt%% *}" "payload format detected"
+		cmp "$k/vmlinux" /bin/busybox
+		assert_contains "$output" "no PVH entry note" "warns about the missing PVH note"
+	done
+	(cd "$BATS_TEST_TMPDIR" && cpio -i --quiet --to-stdout lib/modules/virtio_blk.ko <"$k/initrd.img") |
+		head -c 4 | od -An -tx1 | grep -q "7f 45 4c 46"
+	(cd "$BATS_TEST_TMPDIR" && cpio -i --quiet --to-stdout lib/modules/fuse.ko <"$k/initrd.img") |
+		head -c 4 | od -An -tx1 | grep -q "7f 45 4c 46"
+	[ -z "$(find "$FCVM_ROOT/kernels" -maxdepth 1 -name '.tmp-*')" ]
+}
+
 @test "guest init: root=none boots to 'fcvm-init: ready (no root)' under TCG" {
 	local k
 	k=$(kdir)
