@@ -6,9 +6,7 @@ load helpers
 
 setup() {
 	fc_setup_root
-	# private temp dir for fc-qemu's QMP/vhost sockets: checked for leftovers
-	export TMPDIR="$BATS_TEST_TMPDIR/tmp"
-	mkdir -p "$TMPDIR" "$FCVM_ROOT/run"
+	mkdir -p "$FCVM_ROOT/run"
 	SOCK="$FCVM_ROOT/run/api.sock"
 	FCQ_PID=
 }
@@ -35,6 +33,14 @@ start_fcq() {
 	done
 	echo "fc-qemu did not create its API socket: $(cat "$BATS_TEST_TMPDIR/stderr")" >&2
 	return 1
+}
+
+# fc-qemu's private dir for QMP/vhost-user sockets (made beside the API
+# socket) must be gone once it exited.
+no_private_dir() {
+	local left
+	left=$(ls -d "$FCVM_ROOT"/run/fc-qemu.* 2>/dev/null) || true
+	[ -z "$left" ] || { echo "private dir left behind: $left" >&2; return 1; }
 }
 
 # api METHOD PATH [JSON]: sets $code and $body.
@@ -231,7 +237,7 @@ raw() {
 	expect_fault 400 "QEMU exited" "InstanceStart with a bad kernel"
 	api GET /
 	assert_eq "$(jq -r .state <<<"$body")" "Not started" "still not started"
-	[ -z "$(ls -A "$TMPDIR")" ] || { echo "temp files left: $(ls -A "$TMPDIR")" >&2; false; }
+	no_private_dir
 }
 
 # Readiness lines: the dev initrd prints "fcvm-dev: ready", fc-setup's init
@@ -266,6 +272,8 @@ boot_guest() {
 	boot_guest
 	api GET /
 	assert_eq "$(jq -r .state <<<"$body")" "Running" "state after InstanceStart"
+	# QMP and vhost-user are connected: their socket paths are gone already
+	no_private_dir
 	api PATCH /vm '{"state": "Paused"}'
 	assert_eq "$code" 204 "pause"
 	api GET /
@@ -289,7 +297,7 @@ boot_guest() {
 	assert_eq "$st" 0 "fc-qemu exit after SIGTERM"
 	FCQ_PID=
 	[ ! -e "$SOCK" ]
-	[ -z "$(ls -A "$TMPDIR")" ] || { echo "temp files left: $(ls -A "$TMPDIR")" >&2; false; }
+	no_private_dir
 }
 
 @test "fc-qemu: guest poweroff ends fc-qemu with status 0 and cleans up" {
@@ -308,7 +316,7 @@ boot_guest() {
 	assert_eq "$st" 0 "fc-qemu exit status after guest poweroff"
 	FCQ_PID=
 	[ ! -e "$SOCK" ]
-	[ -z "$(ls -A "$TMPDIR")" ] || { echo "temp files left: $(ls -A "$TMPDIR")" >&2; false; }
+	no_private_dir
 }
 
 @test "fc-qemu: kill -9 leaves no QEMU behind" {
@@ -327,9 +335,10 @@ boot_guest() {
 	[ "$status" -ne 0 ] || { echo "QEMU $qemu survived fc-qemu's SIGKILL" >&2; false; }
 	wait "$FCQ_PID" 2>/dev/null || true
 	FCQ_PID=
-	# like Firecracker, a SIGKILLed fc-qemu cannot remove its sockets
+	# like Firecracker, a SIGKILLed fc-qemu leaves its API socket, but nothing else
+	no_private_dir
+	assert_eq "$(find "$FCVM_ROOT" -type s)" "$SOCK" "only the API socket is left"
 	rm -f "$SOCK"
-	rm -rf "$TMPDIR"/fc-qemu.*
 }
 
 @test "fc-qemu: PUT /vsock gives a working hybrid vsock (fc-vsock), removed on exit" {
@@ -357,7 +366,7 @@ boot_guest() {
 	wait "$FCQ_PID"
 	FCQ_PID=
 	[ ! -e "$uds" ] || { echo "uds_path left behind" >&2; false; }
-	[ -z "$(ls -A "$TMPDIR")" ] || { echo "temp files left: $(ls -A "$TMPDIR")" >&2; false; }
+	no_private_dir
 }
 
 @test "fc-qemu: the root drive is /dev/vda and announced like Firecracker (boots to fc-agent)" {

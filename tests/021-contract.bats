@@ -9,8 +9,7 @@ CONTRACT="$BATS_TEST_DIRNAME/contract"
 
 setup() {
 	fc_setup_root
-	export TMPDIR="$BATS_TEST_TMPDIR/tmp"
-	mkdir -p "$TMPDIR" "$FCVM_ROOT/run"
+	mkdir -p "$FCVM_ROOT/run"
 	SOCK="$FCVM_ROOT/run/api.sock"
 	FCQ_PID=
 	: "${FCVM_SHARED:=$BATS_TEST_DIRNAME/../../shared}"

@@ -51,6 +51,7 @@ enum fcq_state { FCQ_NOT_STARTED, FCQ_RUNNING, FCQ_PAUSED };
 struct vmm {
 	pid_t qemu, vsock;
 	int qmp_fd, err_fd, vsock_out_fd;
+	char *base_dir;			/* where to make it (the API socket's dir) */
 	char *dir;			/* private temp dir for our sockets */
 	char *uds_path;			/* removed on stop if fc-vsock left it */
 	char qmp_buf[65536];
@@ -77,6 +78,7 @@ void fcq_init(struct fcq *q, const char *id);
 void fcq_free(struct fcq *q);
 
 /* vmm.c */
+/* Reset @v; base_dir is kept (the caller sets it before or after). */
 void vmm_init(struct vmm *v);
 /* Spawn fc-vsock (if configured) and QEMU; return once QEMU runs and QMP
  * answered query-status. On failure everything started is stopped, -1 and

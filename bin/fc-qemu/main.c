@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <libgen.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -312,6 +313,11 @@ int main(int argc, char **argv)
 	for (int i = 0; i < MAX_CONNS; i++)
 		conns[i].fd = -1;
 	fcq_init(&fcq, id);
+	{
+		_cleanup_free_ char *d = xstrdup(sock);
+
+		fcq.vmm.base_dir = xstrdup(dirname(d));
+	}
 
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGCHLD);
@@ -401,5 +407,6 @@ int main(int argc, char **argv)
 	close(lfd);
 	unlink(sock);
 	fcq_free(&fcq);
+	free(fcq.vmm.base_dir);
 	return code;
 }

@@ -11,7 +11,9 @@
  *      stderr on a pipe (forwarded to ours; the last line explains an early
  *      exit), the serial console on our stdout;
  *   4. QMP: connect (retrying while QEMU creates the socket), greeting,
- *      qmp_capabilities, query-status - only then is the VM "Running".
+ *      qmp_capabilities, query-status - only then is the VM "Running";
+ *   5. the temp dir and its socket paths are removed: the connections are
+ *      made, and nothing is left on disk for a SIGKILL to strand.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -37,10 +39,15 @@
 #define START_TIMEOUT_MS	30000
 #define QMP_TIMEOUT_MS		10000
 #define VSOCK_TIMEOUT_MS	10000
+/* longest private dir: "/vhost-vsock.sock" must still fit in sun_path */
+#define SOCK_DIR_MAX		88
 
 void vmm_init(struct vmm *v)
 {
+	char *base = v->base_dir;
+
 	memset(v, 0, sizeof(*v));
+	v->base_dir = base;
 	v->qmp_fd = v->err_fd = v->vsock_out_fd = -1;
 }
 
@@ -531,6 +538,25 @@ static int qmp_connect(struct vmm *v, struct fc_err *e)
 	return 0;
 }
 
+/* Once QEMU answers QMP, our QMP connection is made and QEMU is connected
+ * to fc-vsock: nobody needs the socket paths any more. Removing them now
+ * means even a SIGKILL (of us, and so of QEMU) leaves nothing behind. */
+static void remove_private_dir(struct vmm *v)
+{
+	_cleanup_free_ char *q = NULL, *h = NULL;
+
+	if (!v->dir)
+		return;
+	q = xasprintf("%s/qmp.sock", v->dir);
+	h = xasprintf("%s/vhost-vsock.sock", v->dir);
+	unlink(q);
+	unlink(h);
+	if (rmdir(v->dir) < 0)
+		log_warn("remove '%s': %s", v->dir, strerror(errno));
+	free(v->dir);
+	v->dir = NULL;
+}
+
 int vmm_start(struct vmm *v, const struct fcq_config *c, struct fc_err *e)
 {
 	char cmdline[FCQ_CMDLINE_MAX], tmpl[4096];
@@ -543,11 +569,16 @@ int vmm_start(struct vmm *v, const struct fcq_config *c, struct fc_err *e)
 	v->tcg = !use_kvm();
 	if (build_cmdline(c, v->tcg, cmdline, e) < 0)
 		return -1;
-	snprintf(tmpl, sizeof(tmpl), "%s/fc-qemu.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+	/* Beside the API socket when the socket paths fit: a SIGKILLed fc-qemu
+	 * then leaves its sockets only where its caller already cleans up. */
+	if (v->base_dir && strlen(v->base_dir) <= SOCK_DIR_MAX - 15)
+		snprintf(tmpl, sizeof(tmpl), "%s/fc-qemu.XXXXXX", v->base_dir);
+	else
+		snprintf(tmpl, sizeof(tmpl), "%s/fc-qemu.XXXXXX", tmp && *tmp ? tmp : "/tmp");
 	if (!mkdtemp(tmpl))
 		return fc_err_set(e, errno, "create temp dir '%s'", tmpl);
 	v->dir = xstrdup(tmpl);
-	if (strlen(v->dir) > 80) {
+	if (strlen(v->dir) > SOCK_DIR_MAX) {
 		fc_err_set(e, 0, "temp dir '%s' too long for socket paths (set TMPDIR)", v->dir);
 		goto fail;
 	}
@@ -591,6 +622,7 @@ int vmm_start(struct vmm *v, const struct fcq_config *c, struct fc_err *e)
 	}
 	fcntl(v->qmp_fd, F_SETFL, O_NONBLOCK);
 	argv_free(&a);
+	remove_private_dir(v);
 	return 0;
 fail:
 	argv_free(&a);
@@ -642,15 +674,5 @@ void vmm_stop(struct vmm *v)
 		unlink(v->uds_path);
 	free(v->uds_path);
 	v->uds_path = NULL;
-	if (v->dir) {
-		_cleanup_free_ char *q = xasprintf("%s/qmp.sock", v->dir);
-		_cleanup_free_ char *h = xasprintf("%s/vhost-vsock.sock", v->dir);
-
-		unlink(q);
-		unlink(h);
-		if (rmdir(v->dir) < 0)
-			log_warn("remove '%s': %s", v->dir, strerror(errno));
-		free(v->dir);
-		v->dir = NULL;
-	}
+	remove_private_dir(v);
 }
