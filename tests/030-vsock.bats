@@ -94,9 +94,13 @@ stop_vm() {
 	kill "$QEMU_PID"
 	wait "$QEMU_PID" || true
 	QEMU_PID=""
-	run timeout 20 tail --pid="$VSOCK_PID" -f /dev/null
-	wait "$VSOCK_PID"
-	local rc=$?
+	local rc=0
+	if ! timeout 20 tail --pid="$VSOCK_PID" -f /dev/null; then
+		echo "fc-vsock still running 20 s after QEMU exited" >&2
+		cat "$RUN/fc-vsock.log" >&2
+		return 1
+	fi
+	wait "$VSOCK_PID" || rc=$?
 	VSOCK_PID=""
 	assert_eq "$rc" 0 "fc-vsock exits 0 when the front-end disconnects"
 	[ ! -e "$UDS" ] || { echo "uds_path left behind" >&2; return 1; }
