@@ -15,6 +15,7 @@
 #include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "fc-vsock.h"
@@ -209,6 +210,7 @@ static int set_mem_table(struct dev *d, const uint8_t *p, uint32_t size, int *fd
 				  size, nfds);
 	for (i = 0; i < n; i++) {
 		struct vu_region r;
+		struct stat st;
 
 		memcpy(&r, p + 8 + i * sizeof(r), sizeof(r));
 		if (!r.size || r.size > (1ull << 40) || r.mmap_offset > (1ull << 40) ||
@@ -225,6 +227,12 @@ static int set_mem_table(struct dev *d, const uint8_t *p, uint32_t size, int *fd
 			}
 		}
 		len[i] = r.size + r.mmap_offset;
+		/* Mapping past the end of the file would SIGBUS us on first touch. */
+		if (fstat(fds[i], &st) < 0 || !S_ISREG(st.st_mode) ||
+		    (uint64_t)st.st_size < len[i]) {
+			fc_err_set(e, EINVAL, "SET_MEM_TABLE: region %u is larger than its file", i);
+			goto fail;
+		}
 		addr[i] = mmap(NULL, len[i], PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
 			       fds[i], 0);
 		if (addr[i] == MAP_FAILED) {
