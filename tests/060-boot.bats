@@ -55,6 +55,8 @@ count_state() {
 	assert_contains "$output" "invalid --memory (MiB) '12abc'" "memory must be a number"
 	run_fc 2 fc-boot --name '../evil'
 	assert_contains "$output" "invalid --name" "names cannot escape the data root"
+	run_fc 2 fc-boot --name x --id a_b
+	assert_contains "$output" "invalid --id 'a_b'" "ids are what Firecracker accepts"
 }
 
 @test "fc-boot: missing kernel names the fix and leaves nothing behind" {

@@ -151,8 +151,11 @@ static void parse_args(struct boot *b, int argc, char **argv)
 	if (!fc_valid_name(b->name))
 		usage_err(usage_text, "invalid --name '%s': use 1-63 letters, digits, '_', '.', '-'",
 			  b->name);
-	if (b->id && !fc_valid_name(b->id))
-		usage_err(usage_text, "invalid --id '%s'", b->id);
+	/* Firecracker takes instance ids of letters, digits and '-' only. */
+	if (b->id && (!fc_valid_name(b->id) ||
+		      strspn(b->id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-") !=
+			      strlen(b->id)))
+		usage_err(usage_text, "invalid --id '%s': use 1-63 letters, digits and '-'", b->id);
 	if (vsock && b->no_vsock)
 		usage_err(usage_text, "--vsock and --no-vsock exclude each other");
 	if (b->mac && !b->tap)
