@@ -32,7 +32,7 @@ static const char usage[] =
 
 static int listen_vsock(unsigned port, struct fc_err *e)
 {
-	_cleanup_close_ int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	_cleanup_close_ int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	struct sockaddr_vm sa = {
 		.svm_family = AF_VSOCK,
 		.svm_cid = VMADDR_CID_ANY,
@@ -48,7 +48,7 @@ static int listen_vsock(unsigned port, struct fc_err *e)
 
 static int listen_unix(const char *path, struct fc_err *e)
 {
-	_cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	_cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 
 	if (strlen(path) >= sizeof(sa.sun_path))
@@ -162,6 +162,7 @@ int main(int argc, char **argv)
 		}
 		fc_err_exit(&e, 1);
 	}
+	cfg.lfd = lfd;
 	say_ready(unix_path != NULL);
 
 	for (;;) {
@@ -190,7 +191,8 @@ int main(int argc, char **argv)
 			continue;
 		conn = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 		if (conn < 0) {
-			log_warn("accept: %s", strerror(errno));
+			if (errno != EAGAIN && errno != ECONNABORTED)
+				log_warn("accept: %s", strerror(errno));
 			continue;
 		}
 		log_info("host connected");

@@ -83,6 +83,25 @@ static void send_error(struct sess *s, const char *msg)
 	send_json(s, MSG_ERROR, json_pack("{s:s}", "message", clean));
 }
 
+/* A second connection while a session runs (a health check, a confused
+ * host) gets HELLO - the agent is alive - and ERROR "busy", never a queue. */
+static void refuse_busy(const struct agent_cfg *cfg)
+{
+	static const char msg[] = "{\"message\":\"busy: this agent is already running a container\"}";
+	struct timeval tv = { .tv_sec = 1 };
+	_cleanup_close_ int fd = accept4(cfg->lfd, NULL, NULL, SOCK_CLOEXEC);
+	struct fc_err e;
+	char hello[64];
+
+	if (fd < 0)
+		return;
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	snprintf(hello, sizeof(hello), "{\"version\":%d,\"agent\":\"fc-agent\"}", PROTO_VERSION);
+	if (proto_send_str(fd, MSG_HELLO, hello, &e) == 0)
+		proto_send_str(fd, MSG_ERROR, msg, &e);
+	log_debug("refused a second connection: busy");
+}
+
 bool session_reap(pid_t pid, int *status)
 {
 	bool found = false;
@@ -245,7 +264,7 @@ static void host_frame(struct sess *s, struct child *c)
 static void pump(struct sess *s, struct child *c)
 {
 	for (;;) {
-		struct pollfd p[4];
+		struct pollfd p[5];
 		int n = 0, i_conn = -1, i_out = -1, i_err = -1, timeout;
 		uint64_t now = now_ms();
 
@@ -270,6 +289,7 @@ static void pump(struct sess *s, struct child *c)
 		if (c->exited && (timeout < 0 || c->exit_ms + DRAIN_MS - now < (uint64_t)timeout))
 			timeout = (int)(c->exit_ms + DRAIN_MS - now);
 		p[n++] = (struct pollfd){ .fd = s->cfg->sigfd, .events = POLLIN };
+		p[n++] = (struct pollfd){ .fd = s->cfg->lfd, .events = POLLIN };
 		if (s->conn >= 0) {
 			i_conn = n;
 			p[n++] = (struct pollfd){ .fd = s->conn, .events = POLLIN };
@@ -291,6 +311,8 @@ static void pump(struct sess *s, struct child *c)
 		}
 		if (p[0].revents)
 			handle_signals(s, c);
+		if (p[1].revents)
+			refuse_busy(s->cfg);
 		/* stdout before stderr within one round keeps ordering close to
 		 * what the program wrote; the two streams are independent anyway. */
 		if (i_out >= 0 && p[i_out].revents)
@@ -449,7 +471,8 @@ static uint8_t *wait_plan(struct sess *s, size_t *len)
 	int r;
 
 	while (s->conn >= 0 && !s->terminate) {
-		struct pollfd p[2] = { { .fd = s->cfg->sigfd, .events = POLLIN },
+		struct pollfd p[3] = { { .fd = s->cfg->sigfd, .events = POLLIN },
+				       { .fd = s->cfg->lfd, .events = POLLIN },
 				       { .fd = s->conn, .events = POLLIN } };
 		uint64_t now = now_ms();
 
@@ -457,11 +480,13 @@ static uint8_t *wait_plan(struct sess *s, size_t *len)
 			send_error(s, "no plan received within 60 s");
 			return NULL;
 		}
-		if (poll(p, 2, deadline - now) < 0 && errno != EINTR)
+		if (poll(p, 3, deadline - now) < 0 && errno != EINTR)
 			return NULL;
 		if (p[0].revents)
 			handle_signals(s, NULL);
-		if (!p[1].revents)
+		if (p[1].revents)
+			refuse_busy(s->cfg);
+		if (!p[2].revents)
 			continue;
 		r = proto_recv(s->conn, &h, &buf, &e);
 		if (r <= 0) {

@@ -17,6 +17,7 @@
 struct agent_cfg {
 	const char *runner;	/* "podman" or a test substitute */
 	int sigfd;		/* signalfd for SIGCHLD (and SIGTERM/SIGINT) */
+	int lfd;		/* the non-blocking listener: others are refused while busy */
 	bool pid1;		/* reap every child, not just ours */
 };
 

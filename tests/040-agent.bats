@@ -203,6 +203,52 @@ EOF
 	assert_eq "$output" "still here" "the agent still serves"
 }
 
+@test "agent: a second connection during a run gets hello and 'busy'" {
+	start_agent
+	plan "$BATS_TEST_TMPDIR/p.json" '["sh","-c","echo up >&2; while [ ! -e \"$0\" ]; do sleep 0.05; done; echo done","'"$BATS_TEST_TMPDIR/go"'"]'
+	fc-run --unix "$SOCK" "$BATS_TEST_TMPDIR/p.json" >"$BATS_TEST_TMPDIR/out" 2>"$BATS_TEST_TMPDIR/err" &
+	local pid=$! i rc=0
+	for ((i = 0; i < 200; i++)); do
+		grep -q up "$BATS_TEST_TMPDIR/err" && break
+		sleep 0.05
+	done
+	run python3 - "$SOCK" <<'EOF'
+import socket, struct, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(10)
+s.connect(sys.argv[1])
+data = b""
+while True:
+    d = s.recv(4096)
+    if not d:
+        break
+    data += d
+types = []
+while data:
+    t, n = data[5], struct.unpack("<I", data[8:12])[0]
+    types.append(t)
+    print(data[12:12 + n].decode())
+    data = data[12 + n:]
+print(types)
+EOF
+	assert_contains "$output" "[1, 9]" "hello then error"
+	assert_contains "$output" "busy" "says why"
+	touch "$BATS_TEST_TMPDIR/go"
+	wait "$pid" || rc=$?
+	assert_eq "$rc" 0 "the first run was not disturbed"
+	assert_eq "$(cat "$BATS_TEST_TMPDIR/out")" "done" "its output"
+}
+
+@test "fc-run: SIGINT while waiting for the agent ends it at once" {
+	echo '{"version":1,"image":{"disk":"/d"}}' > "$BATS_TEST_TMPDIR/p.json"
+	fc-run --unix "$RUN/nobody.sock" --timeout 100 "$BATS_TEST_TMPDIR/p.json" 2>/dev/null &
+	local pid=$! rc=0
+	sleep 0.3
+	kill -INT "$pid"
+	wait "$pid" || rc=$?
+	assert_eq "$rc" 130 "killed by SIGINT, not waiting 100 s"
+}
+
 @test "fc-run: an agent that never answers times out with a clear message" {
 	run_fc 125 --timeout 30 fc-run --unix "$RUN/nobody.sock" "$BATS_TEST_TMPDIR/none.json"
 	assert_contains "$output" "none.json': No such file" "a missing plan file is named"

@@ -324,13 +324,6 @@ int main(int argc, char **argv)
 	if (!json_is_object(pj))
 		fail("plan '%s': must be a JSON object", plan_path);
 
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGTERM);
-	sigprocmask(SIG_BLOCK, &mask, NULL);
-	r.sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
-	if (r.sigfd < 0)
-		fail("signalfd: %s", strerror(errno));
 	signal(SIGPIPE, SIG_IGN);
 
 	t0 = now_ms();
@@ -360,6 +353,15 @@ int main(int argc, char **argv)
 
 		setsockopt(r.sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	}
+	/* Until now SIGINT/SIGTERM simply end fc-run (nothing runs yet);
+	 * from the plan on, the first one goes to the container. */
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	r.sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (r.sigfd < 0)
+		fail("signalfd: %s", strerror(errno));
 	if (proto_send(r.sock, MSG_PLAN, plan, plan_len, &e) < 0)
 		fail("send the plan: %s", e.msg);
 	serve(&r);
