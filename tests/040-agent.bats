@@ -240,13 +240,14 @@ EOF
 }
 
 @test "fc-run: SIGINT while waiting for the agent ends it at once" {
+	# Even as a background job of a script, which starts with SIGINT ignored.
 	echo '{"version":1,"image":{"disk":"/d"}}' > "$BATS_TEST_TMPDIR/p.json"
 	fc-run --unix "$RUN/nobody.sock" --timeout 100 "$BATS_TEST_TMPDIR/p.json" 2>/dev/null &
 	local pid=$! rc=0
 	sleep 0.3
 	kill -INT "$pid"
 	wait "$pid" || rc=$?
-	assert_eq "$rc" 130 "killed by SIGINT, not waiting 100 s"
+	assert_eq "$rc" 130 "ended by SIGINT, not waiting 100 s"
 }
 
 @test "fc-run: an agent that never answers times out with a clear message" {

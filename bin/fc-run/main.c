@@ -139,6 +139,11 @@ static void on_signal(struct run *r)
 	}
 }
 
+static void early_signal(int sig)
+{
+	_exit(128 + sig);
+}
+
 /* Frames until EXIT or ERROR; never returns. */
 noreturn static void serve(struct run *r)
 {
@@ -325,6 +330,10 @@ int main(int argc, char **argv)
 		fail("plan '%s': must be a JSON object", plan_path);
 
 	signal(SIGPIPE, SIG_IGN);
+	/* Nothing runs yet: SIGINT/SIGTERM end fc-run at once, even when it
+	 * was started as a background job with SIGINT ignored. */
+	signal(SIGINT, early_signal);
+	signal(SIGTERM, early_signal);
 
 	t0 = now_ms();
 	if (vsock) {
@@ -353,8 +362,8 @@ int main(int argc, char **argv)
 
 		setsockopt(r.sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	}
-	/* Until now SIGINT/SIGTERM simply end fc-run (nothing runs yet);
-	 * from the plan on, the first one goes to the container. */
+	/* From the plan on, the first SIGINT/SIGTERM goes to the container
+	 * (one that arrives in between stays pending for the signalfd). */
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGTERM);
