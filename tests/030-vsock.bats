@@ -140,6 +140,25 @@ nfds() { ls "/proc/$VSOCK_PID/fd" | wc -l; }
 	[ ! -e "$UDS" ] && [ ! -e "$VU" ]
 }
 
+@test "fc-vsock: protocol checks against a fake front-end and guest (no VM)" {
+	command -v python3 >/dev/null || skip "python3 not installed"
+	start_vsock
+	run timeout 60 "$BATS_TEST_DIRNAME/guest/vu-frontend" "$VU" "$UDS" 3
+	echo "$output"
+	[ "$status" -eq 0 ] || { cat "$RUN/fc-vsock.log" >&2; return 1; }
+	assert_contains "$output" "malformed requests refused" "bad vhost-user requests refused"
+	assert_contains "$output" "REQUEST to host port without listener answered with RST" "RST"
+	assert_contains "$output" "guest that overruns the credit is reset" "credit enforced"
+	assert_contains "$output" "early bytes kept, half-close, shutdown, RST" "host CONNECT life cycle"
+	assert_contains "$output" "malicious descriptors dropped, device keeps working" "bad rings"
+	local rc=0
+	timeout 20 tail --pid="$VSOCK_PID" -f /dev/null
+	wait "$VSOCK_PID" || rc=$?
+	VSOCK_PID=""
+	assert_eq "$rc" 0 "fc-vsock exits 0 when the front-end disconnects"
+	[ ! -e "$UDS" ] && [ ! -e "$VU" ]
+}
+
 @test "vsock: host->guest CONNECT, echo and 8 MiB each way with sha256" {
 	need_vsock_guest
 	start_vm
