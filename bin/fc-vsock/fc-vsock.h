@@ -61,6 +61,7 @@ struct dev {
 	const char *vu_path, *uds_path;
 	uint64_t cid;
 	bool had_frontend, quit;
+	bool vu_path_gone;	/* unlinked once the front-end connected */
 
 	/* vhost-user state */
 	uint64_t features, proto;

@@ -72,9 +72,12 @@ static int accept_frontend(struct dev *d, struct fc_err *e)
 			return 0;
 		return fc_err_set(e, errno, "accept on '%s'", d->vu_path);
 	}
-	/* Exactly one front-end: stop listening. */
+	/* Exactly one front-end: stop listening, and drop the path now so that
+	 * not even a SIGKILL can leave it behind. */
 	close(d->vu_listen);
 	d->vu_listen = -1;
+	unlink(d->vu_path);
+	d->vu_path_gone = true;
 	d->vu_fd = fd;
 	d->had_frontend = true;
 	log_debug("front-end connected");
@@ -235,9 +238,16 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	if (ready_fd >= 0) {
+		int nul = open("/dev/null", O_WRONLY | O_CLOEXEC);
+
 		if (write_full(ready_fd, "ready\n", 6) < 0)
 			log_warn("write to --ready-fd %d: %s", ready_fd, strerror(errno));
-		close(ready_fd);
+		/* Close it for the reader, but keep the number taken: with
+		 * --ready-fd 1 a later socket must not become our stdout. */
+		if (nul < 0 || dup2(nul, ready_fd) < 0)
+			close(ready_fd);
+		if (nul >= 0 && nul != ready_fd)
+			close(nul);
 	}
 	log_debug("listening on '%s' (vhost-user) and '%s' (host clients), guest cid %llu",
 		  d.vu_path, d.uds_path, (unsigned long long)d.cid);
@@ -246,7 +256,8 @@ out:
 	vsock_close_all(&d);
 	vu_reset(&d);
 	unlink(d.uds_path);
-	unlink(d.vu_path);
+	if (!d.vu_path_gone)
+		unlink(d.vu_path);
 	if (r < 0)
 		fc_err_exit(&e, 1);
 	return 0;
