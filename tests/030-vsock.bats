@@ -35,6 +35,7 @@ setup() {
 teardown() {
 	[ -n "$QEMU_PID" ] && kill "$QEMU_PID" 2>/dev/null && wait "$QEMU_PID" 2>/dev/null
 	[ -n "$VSOCK_PID" ] && kill "$VSOCK_PID" 2>/dev/null && wait "$VSOCK_PID" 2>/dev/null
+	rm -f "${RUN:-/nonexistent}/qmp.sock"
 	leak_check
 }
 
@@ -74,7 +75,7 @@ start_vm() {
 		-global virtio-mmio.force-legacy=false \
 		-kernel "$VSOCK_KDIR/vmlinux" -initrd "$VSOCK_INITRD" \
 		-append "console=ttyS0 reboot=k panic=1 pci=off quiet tsc_early_khz=$khz" \
-		-serial "file:$RUN/console.log" \
+		-serial "file:$RUN/console.log" -qmp "unix:$RUN/qmp.sock,server=on,wait=off" \
 		-chardev "socket,id=vsock0,path=$VU" -device vhost-user-vsock-device,chardev=vsock0 \
 		>"$RUN/qemu.log" 2>&1 3>&- &
 	QEMU_PID=$!
@@ -94,6 +95,7 @@ stop_vm() {
 	kill "$QEMU_PID"
 	wait "$QEMU_PID" || true
 	QEMU_PID=""
+	rm -f "$RUN/qmp.sock"	# QEMU's own; not what this test checks
 	local rc=0
 	if ! timeout 20 tail --pid="$VSOCK_PID" -f /dev/null; then
 		echo "fc-vsock still running 20 s after QEMU exited" >&2
@@ -220,5 +222,13 @@ nfds() { ls "/proc/$VSOCK_PID/fd" | wc -l; }
 	assert_contains "$output" "closed without OK" "unused guest port"
 	drive garbage $GUEST_PORT
 	assert_contains "$output" "malformed CONNECT lines rejected, a good one still works" "garbage"
+	stop_vm
+}
+
+@test "vsock: a connection survives pause/resume of the VM" {
+	need_vsock_guest
+	start_vm
+	drive pause $GUEST_PORT "$RUN/qmp.sock"
+	assert_contains "$output" "survives pause/resume" "stream across QMP stop/cont"
 	stop_vm
 }
