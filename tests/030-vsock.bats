@@ -187,6 +187,8 @@ nfds() { ls "/proc/$VSOCK_PID/fd" | wc -l; }
 	start_vm
 	drive echo $GUEST_PORT $((8 << 20)) 32
 	assert_contains "$output" "ok: 32 concurrent echo streams of 8388608 bytes" "32 x 8 MiB echoed intact"
+	drive echo $GUEST_PORT 262144 100
+	assert_contains "$output" "ok: 100 concurrent echo streams" "100 connections at once"
 	drive slow $GUEST_PORT
 	assert_contains "$output" "echo completes while another connection's reader stalls" "no head-of-line blocking"
 	assert_contains "$output" "stalled stream then delivers all" "stalled stream intact"
