@@ -92,9 +92,38 @@ deps:
 demo: all
 	examples/demo.sh $(BUILD)
 
-bench: bench-boot
+# Benchmarks print medians and ratios against a baseline measured in the
+# same run; no test asserts on time.
+bench: bench-boot bench-run bench-vsock
 bench-boot: all
 	tests/bench/boot $(BUILD)
+bench-run: all
+	tests/bench/run $(BUILD)
+bench-vsock: all
+	tests/bench/vsock $(BUILD)
+
+# libFuzzer targets, one per parser of outside input; each also builds
+# without -DFC_LIBFUZZER as a replay program for a saved crash.
+FUZZ_SRC   := $(wildcard fuzz/*.c)
+FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -DFC_LIBFUZZER -D_GNU_SOURCE \
+	-Ilib -Ibin/fc-qemu -Ibin/fc-vsock
+FUZZ_SECONDS ?= 60
+fuzz_extra_http_api_fuzz      := bin/fc-qemu/api.c
+fuzz_extra_proto_fuzz         := agent/plan.c
+fuzz_extra_vhost_user_fuzz    := bin/fc-vsock/vhost.c
+fuzz_extra_vsock_connect_fuzz := bin/fc-vsock/connline.c
+
+fuzz: $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
+$(BUILD)/fuzz/%: fuzz/%.c $(LIB_SRC) $(wildcard lib/*.h)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_FLAGS) -o $@ $< $(fuzz_extra_$*) $(LIB_SRC) $(LDLIBS)
+
+# Run every fuzzer for FUZZ_SECONDS on its corpus (if any).
+fuzz-run: fuzz
+	for f in $(FUZZ_SRC:fuzz/%.c=%); do \
+		c=fuzz/corpus/$${f%_fuzz}; [ -d $$c ] || c=; \
+		$(BUILD)/fuzz/$$f -max_total_time=$(FUZZ_SECONDS) $$c || exit 1; \
+	done
 
 # Static analysis: cppcheck must be clean.
 lint:
@@ -109,6 +138,6 @@ install: all
 clean:
 	rm -rf build build-asan
 
-.PHONY: lint deps demo all check check-unit check-asan bench bench-boot install clean
+.PHONY: fuzz fuzz-run bench-run bench-vsock lint deps demo all check check-unit check-asan bench bench-boot install clean
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
