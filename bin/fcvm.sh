@@ -111,16 +111,22 @@ cmd_run() {
 		  env: $env, poweroff: true} + (if $ARGS.positional | length > 0 then {cmd: $ARGS.positional} else {} end)' \
 		--args -- "$@" > "$plan" || die "cannot write the plan '$plan'"
 
-	local boot_pid rc
+	local boot_pid="" run_pid="" rc
 	cleanup_vm() {
-		[ -n "${boot_pid:-}" ] && kill -TERM "$boot_pid" 2>/dev/null && wait "$boot_pid" 2>/dev/null
+		[ -n "$run_pid" ] && kill -TERM "$run_pid" 2>/dev/null
+		[ -n "$boot_pid" ] && kill -TERM "$boot_pid" 2>/dev/null && wait "$boot_pid" 2>/dev/null
+		[ -n "$run_pid" ] && wait "$run_pid" 2>/dev/null
 		[ "$rm" = 1 ] && fc-disk rm --vm "$id" >/dev/null 2>&1
 	}
 	trap 'cleanup_vm; exit 130' INT
 	trap 'cleanup_vm; exit 143' TERM HUP
 
+	# Foreground: the VM dies with us, even on SIGKILL. Detached: it lives
+	# on in fc-boot, which 'fcvm stop' ends.
+	local bind=--die-with-parent
+	[ "$detach" = 1 ] && bind=""
 	fc-boot --name "$name" --id "$id" --cpus "$cpus" --memory "$memory" \
-		--rootfs "$rootfs" --drive "$disk:ro" --boot-args "quiet" -q &
+		--rootfs "$rootfs" --drive "$disk:ro" --boot-args "quiet" -q $bind &
 	boot_pid=$!
 	# Wait until the VM runs, or fc-boot has failed (it says why).
 	while :; do
@@ -151,8 +157,13 @@ cmd_run() {
 		echo "$id"
 		exit 0
 	fi
-	fc-run --vsock "$vsock" --timeout "$timeout" "$plan"
+	# In the background with 'wait', so a signal runs our trap at once
+	# (bash defers traps while a foreground child runs).
+	fc-run --vsock "$vsock" --timeout "$timeout" "$plan" &
+	run_pid=$!
+	wait "$run_pid"
 	rc=$?
+	run_pid=""
 	# The agent powers the guest off after the container ends; give it a moment.
 	local i
 	for ((i = 0; i < 100; i++)); do

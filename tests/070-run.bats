@@ -67,9 +67,9 @@ teardown() {
 }
 
 @test "run: two VMs run at once" {
-	fcvm podman run --rm --name one "$IMG" sh -c 'sleep 2; echo one' >"$BATS_TEST_TMPDIR/1" &
+	fcvm podman run --rm --name one "$IMG" sh -c 'sleep 2; echo one' >"$BATS_TEST_TMPDIR/1" 3>&- &
 	local p1=$!
-	fcvm podman run --rm --name two "$IMG" sh -c 'sleep 2; echo two' >"$BATS_TEST_TMPDIR/2" &
+	fcvm podman run --rm --name two "$IMG" sh -c 'sleep 2; echo two' >"$BATS_TEST_TMPDIR/2" 3>&- &
 	local p2=$!
 	wait "$p1"; wait "$p2"
 	assert_eq "$(cat "$BATS_TEST_TMPDIR/1")" one "first VM's output"
@@ -77,7 +77,7 @@ teardown() {
 }
 
 @test "run: ls shows a running VM; killing fcvm removes the VM and its state" {
-	fcvm podman run --name sleeper "$IMG" sleep 600 >/dev/null 2>&1 &
+	fcvm podman run --name sleeper "$IMG" sleep 600 >/dev/null 2>&1 3>&- &
 	local pid=$! i
 	for ((i = 0; i < 600; i++)); do
 		[ "$(fcvm ls --json | jq -r '.[0].status // empty')" = running ] && break
@@ -92,7 +92,8 @@ teardown() {
 }
 
 @test "run: -d returns once the container runs; logs and stop work" {
-	run_fc 0 --timeout 240 fcvm podman run -d --name bg "$IMG" sh -c 'echo started-ok; sleep 600'
+	# fd 3 is bats' own: the detached VM must not hold it.
+	run_fc 0 --timeout 240 fcvm podman run -d --name bg "$IMG" sh -c 'echo started-ok; sleep 600' 3>&-
 	local id=$output
 	[[ "$id" == vm-* ]]
 	local i
@@ -104,13 +105,33 @@ teardown() {
 	assert_contains "$output" started-ok "container output in fcvm logs"
 	run_fc 0 fcvm stop bg
 	assert_eq "$(fcvm ls --json | jq length)" 0 "stopped"
+	# fc-run sees the VM go and ends by itself.
+	for ((i = 0; i < 100; i++)); do
+		pgrep -f "fc-run --vsock $FCVM_ROOT" >/dev/null || break
+		sleep 0.1
+	done
 	run_fc 0 fcvm rm "$id"
 	[ ! -d "$FCVM_ROOT/vm-disks/$id" ]
-	pkill -f "fc-run --vsock $FCVM_ROOT" || true
+}
+
+@test "run: SIGKILL of fcvm still removes the VM (fc-boot dies with its parent)" {
+	fcvm podman run --name doomed "$IMG" sleep 600 >/dev/null 2>&1 3>&- &
+	local pid=$! i
+	for ((i = 0; i < 600; i++)); do
+		[ "$(fcvm ls --json | jq -r '.[0].status // empty')" = running ] && break
+		sleep 0.2
+	done
+	kill -KILL "$pid"
+	for ((i = 0; i < 100; i++)); do
+		[ -z "$(leaked_procs)" ] && break
+		sleep 0.1
+	done
+	assert_eq "$(leaked_procs)" "" "no fc-boot, VMM or fc-run left"
+	assert_eq "$(fcvm ls --json | jq length)" 0 "no VM listed"
 }
 
 @test "run: duplicate name is refused" {
-	fcvm podman run --name dup "$IMG" sleep 600 >/dev/null 2>&1 &
+	fcvm podman run --name dup "$IMG" sleep 600 >/dev/null 2>&1 3>&- &
 	local pid=$! i
 	for ((i = 0; i < 600; i++)); do
 		[ "$(fcvm ls --json | jq -r '.[0].status // empty')" = running ] && break
@@ -142,7 +163,7 @@ teardown() {
 	local rootfs
 	rootfs=$(fc-disk rootfs --vm quiet)
 	local owner
-	owner=$(fc-boot --name quiet --id quiet --rootfs "$rootfs" --detach)
+	owner=$(fc-boot --name quiet --id quiet --rootfs "$rootfs" --detach 3>&-)
 	# The agent listens on 1024 only; nothing answers on 4242.
 	echo '{"version":1,"image":{"disk":"/dev/vdb"}}' > "$BATS_TEST_TMPDIR/plan.json"
 	run_fc 125 --timeout 60 fc-run --vsock "$FCVM_ROOT/run/quiet/vsock.sock" --port 4242 \

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -44,7 +45,8 @@ static const char usage_text[] =
 	"usage: fc-boot --name NAME [--id ID] [--cpus N] [--memory MIB]\n"
 	"               [--kernel FILE] [--initrd FILE] [--rootfs FILE] [--drive PATH[:ro]]...\n"
 	"               [--tap TAP] [--mac MAC] [--vsock UDS | --no-vsock]\n"
-	"               [--boot-args ARGS] [--console FILE] [--detach] [-v] [-q]\n";
+	"               [--boot-args ARGS] [--console FILE] [--detach | --die-with-parent]\n"
+	"               [-v] [-q]\n";
 
 struct drive {
 	char *path;
@@ -60,7 +62,7 @@ struct boot {
 	int ndrives;
 	const char *tap, *mac, *boot_args;
 	char *vsock, *console, *api_sock, *run_dir, *disk_dir;
-	bool no_vsock, detach;
+	bool no_vsock, detach, die_with_parent;
 	char *vmm;
 	pid_t vmm_pid;
 	json_t *rec;
@@ -88,7 +90,7 @@ static char *must_exist(const char *what, const char *path, const char *fix)
 static void parse_args(struct boot *b, int argc, char **argv)
 {
 	enum { O_ID = 256, O_KERNEL, O_INITRD, O_ROOTFS, O_DRIVE, O_TAP, O_MAC, O_VSOCK,
-	       O_NO_VSOCK, O_BOOT_ARGS, O_CONSOLE, O_DETACH, O_CPUS, O_MEMORY };
+	       O_NO_VSOCK, O_BOOT_ARGS, O_CONSOLE, O_DETACH, O_CPUS, O_MEMORY, O_DIE };
 	static const struct option opts[] = {
 		{ "name", required_argument, NULL, 'n' },   { "id", required_argument, NULL, O_ID },
 		{ "cpus", required_argument, NULL, O_CPUS }, { "memory", required_argument, NULL, O_MEMORY },
@@ -100,7 +102,8 @@ static void parse_args(struct boot *b, int argc, char **argv)
 		{ "no-vsock", no_argument, NULL, O_NO_VSOCK },
 		{ "boot-args", required_argument, NULL, O_BOOT_ARGS },
 		{ "console", required_argument, NULL, O_CONSOLE },
-		{ "detach", no_argument, NULL, O_DETACH }, { "verbose", no_argument, NULL, 'v' },
+		{ "detach", no_argument, NULL, O_DETACH },
+		{ "die-with-parent", no_argument, NULL, O_DIE }, { "verbose", no_argument, NULL, 'v' },
 		{ "quiet", no_argument, NULL, 'q' },	    { "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -138,6 +141,7 @@ static void parse_args(struct boot *b, int argc, char **argv)
 		case O_BOOT_ARGS: b->boot_args = optarg; break;
 		case O_CONSOLE: console = optarg; break;
 		case O_DETACH: b->detach = true; break;
+		case O_DIE: b->die_with_parent = true; break;
 		case 'v': log_adjust(1); break;
 		case 'q': log_adjust(-1); break;
 		case 'h': usage(0);
@@ -156,6 +160,8 @@ static void parse_args(struct boot *b, int argc, char **argv)
 		      strspn(b->id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-") !=
 			      strlen(b->id)))
 		usage_err(usage_text, "invalid --id '%s': use 1-63 letters, digits and '-'", b->id);
+	if (b->detach && b->die_with_parent)
+		usage_err(usage_text, "--detach and --die-with-parent exclude each other");
 	if (vsock && b->no_vsock)
 		usage_err(usage_text, "--vsock and --no-vsock exclude each other");
 	if (b->mac && !b->tap)
@@ -511,6 +517,16 @@ int main(int argc, char **argv)
 	sfd = signalfd(-1, &mask, SFD_CLOEXEC);
 	if (sfd < 0)
 		die("signalfd");
+	/* A front end killed outright (SIGKILL) takes its VM along: we get a
+	 * SIGTERM and stop the VM the ordinary way. */
+	if (b.die_with_parent) {
+		pid_t parent = getppid();
+
+		if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0)
+			die("prctl(PR_SET_PDEATHSIG)");
+		if (getppid() != parent || parent == 1)
+			diex("the parent process is already gone");
+	}
 
 	claim(&b);
 	janitor = start_janitor(&b);
