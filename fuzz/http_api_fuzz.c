@@ -100,29 +100,5 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	return 0;
 }
 
-#ifndef FC_LIBFUZZER
-int main(int argc, char **argv)
-{
-	char **data = xcalloc(argc, sizeof(*data));
-	size_t *lens = xcalloc(argc, sizeof(*lens));
-
-	for (int i = 1; i < argc; i++) {
-		struct fc_err e;
-
-		data[i] = read_file_max(argv[i], 1 << 20, &lens[i], &e);
-		if (!data[i]) {
-			fprintf(stderr, "http_api_fuzz: %s\n", e.msg);
-			return 1;
-		}
-	}
-	jail();
-	for (int i = 1; i < argc; i++) {
-		LLVMFuzzerTestOneInput((const uint8_t *)data[i], lens[i]);
-		free(data[i]);
-		printf("%s: ok\n", argv[i]);
-	}
-	free(data);
-	free(lens);
-	return 0;
-}
-#endif
+#define FUZZ_NAME "http_api_fuzz"
+#include "replay.h"

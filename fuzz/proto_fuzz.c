@@ -91,22 +91,5 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	return 0;
 }
 
-#ifndef FC_LIBFUZZER
-int main(int argc, char **argv)
-{
-	for (int i = 1; i < argc; i++) {
-		struct fc_err e;
-		size_t len;
-		char *data = read_file_max(argv[i], 1 << 20, &len, &e);
-
-		if (!data) {
-			fprintf(stderr, "proto_fuzz: %s\n", e.msg);
-			return 1;
-		}
-		LLVMFuzzerTestOneInput((const uint8_t *)data, len);
-		free(data);
-		printf("%s: ok\n", argv[i]);
-	}
-	return 0;
-}
-#endif
+#define FUZZ_NAME "proto_fuzz"
+#include "replay.h"
