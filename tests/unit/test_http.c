@@ -9,17 +9,7 @@
 #include "http.h"
 #include "util.h"
 
-static int failures;
-
-#define CHECK(cond, what)                                                        \
-	do {                                                                     \
-		if (cond) {                                                      \
-			printf("ok   %s\n", what);                               \
-		} else {                                                         \
-			printf("FAIL %s (%s:%d)\n", what, __FILE__, __LINE__);   \
-			failures++;                                              \
-		}                                                                \
-	} while (0)
+#include "check.h"
 
 static ssize_t parse(const char *s, struct http_request *r, int *status)
 {
@@ -179,6 +169,5 @@ int main(void)
 	test_partial_and_pipelined();
 	test_malformed();
 	test_format();
-	printf("%s\n", failures ? "FAILED" : "all passed");
-	return failures ? 1 : 0;
+	return check_done();
 }

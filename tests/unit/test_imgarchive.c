@@ -12,17 +12,7 @@
 #include "sha256.h"
 #include "util.h"
 
-static int failures;
-
-#define CHECK(cond, what)                                                        \
-	do {                                                                     \
-		if (cond) {                                                      \
-			printf("ok   %s\n", what);                               \
-		} else {                                                         \
-			printf("FAIL %s (%s:%d)\n", what, __FILE__, __LINE__);   \
-			failures++;                                              \
-		}                                                                \
-	} while (0)
+#include "check.h"
 
 /* ---- a minimal in-memory tar writer ---------------------------------- */
 struct tarbuf {
@@ -228,9 +218,8 @@ static void expect_fail(const struct tarbuf *t, const char *needle, const char *
 	int r = inspect(t, &info, &e);
 
 	snprintf(buf, sizeof(buf), "%s -> error containing '%s'", what, needle);
-	CHECK(r < 0 && strstr(e.msg, needle), buf);
-	if (r < 0 && !strstr(e.msg, needle))
-		printf("     got: %s\n", e.msg);
+	if (!CHECK(r < 0 && strstr(e.msg, needle), buf) && r < 0)
+		printf("#   got: %s\n", e.msg);
 }
 
 static void test_damage(void)
@@ -431,6 +420,5 @@ int main(void)
 	test_damage();
 	test_docker();
 	test_long_names();
-	printf("%s\n", failures ? "FAILED" : "all passed");
-	return failures ? 1 : 0;
+	return check_done();
 }

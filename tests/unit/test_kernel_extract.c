@@ -10,17 +10,7 @@
 #include "kimage.h"
 #include "util.h"
 
-static int failures;
-
-#define CHECK(cond, what)                                                        \
-	do {                                                                     \
-		if (cond) {                                                      \
-			printf("ok   %s\n", what);                               \
-		} else {                                                         \
-			printf("FAIL %s (%s:%d)\n", what, __FILE__, __LINE__);   \
-			failures++;                                              \
-		}                                                                \
-	} while (0)
+#include "check.h"
 
 static void put32(uint8_t *p, uint32_t v)
 {
@@ -259,6 +249,5 @@ int main(void)
 	test_payloads();
 	test_elf();
 	test_modinfo();
-	printf("%s: %d failure(s)\n", failures ? "FAIL" : "PASS", failures);
-	return failures ? 1 : 0;
+	return check_done();
 }

@@ -15,17 +15,7 @@
 #include "state.h"
 #include "util.h"
 
-static int failures;
-
-#define CHECK(cond, what)                                                  \
-	do {                                                               \
-		if (cond) {                                                \
-			printf("ok - %s\n", what);                         \
-		} else {                                                   \
-			printf("not ok - %s (%s:%d)\n", what, __FILE__, __LINE__); \
-			failures++;                                        \
-		}                                                          \
-	} while (0)
+#include "check.h"
 
 static void test_err(void)
 {
@@ -174,6 +164,5 @@ int main(void)
 	test_json();
 	test_state();
 	test_proc();
-	printf("%s\n", failures ? "FAIL" : "PASS");
-	return failures ? 1 : 0;
+	return check_done();
 }

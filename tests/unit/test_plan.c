@@ -10,17 +10,7 @@
  * compiled in directly. */
 #include "../../agent/plan.c"
 
-static int failures;
-
-#define CHECK(cond, what)                                                        \
-	do {                                                                     \
-		if (cond) {                                                      \
-			printf("ok   %s\n", what);                               \
-		} else {                                                         \
-			printf("FAIL %s (%s:%d)\n", what, __FILE__, __LINE__);   \
-			failures++;                                              \
-		}                                                                \
-	} while (0)
+#include "check.h"
 
 static int parse(const char *s, struct plan *p, struct fc_err *e)
 {
@@ -35,9 +25,8 @@ static void refused(const char *json, const char *needle, const char *what)
 	int r = parse(json, &p, &e);
 
 	snprintf(msg, sizeof(msg), "refused: %s ('%s')", what, needle);
-	CHECK(r == -1 && strstr(e.msg, needle), msg);
-	if (r != -1 || !strstr(e.msg, needle))
-		printf("     got: %s\n", r == -1 ? e.msg : "accepted");
+	if (!CHECK(r == -1 && strstr(e.msg, needle), msg))
+		printf("#   got: %s\n", r == -1 ? e.msg : "accepted");
 	plan_free(&p);
 }
 
@@ -81,7 +70,7 @@ static void test_full(void)
 			 "localhost/x:1|sh|-c|echo $A"),
 	      "run argv: options glued to values, image, then cmd verbatim");
 	if (strstr(s, "podman|") != s)
-		printf("     got: %s\n", s);
+		printf("#   got: %s\n", s);
 	free(s);
 	plan_argv_free(argv);
 	argv = plan_load_argv("/x/fake", &p);
@@ -236,6 +225,5 @@ int main(void)
 	test_minimal();
 	test_refusals();
 	test_loaded_ref();
-	printf("%s\n", failures ? "FAILED" : "all passed");
-	return failures ? 1 : 0;
+	return check_done();
 }

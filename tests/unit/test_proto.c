@@ -14,17 +14,7 @@
 #include "proto.h"
 #include "util.h"
 
-static int failures;
-
-#define CHECK(cond, what)                                                        \
-	do {                                                                     \
-		if (cond) {                                                      \
-			printf("ok   %s\n", what);                               \
-		} else {                                                         \
-			printf("FAIL %s (%s:%d)\n", what, __FILE__, __LINE__);   \
-			failures++;                                              \
-		}                                                                \
-	} while (0)
+#include "check.h"
 
 static void test_header_roundtrip(void)
 {
@@ -229,6 +219,5 @@ int main(void)
 	test_header_roundtrip();
 	test_bad_headers();
 	test_frames();
-	printf("%s\n", failures ? "FAILED" : "all passed");
-	return failures ? 1 : 0;
+	return check_done();
 }

@@ -7,6 +7,8 @@
 
 #include "vring.h"
 
+#include "check.h"
+
 #define GPA   0x100000ull
 #define UA    0x7f0000000000ull
 #define MEMSZ 0x10000u
@@ -17,16 +19,8 @@
 #define USED  0x2000u
 #define DATA  0x4000u
 
-static int failures;
 static uint8_t *mem;
 static struct vring_mem table;
-
-static void check(int ok, const char *what)
-{
-	printf("%s: %s\n", ok ? "ok" : "FAIL", what);
-	if (!ok)
-		failures++;
-}
 
 static void set_desc(unsigned i, uint64_t addr, uint32_t len, uint16_t flags, uint16_t next)
 {
@@ -78,7 +72,7 @@ static void fresh(struct vring *vr)
 
 	memset(mem, 0, MEMSZ);
 	if (vring_start(vr, &table, NUM, UA + DESC, UA + AVAIL, UA + USED, 0, &e) < 0) {
-		printf("FAIL: vring_start: %s\n", e.msg);
+		printf("not ok - start a fresh ring: %s\n", e.msg);
 		exit(1);
 	}
 }
@@ -96,69 +90,69 @@ int main(void)
 	table.r[0] = (struct vring_region){ .gpa = GPA, .size = MEMSZ, .uaddr = UA, .host = mem };
 
 	/* Address translation bounds. */
-	check(vring_gpa(&table, GPA, MEMSZ) == mem, "whole region translates");
-	check(vring_gpa(&table, GPA + MEMSZ - 1, 2) == NULL, "range past the end is refused");
-	check(vring_gpa(&table, GPA - 1, 1) == NULL, "address below the region is refused");
-	check(vring_gpa(&table, GPA + 8, UINT64_MAX) == NULL, "overflowing length is refused");
-	check(vring_gpa(&table, GPA, 0) == NULL, "zero length is refused");
-	check(vring_uaddr(&table, UA + 16, 16) == mem + 16, "front-end address translates");
+	CHECK(vring_gpa(&table, GPA, MEMSZ) == mem, "whole region translates");
+	CHECK(vring_gpa(&table, GPA + MEMSZ - 1, 2) == NULL, "range past the end is refused");
+	CHECK(vring_gpa(&table, GPA - 1, 1) == NULL, "address below the region is refused");
+	CHECK(vring_gpa(&table, GPA + 8, UINT64_MAX) == NULL, "overflowing length is refused");
+	CHECK(vring_gpa(&table, GPA, 0) == NULL, "zero length is refused");
+	CHECK(vring_uaddr(&table, UA + 16, 16) == mem + 16, "front-end address translates");
 
 	/* Starting a ring. */
-	check(vring_start(&vr, &table, 6, UA + DESC, UA + AVAIL, UA + USED, 0, &e) < 0,
+	CHECK(vring_start(&vr, &table, 6, UA + DESC, UA + AVAIL, UA + USED, 0, &e) < 0,
 	      "non power-of-two size refused");
-	check(vring_start(&vr, &table, NUM, UA + DESC + 8, UA + AVAIL, UA + USED, 0, &e) < 0,
+	CHECK(vring_start(&vr, &table, NUM, UA + DESC + 8, UA + AVAIL, UA + USED, 0, &e) < 0,
 	      "misaligned descriptor table refused");
-	check(vring_start(&vr, &table, NUM, UA + MEMSZ - 16, UA + AVAIL, UA + USED, 0, &e) < 0,
+	CHECK(vring_start(&vr, &table, NUM, UA + MEMSZ - 16, UA + AVAIL, UA + USED, 0, &e) < 0,
 	      "descriptor table past guest memory refused");
-	check(vring_start(&vr, &table, 65536, UA, UA + AVAIL, UA + USED, 0, &e) < 0,
+	CHECK(vring_start(&vr, &table, 65536, UA, UA + AVAIL, UA + USED, 0, &e) < 0,
 	      "oversized ring refused");
-	check(vr.num == 0, "failed start leaves the ring stopped");
-	check(vring_pop(&vr, &table, c, &e) == 0, "stopped ring pops nothing");
+	CHECK(vr.num == 0, "failed start leaves the ring stopped");
+	CHECK(vring_pop(&vr, &table, c, &e) == 0, "stopped ring pops nothing");
 
 	/* A well-formed chain: 44 readable bytes then 100 writable. */
 	fresh(&vr);
-	check(vring_pop(&vr, &table, c, &e) == 0, "empty ring pops nothing");
+	CHECK(vring_pop(&vr, &table, c, &e) == 0, "empty ring pops nothing");
 	set_desc(0, GPA + DATA, 44, 1, 3);
 	set_desc(3, GPA + DATA + 64, 100, 2, 0);
 	offer(0);
 	r = vring_pop(&vr, &table, c, &e);
-	check(r == 1 && c->head == 0 && c->n_out == 1 && c->n_in == 1, "chain pops with one out, one in");
-	check(c->out[0].iov_base == mem + DATA && c->out_len == 44 && c->in_len == 100,
+	CHECK(r == 1 && c->head == 0 && c->n_out == 1 && c->n_in == 1, "chain pops with one out, one in");
+	CHECK(c->out[0].iov_base == mem + DATA && c->out_len == 44 && c->in_len == 100,
 	      "iovecs point into guest memory with the right lengths");
 	vring_push(&vr, c->head, 77);
-	check(rd16(USED + 2) == 1 && rd32(USED + 4) == 0 && rd32(USED + 8) == 77,
+	CHECK(rd16(USED + 2) == 1 && rd32(USED + 4) == 0 && rd32(USED + 8) == 77,
 	      "push writes the used element and index");
-	check(vring_needs_interrupt(&vr), "interrupt wanted by default");
+	CHECK(vring_needs_interrupt(&vr), "interrupt wanted by default");
 	wr16(AVAIL, 1);
-	check(!vring_needs_interrupt(&vr), "NO_INTERRUPT honoured");
+	CHECK(!vring_needs_interrupt(&vr), "NO_INTERRUPT honoured");
 
 	/* unpop gives the same chain back. */
 	offer(3);
-	check(vring_pop(&vr, &table, c, &e) == 1 && c->head == 3, "second chain pops");
+	CHECK(vring_pop(&vr, &table, c, &e) == 1 && c->head == 3, "second chain pops");
 	vring_unpop(&vr);
-	check(vring_pop(&vr, &table, c, &e) == 1 && c->head == 3, "unpopped chain pops again");
+	CHECK(vring_pop(&vr, &table, c, &e) == 1 && c->head == 3, "unpopped chain pops again");
 
 	/* Malicious: buffer outside guest memory. */
 	fresh(&vr);
 	set_desc(1, GPA + MEMSZ - 10, 20, 0, 0);
 	offer(1);
 	r = vring_pop(&vr, &table, c, &e);
-	check(r == -1 && rd16(USED + 2) == 1 && rd32(USED + 8) == 0,
+	CHECK(r == -1 && rd16(USED + 2) == 1 && rd32(USED + 8) == 0,
 	      "out-of-range buffer rejected and returned with length 0");
-	check(!vr.broken, "a bad chain does not break the ring");
+	CHECK(!vr.broken, "a bad chain does not break the ring");
 
 	/* Malicious: descriptor loop. */
 	fresh(&vr);
 	set_desc(0, GPA + DATA, 8, 1, 1);
 	set_desc(1, GPA + DATA, 8, 1, 0);
 	offer(0);
-	check(vring_pop(&vr, &table, c, &e) == -1, "descriptor loop rejected");
+	CHECK(vring_pop(&vr, &table, c, &e) == -1, "descriptor loop rejected");
 
 	/* Malicious: oversized length. */
 	fresh(&vr);
 	set_desc(2, GPA, 0xffffffffu, 0, 0);
 	offer(2);
-	check(vring_pop(&vr, &table, c, &e) == -1, "4 GiB descriptor rejected");
+	CHECK(vring_pop(&vr, &table, c, &e) == -1, "4 GiB descriptor rejected");
 	fresh(&vr);
 	set_desc(0, GPA, MEMSZ, 1, 1);
 	set_desc(1, GPA, MEMSZ, 1, 2);
@@ -169,45 +163,45 @@ int main(void)
 	set_desc(6, GPA, MEMSZ, 1, 7);
 	set_desc(7, GPA, MEMSZ, 0, 0);
 	offer(0);
-	check(vring_pop(&vr, &table, c, &e) == 1 && c->out_len == 8 * MEMSZ,
+	CHECK(vring_pop(&vr, &table, c, &e) == 1 && c->out_len == 8 * MEMSZ,
 	      "eight in-range descriptors accepted");
 	set_desc(7, GPA, MEMSZ, 1, 0);
 	offer(0);
-	check(vring_pop(&vr, &table, c, &e) == -1, "chain longer than the ring rejected");
+	CHECK(vring_pop(&vr, &table, c, &e) == -1, "chain longer than the ring rejected");
 
 	/* Malicious: next index outside the ring, indirect, readable after writable. */
 	fresh(&vr);
 	set_desc(0, GPA + DATA, 8, 1, 200);
 	offer(0);
-	check(vring_pop(&vr, &table, c, &e) == -1, "next index outside ring rejected");
+	CHECK(vring_pop(&vr, &table, c, &e) == -1, "next index outside ring rejected");
 	set_desc(0, GPA + DATA, 16, 4, 0);
 	offer(0);
-	check(vring_pop(&vr, &table, c, &e) == -1, "indirect descriptor rejected");
+	CHECK(vring_pop(&vr, &table, c, &e) == -1, "indirect descriptor rejected");
 	set_desc(0, GPA + DATA, 8, 3, 1);
 	set_desc(1, GPA + DATA, 8, 0, 0);
 	offer(0);
-	check(vring_pop(&vr, &table, c, &e) == -1, "readable after writable rejected");
+	CHECK(vring_pop(&vr, &table, c, &e) == -1, "readable after writable rejected");
 
 	/* Malicious: head out of range, avail index too far ahead. */
 	fresh(&vr);
 	offer(NUM + 5);
-	check(vring_pop(&vr, &table, c, &e) == -1 && vr.broken, "bad head breaks the ring");
-	check(vring_pop(&vr, &table, c, &e) == 0, "broken ring pops nothing");
+	CHECK(vring_pop(&vr, &table, c, &e) == -1 && vr.broken, "bad head breaks the ring");
+	CHECK(vring_pop(&vr, &table, c, &e) == 0, "broken ring pops nothing");
 	fresh(&vr);
 	wr16(AVAIL + 2, NUM + 1);
-	check(vring_pop(&vr, &table, c, &e) == -1 && vr.broken, "avail index jump breaks the ring");
+	CHECK(vring_pop(&vr, &table, c, &e) == -1 && vr.broken, "avail index jump breaks the ring");
 
 	/* Start from a base index (as after a vhost-user restart). */
 	memset(mem, 0, MEMSZ);
 	wr16(USED + 2, 40);
 	wr16(AVAIL + 2, 40);
-	check(vring_start(&vr, &table, NUM, UA + DESC, UA + AVAIL, UA + USED, 40, &e) == 0 &&
+	CHECK(vring_start(&vr, &table, NUM, UA + DESC, UA + AVAIL, UA + USED, 40, &e) == 0 &&
 	      vr.used_idx == 40 && vring_pop(&vr, &table, c, &e) == 0,
 	      "start at base 40 with nothing available");
 	set_desc(5, GPA + DATA, 8, 0, 0);
 	wr16(AVAIL + 4 + 2 * (40 % NUM), 5);
 	wr16(AVAIL + 2, 41);
-	check(vring_pop(&vr, &table, c, &e) == 1 && c->head == 5, "pop after wrap-around base");
+	CHECK(vring_pop(&vr, &table, c, &e) == 1 && c->head == 5, "pop after wrap-around base");
 
 	/* iovec helpers across entries. */
 	{
@@ -216,19 +210,18 @@ int main(void)
 		unsigned k;
 
 		memset(buf, 0, sizeof(buf));
-		check(iov_to_buf(iov, 2, 2, buf, 5) == 5 && !memcmp(buf, "cdefg", 5),
+		CHECK(iov_to_buf(iov, 2, 2, buf, 5) == 5 && !memcmp(buf, "cdefg", 5),
 		      "iov_to_buf copies across entries from an offset");
-		check(iov_from_buf(iov, 2, 3, "XYZ", 3) == 3 && !memcmp(a, "abcX", 4) &&
+		CHECK(iov_from_buf(iov, 2, 3, "XYZ", 3) == 3 && !memcmp(a, "abcX", 4) &&
 		      !memcmp(b, "YZ", 2), "iov_from_buf writes across entries");
 		k = iov_slice(iov, 2, 4, 100, s, 2);
-		check(k == 1 && s[0].iov_base == b && s[0].iov_len == 6,
+		CHECK(k == 1 && s[0].iov_base == b && s[0].iov_len == 6,
 		      "iov_slice skips a whole entry and clamps");
 		k = iov_slice(iov, 2, 1, 5, s, 2);
-		check(k == 2 && s[0].iov_len == 3 && s[1].iov_len == 2, "iov_slice spans entries");
+		CHECK(k == 2 && s[0].iov_len == 3 && s[1].iov_len == 2, "iov_slice spans entries");
 	}
 
 	free(c);
 	free(mem);
-	printf("%s\n", failures ? "FAILED" : "all passed");
-	return failures ? 1 : 0;
+	return check_done();
 }
