@@ -254,31 +254,45 @@ static void remove_runtime(const char *id, const char *run_dir, const char *vsoc
 	rmdir(run_dir);
 }
 
-/* The janitor runs remove_runtime() once the pipe's write end (held only
- * by fc-boot) closes - i.e. whenever and however fc-boot ends. */
-static int start_janitor(struct boot *b)
+/* fork() with a CLOEXEC pipe from parent to child (@parent_writes) or
+ * from child to parent. Each side gets only its own end in *@end.
+ * Returns fork()'s value; exits on failure. */
+static pid_t fork_with_pipe(bool parent_writes, int *end)
 {
 	int p[2];
 	pid_t pid;
-	char c;
+	bool writer;
 
 	if (pipe2(p, O_CLOEXEC) < 0)
 		die("pipe");
 	pid = fork();
 	if (pid < 0)
 		die("fork");
-	if (pid == 0) {
+	writer = (pid > 0) == parent_writes;
+	close(p[writer ? 0 : 1]);
+	*end = p[writer ? 1 : 0];
+	return pid;
+}
+
+/* The janitor runs remove_runtime() once the pipe's write end (held only
+ * by fc-boot) closes - i.e. whenever and however fc-boot ends. */
+static int start_janitor(struct boot *b)
+{
+	int end;
+	char c;
+
+	if (fork_with_pipe(true, &end) == 0) {
 		_cleanup_json_ json_t *rec = NULL;
 		struct fc_err e;
 
 		/* Hold nothing of fc-boot's (e.g. the --detach pipe) but our pipe. */
 		for (int fd = 3; fd < 1024; fd++)
-			if (fd != p[0])
+			if (fd != end)
 				close(fd);
 		signal(SIGINT, SIG_IGN);
 		signal(SIGTERM, SIG_IGN);
 		signal(SIGHUP, SIG_IGN);
-		while (read(p[0], &c, 1) < 0 && errno == EINTR)
+		while (read(end, &c, 1) < 0 && errno == EINTR)
 			;
 		rec = state_load(b->id, &e);
 		if (rec) {
@@ -291,8 +305,7 @@ static int start_janitor(struct boot *b)
 		remove_runtime(b->id, b->run_dir, b->vsock);
 		_exit(0);
 	}
-	close(p[0]);
-	return p[1];
+	return end;
 }
 
 static json_t *config_json(struct boot *b)
@@ -444,25 +457,18 @@ static void claim(struct boot *b)
  * write end in the child. */
 static int detach(void)
 {
-	int p[2];
-	pid_t pid;
 	char buf[16];
 	ssize_t n;
-	int status;
+	int status, end;
+	pid_t pid;
 
-	if (pipe2(p, O_CLOEXEC) < 0)
-		die("pipe");
-	pid = fork();
-	if (pid < 0)
-		die("fork");
+	pid = fork_with_pipe(false, &end);
 	if (pid == 0) {
-		close(p[0]);
 		setsid();
-		return p[1];
+		return end;
 	}
-	close(p[1]);
 	do
-		n = read(p[0], buf, sizeof(buf));
+		n = read(end, buf, sizeof(buf));
 	while (n < 0 && errno == EINTR);
 	if (n > 0) {
 		printf("%d\n", (int)pid);
