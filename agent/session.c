@@ -31,6 +31,7 @@ struct sess {
 	int conn;		/* -1 once the host is gone */
 	uint64_t last_hb;
 	bool terminate;		/* SIGTERM/SIGINT in test mode */
+	bool running;		/* podman load or run is under way */
 };
 
 struct child {
@@ -47,7 +48,8 @@ static void host_gone(struct sess *s, const char *why)
 {
 	if (s->conn < 0)
 		return;
-	log_warn("host connection: %s; the container keeps running, output is discarded", why);
+	log_warn("host connection: %s%s", why,
+		 s->running ? "; the container keeps running, its output is discarded" : "");
 	close(s->conn);
 	s->conn = -1;
 }
@@ -408,6 +410,7 @@ static void execute(struct sess *s, const struct plan *p)
 	int r;
 
 	s->last_hb = now_ms();
+	s->running = true;
 	argv = plan_load_argv(s->cfg->runner, p);
 	log_info("loading the image from '%s'", p->disk);
 	r = run_child(argv, true, &c, &e);

@@ -49,6 +49,7 @@ teardown() {
 		kill "$AGENT_PID"
 		wait "$AGENT_PID" 2>/dev/null || true
 	fi
+	[ -n "${FAKE_PID:-}" ] && fake_done
 	rm -f "$SOCK"
 	leak_check
 }
@@ -290,6 +291,82 @@ c, _ = s.accept(); time.sleep(5)' "$RUN/mute.sock" &
 		sleep 0.05
 	done
 	! pgrep -f "echo up >&2; while" >/dev/null
+}
+
+# fake_agent SCENARIO: a scripted agent on $SOCK (python3) for what the real
+# one never does: misbehave.
+fake_agent() {
+	python3 - "$SOCK" "$1" <<'EOF' &
+import json, socket, struct, sys, time
+path, scenario = sys.argv[1], sys.argv[2]
+def frame(t, p=b""):
+    return struct.pack("<IBBHI", 0x31564346, 1, t, 0, len(p)) + p
+srv = socket.socket(socket.AF_UNIX)
+srv.bind(path)
+srv.listen(1)
+c, _ = srv.accept()
+srv.close()
+c.sendall(frame(1, json.dumps({"version": 99 if scenario == "version" else 1}).encode()))
+hdr = c.recv(12)
+c.recv(struct.unpack("<I", hdr[8:12])[0], socket.MSG_WAITALL)
+if scenario == "silent":
+    time.sleep(40)
+elif scenario == "signal":
+    c.sendall(frame(4, b"partial") + frame(8, b'{"signal":9}'))
+elif scenario == "badexit":
+    c.sendall(frame(8, b'{"code":300}'))
+elif scenario == "garbage":
+    c.sendall(b"FCV2" + bytes(8))
+elif scenario == "errorctl":
+    c.sendall(frame(9, json.dumps({"message": "bad \x1b[31mthing\x07"}).encode()))
+time.sleep(1)
+EOF
+	FAKE_PID=$!
+	local i
+	for ((i = 0; i < 100; i++)); do [ -S "$SOCK" ] && return 0; sleep 0.05; done
+	return 1
+}
+
+fake_done() {
+	kill "$FAKE_PID" 2>/dev/null || true
+	wait "$FAKE_PID" 2>/dev/null || true
+	rm -f "$SOCK"
+}
+
+@test "fc-run: EXIT with a signal gives 128+N; output before it is kept" {
+	echo '{}' > "$BATS_TEST_TMPDIR/p.json"
+	fake_agent signal
+	run_fc 137 --timeout 30 fc-run --unix "$SOCK" "$BATS_TEST_TMPDIR/p.json"
+	assert_eq "$output" partial "stdout before the exit"
+	fake_done
+}
+
+@test "fc-run: a misbehaving agent is a protocol error, exit 125" {
+	echo '{}' > "$BATS_TEST_TMPDIR/p.json"
+	fake_agent version
+	run_fc 125 --timeout 30 fc-run --unix "$SOCK" "$BATS_TEST_TMPDIR/p.json"
+	assert_contains "$output" "protocol version 99" "version mismatch named"
+	fake_done
+	fake_agent badexit
+	run_fc 125 --timeout 30 fc-run --unix "$SOCK" "$BATS_TEST_TMPDIR/p.json"
+	assert_contains "$output" "bad exit message" "out-of-range exit code refused"
+	fake_done
+	fake_agent garbage
+	run_fc 125 --timeout 30 fc-run --unix "$SOCK" "$BATS_TEST_TMPDIR/p.json"
+	assert_contains "$output" "agent protocol error: bad frame magic" "bad frame refused"
+	fake_done
+	fake_agent errorctl
+	run_fc 125 --timeout 30 fc-run --unix "$SOCK" "$BATS_TEST_TMPDIR/p.json"
+	assert_eq "$output" "fc-run: bad ?[31mthing?" "control characters from the guest neutralised"
+	fake_done
+}
+
+@test "fc-run: an agent that stops sending heartbeats is given up after 30 s" {
+	echo '{}' > "$BATS_TEST_TMPDIR/p.json"
+	fake_agent silent
+	run_fc 125 --timeout 60 fc-run --unix "$SOCK" "$BATS_TEST_TMPDIR/p.json"
+	assert_contains "$output" "no heartbeat for 30 s" "watchdog message"
+	fake_done
 }
 
 @test "fc-run: usage errors exit 2, -h prints the synopsis" {
