@@ -10,17 +10,8 @@
 #include <unistd.h>
 
 #include "hvsock.h"
+#include "sock.h"
 #include "util.h"
-
-static int unix_addr(const char *path, struct sockaddr_un *sa, struct fc_err *e)
-{
-	memset(sa, 0, sizeof(*sa));
-	sa->sun_family = AF_UNIX;
-	if (strlen(path) >= sizeof(sa->sun_path))
-		return fc_err_set(e, ENAMETOOLONG, "socket path '%s'", path);
-	strcpy(sa->sun_path, path);
-	return 0;
-}
 
 int hvsock_parse_ok(const char *line, size_t len, uint32_t *hostport)
 {
@@ -90,7 +81,7 @@ int hvsock_connect(const char *uds_path, uint32_t port, int timeout_ms, struct f
 	struct sockaddr_un sa;
 	int fd = -1, r;
 
-	if (unix_addr(uds_path, &sa, e) < 0)
+	if (sock_unix_addr(uds_path, &sa, e) < 0)
 		return -1;
 	for (;;) {
 		r = try_connect(&sa, port, 2000, &fd, e);
@@ -110,16 +101,6 @@ int hvsock_connect(const char *uds_path, uint32_t port, int timeout_ms, struct f
 int hvsock_listen(const char *uds_path, uint32_t port, struct fc_err *e)
 {
 	_cleanup_free_ char *path = xasprintf("%s_%u", uds_path, port);
-	_cleanup_close_ int fd = -1;
-	struct sockaddr_un sa;
 
-	if (unix_addr(path, &sa, e) < 0)
-		return -1;
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return fc_err_set(e, errno, "socket");
-	unlink(path);
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 64) < 0)
-		return fc_err_set(e, errno, "listen on '%s'", path);
-	return steal_fd(&fd);
+	return sock_listen_unix(path, 0, 64, e);
 }

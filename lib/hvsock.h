@@ -17,8 +17,9 @@
  * connected CLOEXEC fd or -1 with @e filled. */
 int hvsock_connect(const char *uds_path, uint32_t port, int timeout_ms, struct fc_err *e);
 
-/* Listen on "<uds_path>_<port>" for guest-initiated connections (an old
- * socket file there is replaced). Returns a listening fd or -1. */
+/* Listen on "<uds_path>_<port>" for guest-initiated connections, as
+ * sock_listen_unix() does (a stale socket file there is replaced, anything
+ * else refused). Returns a blocking listening fd or -1. */
 int hvsock_listen(const char *uds_path, uint32_t port, struct fc_err *e);
 
 /* Parse a reply line "OK <n>\n" (exactly; at most 32 bytes). 0 or -1. */

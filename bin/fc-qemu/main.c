@@ -16,14 +16,13 @@
 #include <string.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "fcq.h"
 #include "log.h"
 #include "proc.h"
+#include "sock.h"
 #include "util.h"
 
 #define MAX_CONNS	32
@@ -189,33 +188,6 @@ static void accept_conn(int lfd)
 	c->in = xmalloc(CONN_BUF);
 }
 
-static int listen_api(const char *path, struct fc_err *e)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct stat st;
-	int fd;
-
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return fc_err_set(e, 0, "API socket path '%s' is too long", path);
-	strcpy(sa.sun_path, path);
-	/* like Firecracker: a stale socket file is replaced, anything else is an error */
-	if (lstat(path, &st) == 0) {
-		if (!S_ISSOCK(st.st_mode))
-			return fc_err_set(e, EEXIST, "API socket '%s'", path);
-		if (unlink(path) < 0)
-			return fc_err_set(e, errno, "remove stale API socket '%s'", path);
-	}
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return fc_err_set(e, errno, "socket");
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 64) < 0) {
-		fc_err_set(e, errno, "bind API socket '%s'", path);
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
 /* Firecracker's rule: 1-64 alphanumeric characters or '-'. */
 static bool valid_instance_id(const char *s)
 {
@@ -329,9 +301,11 @@ int main(int argc, char **argv)
 	sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (sfd < 0)
 		die("signalfd");
-	lfd = listen_api(sock, &e);
-	if (lfd < 0)
+	lfd = sock_listen_unix(sock, SOCK_NONBLOCK, 64, &e);
+	if (lfd < 0) {
+		fc_err_wrap(&e, "API socket");
 		fc_err_exit(&e, 1);
+	}
 	log_debug("API on '%s'", sock);
 
 	while (!stop) {

@@ -11,48 +11,17 @@
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "fc-vsock.h"
 #include "log.h"
+#include "sock.h"
 #include "util.h"
 
 int vsock_harden(struct fc_err *e);
 
 static const char usage[] =
 	"usage: fc-vsock --vhost-socket PATH --uds-path UDS --cid CID [--ready-fd N] [-v] [-q]\n";
-
-/* Listen on a fresh Unix socket at @path; a stale socket there is replaced,
- * anything else is an error. */
-static int listen_unix(const char *path, struct fc_err *e)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	_cleanup_close_ int fd = -1;
-	struct stat st;
-
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return fc_err_set(e, ENAMETOOLONG, "socket path '%s'", path);
-	strcpy(sa.sun_path, path);
-	if (lstat(path, &st) == 0) {
-		if (!S_ISSOCK(st.st_mode))
-			return fc_err_set(e, EEXIST, "'%s' exists and is not a socket", path);
-		if (unlink(path) < 0)
-			return fc_err_set(e, errno, "remove stale socket '%s'", path);
-	}
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return fc_err_set(e, errno, "socket");
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-		return fc_err_set(e, errno, "bind '%s'", path);
-	if (listen(fd, 128) < 0) {
-		fc_err_set(e, errno, "listen on '%s'", path);
-		unlink(path);
-		return -1;
-	}
-	return steal_fd(&fd);
-}
 
 static int watch(struct dev *d, int fd, uint32_t events, struct src *s, struct fc_err *e)
 {
@@ -223,10 +192,10 @@ int main(int argc, char **argv)
 	if (d.sig_fd < 0 || d.epfd < 0)
 		die("set up the event loop");
 
-	d.uds_fd = listen_unix(d.uds_path, &e);
+	d.uds_fd = sock_listen_unix(d.uds_path, SOCK_NONBLOCK, 128, &e);
 	if (d.uds_fd < 0)
 		fc_err_exit(&e, 1);
-	d.vu_listen = listen_unix(d.vu_path, &e);
+	d.vu_listen = sock_listen_unix(d.vu_path, SOCK_NONBLOCK, 128, &e);
 	if (d.vu_listen < 0) {
 		unlink(d.uds_path);
 		fc_err_exit(&e, 1);

@@ -1,6 +1,8 @@
 /* test_lib.c - unit tests for the lib core: errors, number parsing, names,
- * hybrid vsock replies, atomic JSON writes, state records. */
+ * hybrid vsock replies, Unix socket listeners, atomic JSON writes, state
+ * records. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +14,7 @@
 #include "json.h"
 #include "paths.h"
 #include "proc.h"
+#include "sock.h"
 #include "state.h"
 #include "util.h"
 
@@ -155,12 +158,47 @@ static void test_proc(void)
 	}
 }
 
+static void test_sock(void)
+{
+	char dir[] = "/tmp/fcvm-test-sock-XXXXXX";
+	char *path, *file, *longp;
+	struct stat st;
+	struct fc_err e;
+	int fd, fd2;
+
+	CHECK(mkdtemp(dir) != NULL, "temp dir");
+	path = xasprintf("%s/s", dir);
+	file = xasprintf("%s/f", dir);
+	longp = xasprintf("%s/%0200d", dir, 0);
+	fd = sock_listen_unix(path, SOCK_NONBLOCK, 4, &e);
+	CHECK(fd >= 0 && lstat(path, &st) == 0 && S_ISSOCK(st.st_mode), "listens at the path");
+	CHECK(fd >= 0 && (fcntl(fd, F_GETFD) & FD_CLOEXEC) && (fcntl(fd, F_GETFL) & O_NONBLOCK),
+	      "CLOEXEC and non-blocking");
+	fd2 = sock_listen_unix(path, 0, 4, &e);
+	CHECK(fd2 >= 0 && !(fcntl(fd2, F_GETFL) & O_NONBLOCK), "a stale socket file is replaced");
+	close(fd);
+	close(fd2);
+	close(open(file, O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+	CHECK(sock_listen_unix(file, 0, 4, &e) < 0 && e.errnum == EEXIST &&
+		      strstr(e.msg, "is not a socket") && lstat(file, &st) == 0 && S_ISREG(st.st_mode),
+	      "a non-socket is refused and left alone");
+	CHECK(sock_listen_unix(longp, 0, 4, &e) < 0 && e.errnum == ENAMETOOLONG,
+	      "a path too long for sun_path is refused");
+	unlink(path);
+	unlink(file);
+	CHECK(rmdir(dir) == 0, "nothing else left behind");
+	free(path);
+	free(file);
+	free(longp);
+}
+
 int main(void)
 {
 	test_err();
 	test_parse();
 	test_names();
 	test_hvsock();
+	test_sock();
 	test_json();
 	test_state();
 	test_proc();
