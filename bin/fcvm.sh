@@ -11,6 +11,14 @@ set -u
 set -o pipefail
 
 prog=fcvm
+# Descriptors we inherited (a test harness's pipes, say) must not leak into
+# VM owners that outlive us: their readers would wait for EOF forever.
+# 255 is the script itself.
+for fd in /proc/$$/fd/*; do
+	fd=${fd##*/}
+	[ "$fd" -gt 2 ] && [ "$fd" -ne 255 ] && eval "exec $fd>&-" 2>/dev/null
+done
+unset fd
 root="${FCVM_ROOT:-/mnt/fcvm-btrfs}"
 export FCVM_ROOT="$root"
 # Tools beside this script first (a build tree works uninstalled).

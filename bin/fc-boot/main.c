@@ -464,6 +464,11 @@ static int detach(void)
 
 	pid = fork_with_pipe(false, &end);
 	if (pid == 0) {
+		/* A daemon keeps nothing it inherited: a caller's pipe held
+		 * open here would leave the caller waiting for EOF forever. */
+		for (int fd = 3; fd < 1024; fd++)
+			if (fd != end)
+				close(fd);
 		setsid();
 		return end;
 	}
