@@ -191,7 +191,10 @@ bool vring_needs_interrupt(const struct vring *vr)
 		 VRING_AVAIL_F_NO_INTERRUPT);
 }
 
-size_t iov_to_buf(const struct iovec *iov, unsigned n, size_t off, void *dst, size_t len)
+/* The walk both copies share: @len bytes from byte @off of @iov, into @dst
+ * when it is set, else out of @src. */
+static size_t iov_copy(const struct iovec *iov, unsigned n, size_t off, void *dst,
+		       const void *src, size_t len)
 {
 	size_t done = 0;
 	unsigned i;
@@ -206,34 +209,25 @@ size_t iov_to_buf(const struct iovec *iov, unsigned n, size_t off, void *dst, si
 		l = iov[i].iov_len - off;
 		if (l > len - done)
 			l = len - done;
-		memcpy((char *)dst + done, (char *)iov[i].iov_base + off, l);
+		if (dst)
+			memcpy((char *)dst + done, (char *)iov[i].iov_base + off, l);
+		else
+			memcpy((char *)iov[i].iov_base + off, (const char *)src + done, l);
 		done += l;
 		off = 0;
 	}
 	return done;
 }
 
+size_t iov_to_buf(const struct iovec *iov, unsigned n, size_t off, void *dst, size_t len)
+{
+	return iov_copy(iov, n, off, dst, NULL, len);
+}
+
 size_t iov_from_buf(const struct iovec *iov, unsigned n, size_t off, const void *src,
 		    size_t len)
 {
-	size_t done = 0;
-	unsigned i;
-
-	for (i = 0; i < n && done < len; i++) {
-		size_t l;
-
-		if (off >= iov[i].iov_len) {
-			off -= iov[i].iov_len;
-			continue;
-		}
-		l = iov[i].iov_len - off;
-		if (l > len - done)
-			l = len - done;
-		memcpy((char *)iov[i].iov_base + off, (const char *)src + done, l);
-		done += l;
-		off = 0;
-	}
-	return done;
+	return iov_copy(iov, n, off, NULL, src, len);
 }
 
 unsigned iov_slice(const struct iovec *iov, unsigned n, size_t off, size_t len,
