@@ -118,11 +118,14 @@ $(BUILD)/fuzz/%: fuzz/%.c $(LIB_SRC) $(wildcard lib/*.h)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_FLAGS) -o $@ $< $(fuzz_extra_$*) $(LIB_SRC) $(LDLIBS)
 
-# Run every fuzzer for FUZZ_SECONDS on its corpus (if any).
+# Run every fuzzer for FUZZ_SECONDS on a scratch copy of its corpus (if
+# any), so the committed seeds stay as they are.
 fuzz-run: fuzz
 	for f in $(FUZZ_SRC:fuzz/%.c=%); do \
-		c=fuzz/corpus/$${f%_fuzz}; [ -d $$c ] || c=; \
-		$(BUILD)/fuzz/$$f -max_total_time=$(FUZZ_SECONDS) $$c || exit 1; \
+		c=fuzz/corpus/$${f%_fuzz}; w=$$(mktemp -d); \
+		[ -d $$c ] && cp -r $$c/. $$w/; \
+		$(BUILD)/fuzz/$$f -max_total_time=$(FUZZ_SECONDS) $$w; r=$$?; \
+		rm -rf $$w; [ $$r -eq 0 ] || exit 1; \
 	done
 
 # Static analysis: cppcheck must be clean.
