@@ -270,6 +270,43 @@ int point_default(const char *dir, const char *target, struct fc_err *e)
 	return 0;
 }
 
+int publish_build(const char *subdir, const char *what, const char *key16, build_fn build,
+		  void *arg, struct fc_err *e)
+{
+	_cleanup_free_ char *dir = fc_path("%s", subdir);
+	_cleanup_free_ char *final = fc_path("%s/%s", subdir, key16);
+	_cleanup_free_ char *tmp = NULL;
+	_cleanup_close_ int lock = -1;
+	struct stat st;
+
+	if (stat(final, &st) < 0) {
+		lock = lock_build(what, e);
+		if (lock < 0)
+			return -1;
+	}
+	/* again: whoever held the lock may have just built it */
+	if (stat(final, &st) == 0) {
+		log_info("%s %s is up to date", what, key16);
+	} else {
+		uint64_t t0 = now_ms();
+
+		tmp = fc_path("%s/.tmp-%s-%d", subdir, key16, (int)getpid());
+		if (mkdir(tmp, 0755) < 0)
+			return fc_err_set(e, errno, "create '%s'", tmp);
+		tmp_register(tmp);
+		if (build(tmp, arg, e) < 0 || check_interrupted(e) < 0)
+			return -1;
+		if (rename(tmp, final) < 0)
+			return fc_err_set(e, errno, "rename '%s' to '%s'", tmp, final);
+		tmp_keep(tmp);
+		log_info("%s %s built in %.1f s", what, key16, (double)(now_ms() - t0) / 1000);
+	}
+	if (point_default(dir, key16, e) < 0)
+		return -1;
+	printf("%s\n", final);
+	return 0;
+}
+
 char *self_dir(void)
 {
 	char buf[4096];

@@ -592,6 +592,18 @@ out:
 	return r;
 }
 
+/* What cmd_kernel() hands publish_build() for build(). */
+struct kernel_job {
+	const char *deb, *debsha, *busybox, *bbsha, *agent, *agsha, *key;
+};
+
+static int build_job(const char *tmp, void *arg, struct fc_err *e)
+{
+	const struct kernel_job *j = arg;
+
+	return build(j->deb, j->debsha, j->busybox, j->bbsha, j->agent, j->agsha, j->key, tmp, e);
+}
+
 int cmd_kernel(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -601,11 +613,10 @@ int cmd_kernel(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
-	_cleanup_free_ char *deb = NULL, *dir = NULL, *final = NULL, *tmp = NULL, *agent = NULL;
+	_cleanup_free_ char *deb = NULL, *agent = NULL;
 	const char *busybox = "/bin/busybox";
 	char debsha[SHA256_HEX_LEN + 1], bbsha[SHA256_HEX_LEN + 1], agsha[SHA256_HEX_LEN + 1];
 	char initsha[SHA256_HEX_LEN + 1], key[SHA256_HEX_LEN + 1], key16[17], mods[1024] = "";
-	_cleanup_close_ int lock = -1;
 	struct fc_err e;
 	struct sha256 s;
 	struct stat st;
@@ -653,32 +664,10 @@ int cmd_kernel(int argc, char **argv)
 	sha256_final_hex(&s, key);
 	snprintf(key16, sizeof(key16), "%.16s", key);
 
-	dir = fc_path("kernels");
-	final = fc_path("kernels/%s", key16);
-	if (stat(final, &st) < 0) {
-		lock = lock_build("kernel", &e);
-		if (lock < 0)
-			fc_err_exit(&e, 1);
-	}
-	if (stat(final, &st) == 0) {
-		log_info("kernel %s is up to date", key16);
-	} else {
-		uint64_t t0 = now_ms();
+	struct kernel_job job = { .deb = deb, .debsha = debsha, .busybox = busybox, .bbsha = bbsha,
+				  .agent = agent, .agsha = agent ? agsha : NULL, .key = key };
 
-		tmp = fc_path("kernels/.tmp-%s-%d", key16, (int)getpid());
-		if (mkdir(tmp, 0755) < 0)
-			die("create '%s'", tmp);
-		tmp_register(tmp);
-		if (build(deb, debsha, busybox, bbsha, agent, agent ? agsha : NULL, key, tmp, &e) < 0 ||
-		    check_interrupted(&e) < 0)
-			setup_fail(&e);
-		if (rename(tmp, final) < 0)
-			die("rename '%s' to '%s'", tmp, final);
-		tmp_keep(tmp);
-		log_info("kernel %s built in %.1f s", key16, (double)(now_ms() - t0) / 1000);
-	}
-	if (point_default(dir, key16, &e) < 0)
-		fc_err_exit(&e, 1);
-	printf("%s\n", final);
+	if (publish_build("kernels", "kernel", key16, build_job, &job, &e) < 0)
+		setup_fail(&e);
 	return 0;
 }

@@ -215,6 +215,53 @@ static int build_image(const char *tmp, const char *tarball, const char *agent, 
 	return json_write_atomic(mpath, manifest, e);
 }
 
+/* What cmd_rootfs() hands publish_build() for build_job(). */
+struct rootfs_job {
+	const char *suite, *mirror, *basekey, *basekey16, *key, *agent, *agsha, *confsha;
+	uint64_t size_mib;
+};
+
+/* The cached debootstrap base (built first if missing, under its own lock:
+ * it is shared by every rootfs key), then the image from it in @tmp. */
+static int build_job(const char *tmp, void *arg, struct fc_err *e)
+{
+	const struct rootfs_job *j = arg;
+	_cleanup_free_ char *tarball = xasprintf("%s/rootfs-base-%s-%s.tar.zst", fc_cache(),
+						 j->suite, j->basekey16);
+	_cleanup_json_ json_t *m = json_object();
+	char tsha[SHA256_HEX_LEN + 1], now[32];
+
+	if (access(tarball, R_OK) < 0) {
+		_cleanup_free_ char *baselock = xasprintf("%s/rootfs-base.lock", fc_cache());
+		_cleanup_close_ int bl = -1;
+
+		if (mkdir_p(fc_cache(), 0755, e) < 0)
+			return -1;
+		bl = open(baselock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+		if (bl < 0)
+			die("open '%s'", baselock);
+		if (flock(bl, LOCK_EX) < 0)
+			die("lock '%s'", baselock);
+		if (access(tarball, R_OK) < 0 &&
+		    build_base(tarball, j->suite, j->mirror, j->basekey16, e) < 0)
+			return -1;
+	} else {
+		log_info("using cached base %s", tarball);
+	}
+	if (sha256_file_hex(tarball, tsha, e) < 0)
+		return -1;
+	iso_now(now);
+	json_object_set_new(m, "version", json_integer(FORMAT_VERSION));
+	json_object_set_new(m, "key", json_string(j->key));
+	json_object_set_new(m, "created", json_string(now));
+	json_object_set_new(m, "size_mib", json_integer((json_int_t)j->size_mib));
+	json_object_set_new(m, "inputs", json_pack("{s:s,s:s,s:s,s:s,s:{s:s,s:s,s:s},s:{s:s,s:s},s:s}",
+		"suite", j->suite, "variant", "minbase", "packages", packages, "mirror", j->mirror,
+		"base", "key", j->basekey, "tarball", tarball, "sha256", tsha,
+		"agent", "path", j->agent, "sha256", j->agsha, "config_sha256", j->confsha));
+	return build_image(tmp, tarball, j->agent, j->size_mib, m, e);
+}
+
 int cmd_rootfs(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -225,16 +272,13 @@ int cmd_rootfs(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
-	_cleanup_free_ char *agent = NULL, *tarball = NULL, *final = NULL, *dir = NULL, *tmp = NULL;
-	_cleanup_free_ char *baselock = NULL;
+	_cleanup_free_ char *agent = NULL;
 	const char *suite = "bookworm", *mirror = "http://deb.debian.org/debian";
 	char basekey[SHA256_HEX_LEN + 1], key[SHA256_HEX_LEN + 1], agsha[SHA256_HEX_LEN + 1];
-	char confsha[SHA256_HEX_LEN + 1], key16[17], basekey16[17], now[32];
-	_cleanup_close_ int lock = -1;
+	char confsha[SHA256_HEX_LEN + 1], key16[17], basekey16[17];
 	uint64_t size_mib = 2048;
 	struct fc_err e;
 	struct sha256 s;
-	struct stat st;
 	int c;
 
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -306,67 +350,11 @@ int cmd_rootfs(int argc, char **argv)
 	sha256_final_hex(&s, key);
 	snprintf(key16, sizeof(key16), "%.16s", key);
 
-	dir = fc_path("rootfs");
-	final = fc_path("rootfs/%s", key16);
-	if (stat(final, &st) < 0) {
-		lock = lock_build("rootfs", &e);
-		if (lock < 0)
-			setup_fail(&e);
-	}
-	if (stat(final, &st) == 0) {
-		log_info("rootfs %s is up to date", key16);
-		goto done;
-	}
+	struct rootfs_job job = { .suite = suite, .mirror = mirror, .basekey = basekey,
+				  .basekey16 = basekey16, .key = key, .agent = agent, .agsha = agsha,
+				  .confsha = confsha, .size_mib = size_mib };
 
-	uint64_t t0 = now_ms();
-
-	tarball = xasprintf("%s/rootfs-base-%s-%s.tar.zst", fc_cache(), suite, basekey16);
-	if (access(tarball, R_OK) < 0) {
-		_cleanup_close_ int bl = -1;
-
-		if (mkdir_p(fc_cache(), 0755, &e) < 0)
-			fc_err_exit(&e, 1);
-		baselock = xasprintf("%s/rootfs-base.lock", fc_cache());
-		bl = open(baselock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-		if (bl < 0)
-			die("open '%s'", baselock);
-		if (flock(bl, LOCK_EX) < 0)
-			die("lock '%s'", baselock);
-		if (access(tarball, R_OK) < 0 && build_base(tarball, suite, mirror, basekey16, &e) < 0)
-			setup_fail(&e);
-	} else {
-		log_info("using cached base %s", tarball);
-	}
-
-	tmp = fc_path("rootfs/.tmp-%s-%d", key16, (int)getpid());
-	if (mkdir(tmp, 0755) < 0)
-		die("create '%s'", tmp);
-	tmp_register(tmp);
-	{
-		_cleanup_json_ json_t *m = json_object();
-		char tsha[SHA256_HEX_LEN + 1];
-
-		if (sha256_file_hex(tarball, tsha, &e) < 0)
-			setup_fail(&e);
-		iso_now(now);
-		json_object_set_new(m, "version", json_integer(FORMAT_VERSION));
-		json_object_set_new(m, "key", json_string(key));
-		json_object_set_new(m, "created", json_string(now));
-		json_object_set_new(m, "size_mib", json_integer((json_int_t)size_mib));
-		json_object_set_new(m, "inputs", json_pack("{s:s,s:s,s:s,s:s,s:{s:s,s:s,s:s},s:{s:s,s:s},s:s}",
-			"suite", suite, "variant", "minbase", "packages", packages, "mirror", mirror,
-			"base", "key", basekey, "tarball", tarball, "sha256", tsha,
-			"agent", "path", agent, "sha256", agsha, "config_sha256", confsha));
-		if (build_image(tmp, tarball, agent, size_mib, m, &e) < 0 || check_interrupted(&e) < 0)
-			setup_fail(&e);
-	}
-	if (rename(tmp, final) < 0)
-		die("rename '%s' to '%s'", tmp, final);
-	tmp_keep(tmp);
-	log_info("rootfs %s built in %.1f s", key16, (double)(now_ms() - t0) / 1000);
-done:
-	if (point_default(dir, key16, &e) < 0)
-		fc_err_exit(&e, 1);
-	printf("%s\n", final);
+	if (publish_build("rootfs", "rootfs", key16, build_job, &job, &e) < 0)
+		setup_fail(&e);
 	return 0;
 }

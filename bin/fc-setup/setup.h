@@ -71,6 +71,18 @@ int lock_build(const char *name, struct fc_err *e);
 /* Atomically point the symlink @dir/default at @target (a relative name). */
 int point_default(const char *dir, const char *target, struct fc_err *e);
 
+/* Fills the temp dir @tmp with a complete output; 0 or -1 with @e. */
+typedef int (*build_fn)(const char *tmp, void *arg, struct fc_err *e);
+
+/* Publish the content-addressed output $FCVM_ROOT/@subdir/@key16, point
+ * @subdir/default at it and print its path on stdout (the command's result).
+ * Unless it exists, @build(tmp, @arg, e) makes it in a temp dir beside it
+ * (removed at exit on failure), which is then renamed into place; builds of
+ * the same @what ("kernel", "rootfs": also the word in log lines) are
+ * serialised with lock_build(@what). Returns 0, or -1 with @e. */
+int publish_build(const char *subdir, const char *what, const char *key16, build_fn build,
+		  void *arg, struct fc_err *e);
+
 /* The directory of our own executable (/proc/self/exe), caller frees. */
 char *self_dir(void);
 
