@@ -54,8 +54,7 @@ static int check_fields(json_t *o, const struct fspec *s, size_t n, struct fc_er
 	return 0;
 }
 
-/* Firecracker's rule for resource ids: alphanumeric and '_', at most 64. */
-static bool valid_id(const char *s)
+bool fcq_valid_id(const char *s, char extra)
 {
 	size_t n = strlen(s);
 
@@ -63,7 +62,7 @@ static bool valid_id(const char *s)
 		return false;
 	for (; *s; s++)
 		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
-		      (*s >= '0' && *s <= '9') || *s == '_'))
+		      (*s >= '0' && *s <= '9') || *s == extra))
 			return false;
 	return true;
 }
@@ -557,10 +556,10 @@ int api_handle(struct fcq *q, const struct http_request *req, char **json)
 	else if (!strcmp(t, "/vsock"))
 		r = vsock(q, body, &e);
 	else if ((id = sub_id(t, "/drives")))
-		r = valid_id(id) ? drive(q, id, body, &e) :
+		r = fcq_valid_id(id, '_') ? drive(q, id, body, &e) :
 		    fc_err_set(&e, 0, "invalid drive id '%.64s': 1-64 characters of [A-Za-z0-9_]", id);
 	else if ((id = sub_id(t, "/network-interfaces")))
-		r = valid_id(id) ? net_iface(q, id, body, &e) :
+		r = fcq_valid_id(id, '_') ? net_iface(q, id, body, &e) :
 		    fc_err_set(&e, 0, "invalid interface id '%.64s': 1-64 characters of [A-Za-z0-9_]", id);
 	else
 		r = fc_err_set(&e, 0, "unreachable route");

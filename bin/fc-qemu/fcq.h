@@ -74,6 +74,9 @@ struct fcq {
 int api_handle(struct fcq *q, const struct http_request *req, char **json);
 /* {"fault_message": @msg} as a malloc'd string. */
 char *api_fault(const char *msg);
+/* Firecracker's id rule: 1..FCQ_MAX_ID ASCII letters, digits and @extra
+ * ('_' in resource ids such as drive_id, '-' in the instance id). */
+bool fcq_valid_id(const char *s, char extra);
 void fcq_init(struct fcq *q, const char *id);
 void fcq_free(struct fcq *q);
 

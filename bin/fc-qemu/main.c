@@ -188,20 +188,6 @@ static void accept_conn(int lfd)
 	c->in = xmalloc(CONN_BUF);
 }
 
-/* Firecracker's rule: 1-64 alphanumeric characters or '-'. */
-static bool valid_instance_id(const char *s)
-{
-	size_t n = strlen(s);
-
-	if (n == 0 || n > FCQ_MAX_ID)
-		return false;
-	for (; *s; s++)
-		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
-		      (*s >= '0' && *s <= '9') || *s == '-'))
-			return false;
-	return true;
-}
-
 int main(int argc, char **argv)
 {
 	enum { O_VERSION = 256, O_IGN_ARG, O_IGN_FLAG, O_REFUSE };
@@ -275,7 +261,7 @@ int main(int argc, char **argv)
 		usage_err(usage, "unexpected argument '%s'", argv[optind]);
 	if (!sock)
 		usage_err(usage, "--api-sock is required");
-	if (!valid_instance_id(id))
+	if (!fcq_valid_id(id, '-'))
 		usage_err(usage, "invalid --id '%s': 1-64 characters of [A-Za-z0-9-], as for Firecracker", id);
 	accel = getenv("FCVM_QEMU_ACCEL");
 	if (accel && *accel && strcmp(accel, "tcg") && strcmp(accel, "kvm"))
