@@ -129,23 +129,31 @@ cmd_run() {
 	trap 'cleanup_vm; exit 130' INT
 	trap 'cleanup_vm; exit 143' TERM HUP
 
-	# Foreground: the VM dies with us, even on SIGKILL. Detached: it lives
-	# on in fc-boot, which 'fcvm stop' ends.
-	local bind=--die-with-parent
-	[ "$detach" = 1 ] && bind=""
-	fc-boot --name "$name" --id "$id" --cpus "$cpus" --memory "$memory" \
-		--rootfs "$rootfs" --drive "$disk:ro" --boot-args "quiet" -q $bind &
-	boot_pid=$!
-	# Wait until the VM runs, or fc-boot has failed (it says why).
-	while :; do
-		if ! kill -0 "$boot_pid" 2>/dev/null; then
-			wait "$boot_pid"; boot_pid=""
+	if [ "$detach" = 1 ]; then
+		# The VM lives on in a detached fc-boot, which 'fcvm stop' ends;
+		# it returns once the VM runs, or fails saying why.
+		boot_pid=$(fc-boot --name "$name" --id "$id" --cpus "$cpus" --memory "$memory" \
+			--rootfs "$rootfs" --drive "$disk:ro" --boot-args "quiet" -q --detach) || {
+			boot_pid=""
 			[ "$rm" = 1 ] && fc-disk rm --vm "$id" >/dev/null 2>&1
 			exit 125
-		fi
-		[ "$(jq -r .status "$root/state/$id.json" 2>/dev/null)" = running ] && break
-		sleep 0.05
-	done
+		}
+	else
+		# Foreground: the VM dies with us, even on SIGKILL.
+		fc-boot --name "$name" --id "$id" --cpus "$cpus" --memory "$memory" \
+			--rootfs "$rootfs" --drive "$disk:ro" --boot-args "quiet" -q --die-with-parent &
+		boot_pid=$!
+		# Wait until the VM runs, or fc-boot has failed (it says why).
+		while :; do
+			if ! kill -0 "$boot_pid" 2>/dev/null; then
+				wait "$boot_pid"; boot_pid=""
+				[ "$rm" = 1 ] && fc-disk rm --vm "$id" >/dev/null 2>&1
+				exit 125
+			fi
+			[ "$(jq -r .status "$root/state/$id.json" 2>/dev/null)" = running ] && break
+			sleep 0.05
+		done
+	fi
 
 	local vsock="$root/run/$id/vsock.sock"
 	if [ "$detach" = 1 ]; then

@@ -484,18 +484,26 @@ static int detach(void)
 	exit(exit_code_of(status) ? exit_code_of(status) : 1);
 }
 
-static void detach_done(int fd)
+/* Tell the waiting parent we run, then let go of the caller's terminal or
+ * pipes: stdin and stdout to /dev/null, our later messages to fc-boot.log
+ * beside the console log. */
+static void detach_done(struct boot *b, int fd)
 {
+	_cleanup_free_ char *path = xasprintf("%s/fc-boot.log", b->disk_dir);
 	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	int log = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0644);
 
-	if (write(fd, "running\n", 8) < 0)
-		log_debug("detach pipe: %s", strerror(errno));
-	close(fd);
 	if (null >= 0) {
 		dup2(null, STDIN_FILENO);
 		dup2(null, STDOUT_FILENO);
+		dup2(log >= 0 ? log : null, STDERR_FILENO);
 		close(null);
 	}
+	if (log >= 0)
+		close(log);
+	if (write(fd, "running\n", 8) < 0)
+		log_debug("detach pipe: %s", strerror(errno));
+	close(fd);
 }
 
 int main(int argc, char **argv)
@@ -581,7 +589,7 @@ int main(int argc, char **argv)
 	set_status(&b, "running");
 	log_info("VM %s running (VMM pid %d, console %s)", b.id, (int)b.vmm_pid, b.console);
 	if (detach_fd >= 0)
-		detach_done(detach_fd);
+		detach_done(&b, detach_fd);
 
 	for (;;) {
 		struct signalfd_siginfo si;
