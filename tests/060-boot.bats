@@ -158,3 +158,11 @@ count_state() {
 	assert_eq "$(count_state)" 0 "janitor removed the state"
 	assert_eq "$(find "$FCVM_ROOT/run" -type s | wc -l)" 0 "no sockets left"
 }
+
+@test "fc-boot: boots under real Firecracker (where KVM runs guests)" {
+	need_guest
+	need_firecracker
+	FCVM_VMM=firecracker run_fc 0 --timeout 90 fc-boot --name realfc $(kernel_args) \
+		--console "$BATS_TEST_TMPDIR/console.log"
+	grep -q "fcvm-init: ready (no root)" "$BATS_TEST_TMPDIR/console.log"
+}

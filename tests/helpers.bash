@@ -79,7 +79,15 @@ need_rootfs() {
 
 # Real Firecracker needs a KVM that can run a guest; never faked here.
 need_firecracker() {
-	command -v firecracker >/dev/null || skip "needs the real firecracker binary and a working /dev/kvm (not available on this machine)"
+	command -v firecracker >/dev/null ||
+		skip "needs the real firecracker binary (not installable here) and a KVM that runs guests"
+	[ -c /dev/kvm ] || skip "needs /dev/kvm for Firecracker"
+	# fc-setup preflight's real probe boots a guest under KVM; trust only that.
+	local probe; probe=$(mktemp -d)
+	FCVM_ROOT="$probe" fc-setup preflight --json >/dev/null 2>&1
+	local usable; usable=$(jq -r '.usable' "$probe/kvm-probe.json" 2>/dev/null)
+	rm -rf "$probe"
+	[ "$usable" = true ] || skip "KVM here cannot run a guest (fc-setup preflight): Firecracker cannot boot"
 }
 
 # Processes of ours still running with this test's FCVM_ROOT in argv/env.
