@@ -25,7 +25,7 @@ LIB_SRC   := $(wildcard lib/*.c)
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 AGENT_SRC := $(wildcard agent/*.c)
 # The agent runs in the guest: static, so it needs nothing from the rootfs.
-AGENT_LIB := lib/err.c lib/log.c lib/util.c lib/proto.c lib/json.c
+AGENT_LIB := lib/err.c lib/log.c lib/util.c lib/proto.c lib/json.c lib/sock.c
 TEST_SRC  := $(wildcard tests/unit/*.c)
 
 BINS      := $(TOOLS:%=$(BUILD)/bin/%) $(SCRIPTS:%.sh=$(BUILD)/bin/%)
@@ -63,9 +63,12 @@ $(BUILD)/bin/fc-agent: $(AGENT_SRC) $(AGENT_LIB) $(wildcard agent/*.h lib/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(WARN) -D_GNU_SOURCE -Ilib -O2 -g -static -o $@ $(AGENT_SRC) $(AGENT_LIB) -ljansson
 
-$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libfc.a
+# Unit tests link libfc.a; a test of code outside lib/ names its sources.
+unit_extra_test_plan := agent/plan.c
+
+$(BUILD)/tests/%: tests/unit/%.c $$(unit_extra_$$*) $(BUILD)/libfc.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(BUILD)/libfc.a $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) -Iagent $(ALL_LDFLAGS) -o $@ $< $(unit_extra_$*) $(BUILD)/libfc.a $(LDLIBS)
 
 check: all
 	tests/run-tests $(BUILD)

@@ -22,6 +22,7 @@
 
 #include "log.h"
 #include "proto.h"
+#include "sock.h"
 #include "session.h"
 #include "sys.h"
 #include "util.h"
@@ -43,22 +44,6 @@ static int listen_vsock(unsigned port, struct fc_err *e)
 		return fc_err_set(e, errno, "vsock socket (is vmw_vsock_virtio_transport loaded?)");
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 16) < 0)
 		return fc_err_set(e, errno, "listen on vsock port %u", port);
-	return steal_fd(&fd);
-}
-
-static int listen_unix(const char *path, struct fc_err *e)
-{
-	_cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return fc_err_set(e, ENAMETOOLONG, "socket path '%s'", path);
-	strcpy(sa.sun_path, path);
-	if (fd < 0)
-		return fc_err_set(e, errno, "socket");
-	unlink(path);
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 16) < 0)
-		return fc_err_set(e, errno, "listen on '%s'", path);
 	return steal_fd(&fd);
 }
 
@@ -153,7 +138,7 @@ int main(int argc, char **argv)
 	if (cfg.sigfd < 0)
 		die("signalfd");
 
-	lfd = unix_path ? listen_unix(unix_path, &e) : listen_vsock(port, &e);
+	lfd = unix_path ? sock_listen_unix(unix_path, SOCK_NONBLOCK, 16, &e) : listen_vsock(port, &e);
 	if (lfd < 0) {
 		if (cfg.pid1) {
 			/* Nobody can reach us: end the VM instead of hanging it. */

@@ -8,7 +8,8 @@
 
 /* The Makefile links unit tests with lib/ only; the agent's parser is
  * compiled in directly. */
-#include "../../agent/plan.c"
+#include "plan.h"
+#include "util.h"
 
 #include "check.h"
 
