@@ -144,8 +144,9 @@ count_state() {
 	need_guest
 	local rootfs=""
 	[ -n "$FCVM_TEST_ROOTFS" ] && rootfs="--rootfs $(rootfs_copy)"
-	FCVM_VMM=fc-qemu fc-boot --name victim $(kernel_args) $rootfs --detach > "$BATS_TEST_TMPDIR/pid"
-	local pid; pid=$(cat "$BATS_TEST_TMPDIR/pid")
+	# Through a pipe, as scripts use it: --detach must not keep the pipe open.
+	local pid
+	pid=$(FCVM_VMM=fc-qemu timeout 90 fc-boot --name victim $(kernel_args) $rootfs --detach 3>&-)
 	[ -n "$pid" ] && kill -0 "$pid"
 	[ "$(count_state)" -eq 1 ]
 	kill -9 "$pid"

@@ -285,7 +285,12 @@ static int start_janitor(struct boot *b)
 		_cleanup_json_ json_t *rec = NULL;
 		struct fc_err e;
 
-		/* Hold nothing of fc-boot's (e.g. the --detach pipe) but our pipe. */
+		/* Hold nothing of fc-boot's but our pipe - not even stdio: a
+		 * caller reading our stdout would otherwise wait for us. */
+		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+		for (int fd = 0; fd < 3 && null >= 0; fd++)
+			dup2(null, fd);
 		for (int fd = 3; fd < 1024; fd++)
 			if (fd != end)
 				close(fd);
