@@ -20,6 +20,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "proc.h"
 #include "log.h"
 #include "proto.h"
 #include "sock.h"
@@ -74,7 +75,6 @@ int main(int argc, char **argv)
 	const char *unix_path = NULL;
 	uint64_t port = AGENT_PORT_RUN;
 	struct fc_err e;
-	sigset_t mask;
 	int c, lfd;
 
 	cfg.pid1 = getpid() == 1;
@@ -128,15 +128,10 @@ int main(int argc, char **argv)
 			log_warn("loopback: %s", e.msg);
 	}
 
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGCHLD);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	sigprocmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	cfg.sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	cfg.sigfd = signalfd_for((const int[]){ SIGCHLD, SIGTERM, SIGINT, 0 }, SFD_NONBLOCK, &e);
 	if (cfg.sigfd < 0)
-		die("signalfd");
+		fc_err_exit(&e, 1);
 
 	lfd = unix_path ? sock_listen_unix(unix_path, SOCK_NONBLOCK, 16, &e) : listen_vsock(port, &e);
 	if (lfd < 0) {

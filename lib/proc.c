@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -189,4 +190,20 @@ char *proc_find_tool(const char *name)
 		free(path);
 	}
 	return NULL;
+}
+
+int signalfd_for(const int *sigs, int flags, struct fc_err *e)
+{
+	sigset_t mask;
+	int fd;
+
+	sigemptyset(&mask);
+	for (; *sigs; sigs++)
+		sigaddset(&mask, *sigs);
+	if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
+		return fc_err_set(e, errno, "block signals");
+	fd = signalfd(-1, &mask, SFD_CLOEXEC | flags);
+	if (fd < 0)
+		return fc_err_set(e, errno, "signalfd");
+	return fd;
 }

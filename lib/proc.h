@@ -40,6 +40,12 @@ void kill_wait(pid_t pid, int grace_ms);
 /* Shell-style exit code from a wait status: code, or 128+signal. */
 int exit_code_of(int status);
 
+/* Block the signals in the 0-terminated list @sigs and return a signalfd
+ * for them (CLOEXEC, plus @flags such as SFD_NONBLOCK), so a poll loop
+ * serves signals as events. -1 with @e on failure. Children started with
+ * spawn() get the default mask back. */
+int signalfd_for(const int *sigs, int flags, struct fc_err *e);
+
 /* Full path of program @name: first beside our own executable (so a
  * build tree's tools find each other), then on $PATH; a name with a '/'
  * is checked as is. Caller frees; NULL when not found or not executable. */

@@ -520,7 +520,6 @@ int main(int argc, char **argv)
 	_cleanup_free_ char *vmm_log_path = NULL;
 	int janitor, detach_fd = -1, status, code = 0;
 	uint64_t vstart = 0;
-	sigset_t mask;
 	struct fc_err e;
 
 	log_init("fc-boot");
@@ -532,15 +531,9 @@ int main(int argc, char **argv)
 	if (b.detach)
 		detach_fd = detach();
 
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGCHLD);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGHUP);
-	sigprocmask(SIG_BLOCK, &mask, NULL);
-	sfd = signalfd(-1, &mask, SFD_CLOEXEC);
+	sfd = signalfd_for((const int[]){ SIGCHLD, SIGTERM, SIGINT, SIGHUP, 0 }, 0, &e);
 	if (sfd < 0)
-		die("signalfd");
+		fc_err_exit(&e, 1);
 	/* A front end killed outright (SIGKILL) takes its VM along: we get a
 	 * SIGTERM and stop the VM the ordinary way. */
 	if (b.die_with_parent) {

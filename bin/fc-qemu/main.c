@@ -224,7 +224,6 @@ int main(int argc, char **argv)
 	struct pollfd pfd[5 + MAX_CONNS];
 	int c, li = 0, sfd, lfd, code = 0;
 	bool stop = false;
-	sigset_t mask;
 
 	log_init("fc-qemu");
 	while ((c = getopt_long(argc, argv, "hvq", opts, &li)) != -1) {
@@ -277,16 +276,10 @@ int main(int argc, char **argv)
 		fcq.vmm.base_dir = xstrdup(dirname(d));
 	}
 
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGCHLD);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGHUP);
-	sigprocmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	sfd = signalfd_for((const int[]){ SIGCHLD, SIGTERM, SIGINT, SIGHUP, 0 }, SFD_NONBLOCK, &e);
 	if (sfd < 0)
-		die("signalfd");
+		fc_err_exit(&e, 1);
 	lfd = sock_listen_unix(sock, SOCK_NONBLOCK, 64, &e);
 	if (lfd < 0) {
 		fc_err_wrap(&e, "API socket");

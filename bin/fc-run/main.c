@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "proc.h"
 #include "hvsock.h"
 #include "json.h"
 #include "log.h"
@@ -270,7 +271,6 @@ int main(int argc, char **argv)
 	struct run r = { .sock = -1, .started_fd = -1 };
 	struct fc_err e;
 	uint64_t t0;
-	sigset_t mask;
 	size_t plan_len;
 	int c;
 
@@ -364,13 +364,9 @@ int main(int argc, char **argv)
 	}
 	/* From the plan on, the first SIGINT/SIGTERM goes to the container
 	 * (one that arrives in between stays pending for the signalfd). */
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGTERM);
-	sigprocmask(SIG_BLOCK, &mask, NULL);
-	r.sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	r.sigfd = signalfd_for((const int[]){ SIGINT, SIGTERM, 0 }, SFD_NONBLOCK, &e);
 	if (r.sigfd < 0)
-		fail("signalfd: %s", strerror(errno));
+		fail("%s", e.msg);
 	if (proto_send(r.sock, MSG_PLAN, plan, plan_len, &e) < 0)
 		fail("send the plan: %s", e.msg);
 	serve(&r);

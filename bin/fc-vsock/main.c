@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "fc-vsock.h"
+#include "proc.h"
 #include "log.h"
 #include "sock.h"
 #include "util.h"
@@ -130,7 +131,6 @@ int main(int argc, char **argv)
 	struct fc_err e = { 0 };
 	uint64_t cid = 0, ready = 0;
 	int ready_fd = -1, opt, r, i;
-	sigset_t mask;
 
 	log_init("fc-vsock");
 	while ((opt = getopt_long(argc, argv, "vqh", opts, NULL)) != -1) {
@@ -182,12 +182,7 @@ int main(int argc, char **argv)
 	vsock_init(&d);
 
 	signal(SIGPIPE, SIG_IGN);
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGHUP);
-	sigprocmask(SIG_BLOCK, &mask, NULL);
-	d.sig_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	d.sig_fd = signalfd_for((const int[]){ SIGTERM, SIGINT, SIGHUP, 0 }, SFD_NONBLOCK, &e);
 	d.epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (d.sig_fd < 0 || d.epfd < 0)
 		die("set up the event loop");
