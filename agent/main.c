@@ -29,7 +29,7 @@
 #include "util.h"
 
 static const char usage[] =
-	"Usage: fc-agent [--port N] [-v] [-q]\n"
+	"usage: fc-agent [--port N] [-v] [-q]\n"
 	"       fc-agent --listen-unix PATH [--runner CMD] [-v] [-q]\n";
 
 static int listen_vsock(unsigned port, struct fc_err *e)

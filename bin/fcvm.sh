@@ -175,7 +175,7 @@ cmd_run() {
 	fi
 	# In the background with 'wait', so a signal runs our trap at once
 	# (bash defers traps while a foreground child runs).
-	fc-run --vsock "$vsock" --timeout "$timeout" "$plan" &
+	fc-run --vsock "$vsock" --timeout "$timeout" --die-with-parent "$plan" &
 	run_pid=$!
 	wait "$run_pid"
 	rc=$?

@@ -207,3 +207,15 @@ int signalfd_for(const int *sigs, int flags, struct fc_err *e)
 		return fc_err_set(e, errno, "signalfd");
 	return fd;
 }
+
+int die_with_parent(int sig, struct fc_err *e)
+{
+	pid_t parent = getppid();
+
+	if (prctl(PR_SET_PDEATHSIG, sig) < 0)
+		return fc_err_set(e, errno, "prctl(PR_SET_PDEATHSIG)");
+	/* The parent may have died before the request took effect. */
+	if (getppid() != parent || parent == 1)
+		return fc_err_set(e, ESRCH, "the parent process is already gone");
+	return 0;
+}

@@ -46,6 +46,11 @@ int exit_code_of(int status);
  * spawn() get the default mask back. */
 int signalfd_for(const int *sigs, int flags, struct fc_err *e);
 
+/* Ask for @sig when our parent process dies (PR_SET_PDEATHSIG), so a front
+ * end killed outright, even with SIGKILL, takes us along. Fails with
+ * ESRCH if the parent is already gone. */
+int die_with_parent(int sig, struct fc_err *e);
+
 /* Full path of program @name: first beside our own executable (so a
  * build tree's tools find each other), then on $PATH; a name with a '/'
  * is checked as is. Caller frees; NULL when not found or not executable. */

@@ -371,12 +371,12 @@ fake_done() {
 
 @test "fc-run: usage errors exit 2, -h prints the synopsis" {
 	run_fc 2 fc-run
-	assert_contains "$output" "Usage: fc-run --vsock UDS" "usage on stderr"
+	assert_contains "$output" "usage: fc-run --vsock UDS" "usage on stderr"
 	run_fc 2 fc-run --vsock a --unix b x.json
 	run_fc 2 fc-run --unix a --timeout 0 x.json
 	assert_contains "$output" "invalid --timeout '0'" "names the bad value"
 	run_fc 0 fc-run -h
-	assert_contains "$output" "Usage: fc-run" "-h"
+	assert_contains "$output" "usage: fc-run" "-h"
 	run_fc 0 fc-agent -h
 	assert_contains "$output" "--listen-unix PATH" "fc-agent -h"
 }

@@ -22,7 +22,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -536,14 +535,8 @@ int main(int argc, char **argv)
 		fc_err_exit(&e, 1);
 	/* A front end killed outright (SIGKILL) takes its VM along: we get a
 	 * SIGTERM and stop the VM the ordinary way. */
-	if (b.die_with_parent) {
-		pid_t parent = getppid();
-
-		if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0)
-			die("prctl(PR_SET_PDEATHSIG)");
-		if (getppid() != parent || parent == 1)
-			diex("the parent process is already gone");
-	}
+	if (b.die_with_parent && die_with_parent(SIGTERM, &e) < 0)
+		fc_err_exit(&e, 1);
 
 	claim(&b);
 	janitor = start_janitor(&b);

@@ -32,8 +32,9 @@
 #define MESSAGE_MAX	 4096	/* of an agent's error text shown to the user */
 
 static const char usage[] =
-	"Usage: fc-run --vsock UDS [--port N] [--timeout SECONDS] [--started-fd N] PLAN.json\n"
-	"       fc-run --unix PATH [--timeout SECONDS] [--started-fd N] PLAN.json\n";
+	"usage: fc-run --vsock UDS [--port N] [--timeout SECONDS] [--started-fd N]\n"
+	"              [--die-with-parent] PLAN.json\n"
+	"       fc-run --unix PATH [--timeout SECONDS] [--started-fd N] [--die-with-parent] PLAN.json\n";
 
 noreturn static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -259,6 +260,7 @@ int main(int argc, char **argv)
 		{ "port", required_argument, NULL, 'p' },
 		{ "timeout", required_argument, NULL, 't' },
 		{ "started-fd", required_argument, NULL, 'S' },
+		{ "die-with-parent", no_argument, NULL, 'D' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
@@ -295,6 +297,12 @@ int main(int argc, char **argv)
 			if (parse_u64(optarg, 0, 1 << 20, "--started-fd", &started, &e) < 0)
 				usage_err(usage, "%s", e.msg);
 			r.started_fd = started;
+			break;
+		case 'D':
+			/* Until the plan is sent SIGTERM ends us outright;
+			 * afterwards it is forwarded like any stop request. */
+			if (die_with_parent(SIGTERM, &e) < 0)
+				fc_err_exit(&e, EXIT_FAIL);
 			break;
 		case 'v':
 			log_adjust(1);
