@@ -245,16 +245,8 @@ raw() {
 READY_RE='fcvm-dev: ready|fcvm-init:|fc-agent: ready'
 
 wait_console() {
-	local i
-	for i in $(seq 900); do
-		grep -qE "$READY_RE" "$BATS_TEST_TMPDIR/console" 2>/dev/null && return 0
-		kill -0 "$FCQ_PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	echo "no readiness line on the console:" >&2
-	tail -20 "$BATS_TEST_TMPDIR/console" >&2
-	cat "$BATS_TEST_TMPDIR/stderr" >&2
-	return 1
+	wait_line "$BATS_TEST_TMPDIR/console" "$READY_RE" 90 "$FCQ_PID" ||
+		{ cat "$BATS_TEST_TMPDIR/stderr" >&2; return 1; }
 }
 
 boot_guest() {

@@ -79,15 +79,8 @@ start_vm() {
 		-chardev "socket,id=vsock0,path=$VU" -device vhost-user-vsock-device,chardev=vsock0 \
 		>"$RUN/qemu.log" 2>&1 3>&- &
 	QEMU_PID=$!
-	for i in $(seq 240); do
-		grep -q "vsock-peer: listening" "$RUN/console.log" 2>/dev/null && return 0
-		kill -0 "$QEMU_PID" 2>/dev/null || break
-		sleep 0.5
-	done
-	echo "guest did not come up; console:" >&2
-	tail -20 "$RUN/console.log" >&2
-	cat "$RUN/qemu.log" "$RUN/fc-vsock.log" >&2
-	return 1
+	wait_line "$RUN/console.log" "vsock-peer: listening" 120 "$QEMU_PID" ||
+		{ cat "$RUN/qemu.log" "$RUN/fc-vsock.log" >&2; return 1; }
 }
 
 # Stop QEMU; fc-vsock must then exit 0 by itself and remove its sockets.

@@ -22,17 +22,6 @@ rootfs_copy() {
 	echo "$BATS_TEST_TMPDIR/rootfs.ext4"
 }
 
-# wait_console FILE REGEX SECONDS
-wait_console() {
-	local i
-	for ((i = 0; i < $3 * 10; i++)); do
-		grep -qE "$2" "$1" 2>/dev/null && return 0
-		sleep 0.1
-	done
-	echo "console never matched '$2'; console:" >&2
-	tail -20 "$1" >&2
-	return 1
-}
 
 count_state() {
 	find "$FCVM_ROOT/state" -name '*.json' 2>/dev/null | wc -l
@@ -122,7 +111,7 @@ count_state() {
 	FCVM_VMM=fc-qemu fc-boot --name live $(kernel_args) --rootfs "$rootfs" \
 		--console "$BATS_TEST_TMPDIR/console.log" 3>&- &
 	local pid=$!
-	wait_console "$BATS_TEST_TMPDIR/console.log" "fc-agent: ready" 60
+	wait_line "$BATS_TEST_TMPDIR/console.log" "fc-agent: ready" 60 "$pid"
 	local rec; rec=$(cat "$FCVM_ROOT"/state/*.json)
 	assert_eq "$(jq -r .pid <<<"$rec")" "$pid" "state records fc-boot's own pid"
 	assert_eq "$(jq -r .status <<<"$rec")" running "status is running"

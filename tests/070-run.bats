@@ -19,6 +19,17 @@ setup() {
 	export FCVM_VMM=fc-qemu
 }
 
+# Until 'fcvm ls' shows the (only) VM running.
+wait_running() {
+	local i
+	for ((i = 0; i < 600; i++)); do
+		[ "$(fcvm ls --json | jq -r '.[0].status // empty')" = running ] && return 0
+		sleep 0.2
+	done
+	echo "no VM reached 'running'" >&2
+	return 1
+}
+
 teardown() {
 	leak_check
 	local r=$?
@@ -79,10 +90,7 @@ teardown() {
 @test "run: ls shows a running VM; killing fcvm removes the VM and its state" {
 	fcvm podman run --name sleeper "$IMG" sleep 600 >/dev/null 2>&1 3>&- &
 	local pid=$! i
-	for ((i = 0; i < 600; i++)); do
-		[ "$(fcvm ls --json | jq -r '.[0].status // empty')" = running ] && break
-		sleep 0.2
-	done
+	wait_running
 	assert_eq "$(fcvm ls --json | jq -r '.[0].name')" sleeper "fcvm ls lists it by name"
 	assert_contains "$(fcvm ls)" sleeper "table output too"
 	kill -TERM "$pid"
@@ -117,10 +125,7 @@ teardown() {
 @test "run: SIGKILL of fcvm still removes the VM (fc-boot dies with its parent)" {
 	fcvm podman run --name doomed "$IMG" sleep 600 >/dev/null 2>&1 3>&- &
 	local pid=$! i
-	for ((i = 0; i < 600; i++)); do
-		[ "$(fcvm ls --json | jq -r '.[0].status // empty')" = running ] && break
-		sleep 0.2
-	done
+	wait_running
 	kill -KILL "$pid"
 	for ((i = 0; i < 100; i++)); do
 		[ -z "$(leaked_procs)" ] && break
@@ -133,10 +138,7 @@ teardown() {
 @test "run: duplicate name is refused" {
 	fcvm podman run --name dup "$IMG" sleep 600 >/dev/null 2>&1 3>&- &
 	local pid=$! i
-	for ((i = 0; i < 600; i++)); do
-		[ "$(fcvm ls --json | jq -r '.[0].status // empty')" = running ] && break
-		sleep 0.2
-	done
+	wait_running
 	run_fc 125 fcvm podman run --name dup "$IMG" true
 	assert_contains "$output" "name 'dup' is already used" "names the conflict"
 	kill -TERM "$pid"; wait "$pid" || true

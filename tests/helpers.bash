@@ -90,6 +90,20 @@ need_firecracker() {
 	[ "$usable" = true ] || skip "KVM here cannot run a guest (fc-setup preflight): Firecracker cannot boot"
 }
 
+# wait_line FILE REGEX SECONDS [PID]: until FILE has a line matching REGEX;
+# fails early when PID (if given) ends, showing the file's tail.
+wait_line() {
+	local file=$1 re=$2 secs=$3 pid=${4:-} i
+	for ((i = 0; i < secs * 10; i++)); do
+		grep -qE "$re" "$file" 2>/dev/null && return 0
+		[ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null && break
+		sleep 0.1
+	done
+	echo "no line matching '$re' in $file within ${secs}s; its tail:" >&2
+	tail -20 "$file" >&2
+	return 1
+}
+
 # Processes of ours still running with this test's FCVM_ROOT in argv/env.
 leaked_procs() {
 	local p
