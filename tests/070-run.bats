@@ -105,7 +105,7 @@ teardown() {
 	local id=$output
 	[[ "$id" == vm-* ]]
 	local i
-	for ((i = 0; i < 100; i++)); do
+	for ((i = 0; i < 450; i++)); do
 		fcvm logs bg 2>/dev/null | grep -q started-ok && break
 		sleep 0.2
 	done

@@ -27,14 +27,17 @@
 #include "util.h"
 
 #define EXIT_FAIL	 125
-#define WATCHDOG_MS	 30000	/* the agent sends a heartbeat every 2 s */
+/* The agent sends a heartbeat every 2 s; a TCG guest on a loaded host can
+ * stall for tens of seconds without being dead, hence the generous default. */
+#define WATCHDOG_DEFAULT_S 90
 #define PLAN_FILE_MAX	 PROTO_MAX_PAYLOAD
 #define MESSAGE_MAX	 4096	/* of an agent's error text shown to the user */
 
 static const char usage[] =
 	"usage: fc-run --vsock UDS [--port N] [--timeout SECONDS] [--started-fd N]\n"
-	"              [--die-with-parent] PLAN.json\n"
-	"       fc-run --unix PATH [--timeout SECONDS] [--started-fd N] [--die-with-parent] PLAN.json\n";
+	"              [--heartbeat-timeout SECONDS] [--die-with-parent] PLAN.json\n"
+	"       fc-run --unix PATH [--timeout SECONDS] [--started-fd N]\n"
+	"              [--heartbeat-timeout SECONDS] [--die-with-parent] PLAN.json\n";
 
 noreturn static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -94,6 +97,7 @@ struct run {
 	int sigfd;
 	int started_fd;
 	int signals;		/* SIGINT/SIGTERM received so far */
+	uint64_t watchdog_ms;	/* silence after which the agent is given up */
 	bool out_broken, err_broken;
 };
 
@@ -160,10 +164,10 @@ noreturn static void serve(struct run *r)
 		uint64_t now = now_ms();
 		int n;
 
-		if (now >= last + WATCHDOG_MS)
-			fail("the agent stopped answering (no heartbeat for %d s)",
-			     WATCHDOG_MS / 1000);
-		n = poll(p, 2, last + WATCHDOG_MS - now);
+		if (now >= last + r->watchdog_ms)
+			fail("the agent stopped answering (no heartbeat for %llu s)",
+			     (unsigned long long)r->watchdog_ms / 1000);
+		n = poll(p, 2, last + r->watchdog_ms - now);
 		if (n < 0 && errno != EINTR)
 			fail("poll: %s", strerror(errno));
 		if (n <= 0)
@@ -261,6 +265,7 @@ int main(int argc, char **argv)
 		{ "timeout", required_argument, NULL, 't' },
 		{ "started-fd", required_argument, NULL, 'S' },
 		{ "die-with-parent", no_argument, NULL, 'D' },
+		{ "heartbeat-timeout", required_argument, NULL, 'H' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
@@ -270,7 +275,8 @@ int main(int argc, char **argv)
 	uint64_t port = AGENT_PORT_RUN, timeout = 120, started = 0;
 	_cleanup_free_ char *plan = NULL, *where = NULL;
 	_cleanup_json_ json_t *pj = NULL;
-	struct run r = { .sock = -1, .started_fd = -1 };
+	struct run r = { .sock = -1, .started_fd = -1, .watchdog_ms = WATCHDOG_DEFAULT_S * 1000 };
+	uint64_t hb;
 	struct fc_err e;
 	uint64_t t0;
 	size_t plan_len;
@@ -297,6 +303,11 @@ int main(int argc, char **argv)
 			if (parse_u64(optarg, 0, 1 << 20, "--started-fd", &started, &e) < 0)
 				usage_err(usage, "%s", e.msg);
 			r.started_fd = started;
+			break;
+		case 'H':
+			if (parse_u64(optarg, 3, 86400, "--heartbeat-timeout", &hb, &e) < 0)
+				usage_err(usage, "%s", e.msg);
+			r.watchdog_ms = hb * 1000;
 			break;
 		case 'D':
 			/* Until the plan is sent SIGTERM ends us outright;
@@ -366,7 +377,7 @@ int main(int argc, char **argv)
 	}
 	{
 		/* A guest that stops halfway through a frame trips this, not a hang. */
-		struct timeval tv = { .tv_sec = WATCHDOG_MS / 1000 };
+		struct timeval tv = { .tv_sec = r.watchdog_ms / 1000 };
 
 		setsockopt(r.sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	}
