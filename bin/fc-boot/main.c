@@ -390,7 +390,7 @@ static int configure(struct boot *b, struct fcapi *api, struct fc_err *e)
 		     json_pack("{s:s, s:s, s:b, s:b}", "drive_id", "rootfs", "path_on_host",
 			       b->rootfs, "is_root_device", 1, "is_read_only", 0));
 	for (i = 0; i < b->ndrives; i++) {
-		char id[16];
+		char id[24];	/* "drive" + any int: the compiler cannot see i <= MAX_DRIVES */
 
 		snprintf(id, sizeof(id), "drive%d", i + 1);
 		snprintf(path, sizeof(path), "/drives/%s", id);
