@@ -67,6 +67,25 @@ struct boot {
 	json_t *rec;
 };
 
+static void boot_release(struct boot *b)
+{
+	int i;
+
+	free(b->id);
+	free(b->kernel);
+	free(b->initrd);
+	free(b->rootfs);
+	for (i = 0; i < b->ndrives; i++)
+		free(b->drives[i].path);
+	free(b->vsock);
+	free(b->console);
+	free(b->api_sock);
+	free(b->run_dir);
+	free(b->disk_dir);
+	free(b->vmm);
+	json_decref(b->rec);
+}
+
 static noreturn void usage(int code)
 {
 	fputs(usage_text, code ? stderr : stdout);
@@ -615,6 +634,7 @@ int main(int argc, char **argv)
 	remove_runtime(b.id, b.run_dir, b.vsock);
 	close(janitor);
 	waitpid(-1, NULL, 0);
+	boot_release(&b);
 	return code;
 
 fail:
