@@ -111,6 +111,13 @@ teardown() {
 	done
 	run_fc 0 fcvm logs bg
 	assert_contains "$output" started-ok "container output in fcvm logs"
+	# fc-run reads guest frames: it runs with no new privileges and, outside
+	# sanitizer builds (LeakSanitizer needs ptrace), under its seccomp filter.
+	local rpid; rpid=$(pgrep -f "fc-run --vsock $FCVM_ROOT" | head -1)
+	grep -qE '^NoNewPrivs:[[:space:]]+1' "/proc/$rpid/status"
+	if ! ldd "$(command -v fc-run)" | grep -q libasan; then
+		grep -qE '^Seccomp:[[:space:]]+2' "/proc/$rpid/status"
+	fi
 	run_fc 0 fcvm stop bg
 	assert_eq "$(fcvm ls --json | jq length)" 0 "stopped"
 	# fc-run sees the VM go and ends by itself.

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/syscall.h>
 #include <getopt.h>
 #include <poll.h>
 #include <signal.h>
@@ -20,6 +21,7 @@
 #include <unistd.h>
 
 #include "proc.h"
+#include "seccomp.h"
 #include "hvsock.h"
 #include "json.h"
 #include "log.h"
@@ -143,6 +145,23 @@ static void on_signal(struct run *r)
 		if (proto_send_str(r->sock, MSG_SIGNAL, msg, &e) < 0)
 			exit(128 + si.ssi_signo);
 	}
+}
+
+/* Once the plan is on its way fc-run only reads frames from the agent (the
+ * guest is untrusted), writes to fds it holds and exits; what it needs for
+ * that, and malloc, stdio and abort, is all it keeps. */
+static int harden(struct fc_err *e)
+{
+	static const int allowed[] = {
+		SYS_read, SYS_write, SYS_readv, SYS_writev, SYS_close, SYS_recvfrom,
+		SYS_sendto, SYS_poll, SYS_ppoll, SYS_lseek, SYS_fstat, SYS_newfstatat,
+		SYS_mmap, SYS_munmap, SYS_mremap, SYS_madvise, SYS_brk, SYS_mprotect,
+		SYS_clock_gettime, SYS_getpid, SYS_gettid, SYS_tgkill, SYS_rt_sigaction,
+		SYS_rt_sigprocmask, SYS_rt_sigreturn, SYS_restart_syscall, SYS_futex,
+		SYS_exit, SYS_exit_group,
+	};
+
+	return seccomp_allow_only(allowed, ARRAY_SIZE(allowed), false, e);
 }
 
 static void early_signal(int sig)
@@ -385,6 +404,9 @@ int main(int argc, char **argv)
 	 * (one that arrives in between stays pending for the signalfd). */
 	r.sigfd = signalfd_for((const int[]){ SIGINT, SIGTERM, 0 }, SFD_NONBLOCK, &e);
 	if (r.sigfd < 0)
+		fail("%s", e.msg);
+	/* Everything is set up: from here on only guest frames come in. */
+	if (harden(&e) < 0)
 		fail("%s", e.msg);
 	if (proto_send(r.sock, MSG_PLAN, plan, plan_len, &e) < 0)
 		fail("send the plan: %s", e.msg);
