@@ -10,10 +10,32 @@
 
 #include "err.h"
 
-/* Open (creating, mode 0644) @path and take an exclusive flock on it,
- * waiting as long as it takes. Returns the CLOEXEC fd that holds the lock
- * (close it to release) or -1 with @e filled. */
-int fs_lock(const char *path, struct fc_err *e);
+/* fs_lock() flags. */
+#define FS_LOCK_NB	1	/* do not wait: EWOULDBLOCK when another holds it */
+#define FS_LOCK_EINTR	2	/* a signal while waiting ends the wait (EINTR) */
+
+/* Open (creating, mode 0644, O_NOFOLLOW) @path and take an exclusive flock
+ * on it; without FS_LOCK_NB it waits as long as it takes. Returns the
+ * CLOEXEC fd that holds the lock (close it to release) or -1 with @e. */
+int fs_lock(const char *path, int flags, struct fc_err *e);
+
+/* fs_lock() on the named lock $FCVM_ROOT/locks/@name.lock (the directory
+ * is created). @name must be a valid path component (fc_valid_name). */
+int fs_lock_named(const char *name, int flags, struct fc_err *e);
+
+/* The one way to publish: @tmp, a file or a directory made beside @final
+ * in the same directory, becomes @final. @tmp itself is fsync'ed (for a
+ * directory only its entries; files in it are their writer's to fsync),
+ * renamed (RENAME_NOREPLACE unless @replace: EEXIST then), and the parent
+ * directory is fsync'ed so the rename survives a crash. On failure @tmp is
+ * left in place for the caller to remove. 0 or -1 with @e. */
+int fs_publish(const char *tmp, const char *final, bool replace, struct fc_err *e);
+
+/* Write @len bytes as @path with @mode atomically: a temporary file in the
+ * same directory, fsync, fs_publish (replacing). Readers see the old or the
+ * new content, never a part. On failure nothing new is left. 0 or -1. */
+int fs_write_atomic(const char *path, const void *buf, size_t len, mode_t mode,
+		    struct fc_err *e);
 
 /* True for the errno values FICLONE uses to say "this file system (pair)
  * cannot share extents": EOPNOTSUPP, EXDEV, EINVAL, ENOTTY. */

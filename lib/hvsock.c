@@ -75,27 +75,29 @@ static int try_connect(const struct sockaddr_un *sa, uint32_t port, int wait_ms,
 	return 0;
 }
 
-int hvsock_connect(const char *uds_path, uint32_t port, int timeout_ms, struct fc_err *e)
-{
-	uint64_t deadline = now_ms() + timeout_ms;
+struct attempt {
 	struct sockaddr_un sa;
-	int fd = -1, r;
+	uint32_t port;
+};
 
-	if (sock_unix_addr(uds_path, &sa, e) < 0)
+static int hv_attempt(void *ctx, int *fd, struct fc_err *e)
+{
+	const struct attempt *a = ctx;
+
+	return try_connect(&a->sa, a->port, 2000, fd, e);
+}
+
+int hvsock_connect(const char *uds_path, uint32_t port, int timeout_ms, sock_wait_fn give_up,
+		   void *arg, struct fc_err *e)
+{
+	struct attempt a = { .port = port };
+	int fd = -1;
+
+	if (sock_unix_addr(uds_path, &a.sa, e) < 0)
 		return -1;
-	for (;;) {
-		r = try_connect(&sa, port, 2000, &fd, e);
-		if (r <= 0)
-			return r < 0 ? -1 : fd;
-		if (now_ms() >= deadline)
-			return fc_err_wrap(e, "vsock port %u not reachable after %d ms", port,
-					   timeout_ms);
-		{
-			struct timespec ts = { 0, 50 * 1000 * 1000 };
-
-			nanosleep(&ts, NULL);
-		}
-	}
+	if (sock_retry(hv_attempt, &a, timeout_ms, give_up, arg, &fd, e) < 0)
+		return fc_err_wrap(e, "vsock port %u not reachable", port);
+	return fd;
 }
 
 int hvsock_listen(const char *uds_path, uint32_t port, struct fc_err *e)

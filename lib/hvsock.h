@@ -12,10 +12,14 @@
 
 #include "err.h"
 
+#include "sock.h"
+
 /* Connect to guest @port through @uds_path, retrying for up to @timeout_ms
- * while the socket is absent or the guest does not listen yet. Returns a
- * connected CLOEXEC fd or -1 with @e filled. */
-int hvsock_connect(const char *uds_path, uint32_t port, int timeout_ms, struct fc_err *e);
+ * while the socket is absent or the guest does not listen yet; @give_up
+ * (may be NULL) is asked between attempts, as in sock_connect_unix().
+ * Returns a connected CLOEXEC fd or -1 with @e filled. */
+int hvsock_connect(const char *uds_path, uint32_t port, int timeout_ms, sock_wait_fn give_up,
+		   void *arg, struct fc_err *e);
 
 /* Listen on "<uds_path>_<port>" for guest-initiated connections, as
  * sock_listen_unix() does (a stale socket file there is replaced, anything

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fsutil.h"
 #include "json.h"
 #include "util.h"
 
@@ -42,27 +43,13 @@ json_t *json_load_path(const char *path, size_t max, struct fc_err *e)
 
 int json_write_atomic(const char *path, json_t *j, struct fc_err *e)
 {
-	_cleanup_free_ char *tmp = xasprintf("%s.tmp.%d", path, (int)getpid());
 	_cleanup_free_ char *text = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
-	_cleanup_close_ int fd = -1;
+	_cleanup_free_ char *line = NULL;
 
 	if (!text)
 		return fc_err_set(e, ENOMEM, "serialise '%s'", path);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
-	if (fd < 0)
-		return fc_err_set(e, errno, "create '%s'", tmp);
-	if (write_full(fd, text, strlen(text)) < 0 || write_full(fd, "\n", 1) < 0 ||
-	    fsync(fd) < 0) {
-		fc_err_set(e, errno, "write '%s'", tmp);
-		unlink(tmp);
-		return -1;
-	}
-	if (rename(tmp, path) < 0) {
-		fc_err_set(e, errno, "rename '%s' to '%s'", tmp, path);
-		unlink(tmp);
-		return -1;
-	}
-	return 0;
+	line = xasprintf("%s\n", text);
+	return fs_write_atomic(path, line, strlen(line), 0644, e);
 }
 
 const char *json_str(json_t *obj, const char *key)

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
@@ -218,4 +219,62 @@ int die_with_parent(int sig, struct fc_err *e)
 	if (getppid() != parent || parent == 1)
 		return fc_err_set(e, ESRCH, "the parent process is already gone");
 	return 0;
+}
+
+static int read_memfd(int fd, char **out, size_t max, struct fc_err *e)
+{
+	off_t len = lseek(fd, 0, SEEK_END);
+	size_t n;
+	char *buf;
+
+	if (len < 0)
+		return fc_err_set(e, errno, "read output");
+	n = (size_t)len < max ? (size_t)len : max;
+	buf = xmalloc(n + 1);
+	if (pread(fd, buf, n, 0) != (ssize_t)n) {
+		free(buf);
+		return fc_err_set(e, errno, "read output");
+	}
+	buf[n] = '\0';
+	*out = buf;
+	return 0;
+}
+
+int run_capture(char *const argv[], char **out, size_t max, int timeout_ms, struct fc_err *e)
+{
+	_cleanup_close_ int ofd = memfd_create("stdout", MFD_CLOEXEC);
+	_cleanup_close_ int efd = memfd_create("stderr", MFD_CLOEXEC);
+	_cleanup_close_ int nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	struct spawn_opts o = { .fd_in = nul, .fd_out = ofd, .fd_err = efd, .die_with_parent = true };
+	_cleanup_free_ char *err = NULL;
+	int status, r, code;
+	pid_t pid;
+
+	if (ofd < 0 || efd < 0 || nul < 0)
+		return fc_err_set(e, errno, "run '%s'", argv[0]);
+	pid = spawn(argv, &o, e);
+	if (pid < 0)
+		return -1;
+	r = wait_timeout(pid, timeout_ms, &status);
+	if (r == 0) {
+		kill_wait(pid, 1000);
+		return fc_err_set(e, 0, "'%s %s' did not finish within %d s", argv[0],
+				  argv[1] ? argv[1] : "", timeout_ms / 1000);
+	}
+	if (r < 0)
+		return fc_err_set(e, errno, "wait for '%s'", argv[0]);
+	code = exit_code_of(status);
+	if (out && read_memfd(ofd, out, max, e) < 0)
+		return -1;
+	if (code != 0 && read_memfd(efd, &err, 64 * 1024, e) == 0) {
+		size_t n = strlen(err);
+		char *last;
+
+		while (n && (err[n - 1] == '\n' || err[n - 1] == ' '))
+			err[--n] = '\0';
+		last = strrchr(err, '\n');
+		fc_err_set(e, 0, "'%s %s' exited with %d%s%s", argv[0], argv[1] ? argv[1] : "",
+			   code, *err ? ": " : "", last ? last + 1 : err);
+	}
+	return code;
 }

@@ -34,6 +34,15 @@ pid_t spawn(char *const argv[], const struct spawn_opts *o, struct fc_err *e);
  * exited (*status filled), 0 on timeout, -1 on error. */
 int wait_timeout(pid_t pid, int timeout_ms, int *status);
 
+/* Run @argv with stdin from /dev/null and its stdout and stderr captured
+ * (memfds: no pipe to fill). Waits up to @timeout_ms (-1: no bound; at the
+ * bound the child is killed and it is an error). When @out is not NULL it
+ * receives at most @max bytes of stdout, NUL-terminated (caller frees).
+ * Returns the child's exit code (128+N for a signal) - with @e filled as
+ * "'CMD ARG1' exited with N: <last line of its stderr>" when non-zero - or
+ * -1 when it could not be run or waited for. */
+int run_capture(char *const argv[], char **out, size_t max, int timeout_ms, struct fc_err *e);
+
 /* SIGTERM, wait up to @grace_ms, then SIGKILL and reap. */
 void kill_wait(pid_t pid, int grace_ms);
 

@@ -22,4 +22,24 @@ int sock_unix_addr(const char *path, struct sockaddr_un *sa, struct fc_err *e);
  * socket file of this call left at @path. */
 int sock_listen_unix(const char *path, int flags, int backlog, struct fc_err *e);
 
+/* Asked between connection attempts: 0 keeps waiting, -1 (with @e filled)
+ * ends the wait with that error - the peer's owner died, a signal came. */
+typedef int (*sock_wait_fn)(void *arg, struct fc_err *e);
+
+/* Connect to the Unix socket at @path, retrying every 50 ms for up to
+ * @timeout_ms (-1: no bound) while nothing listens there yet (ENOENT,
+ * ECONNREFUSED); @give_up (may be NULL) is asked before every retry.
+ * Returns a connected, blocking, CLOEXEC fd, or -1 with @e: ENAMETOOLONG
+ * when @path does not fit sun_path, ETIMEDOUT at the bound, or what
+ * @give_up said. */
+int sock_connect_unix(const char *path, int timeout_ms, sock_wait_fn give_up, void *arg,
+		      struct fc_err *e);
+
+/* The retry loop behind sock_connect_unix and hvsock_connect: call
+ * @attempt until it returns 0 (done, *@fd set) or -1 (hard error); 1 means
+ * "not yet", retried after 50 ms until @timeout_ms (-1: no bound) or until
+ * @give_up says stop. Returns 0 or -1 with @e. */
+int sock_retry(int (*attempt)(void *ctx, int *fd, struct fc_err *e), void *ctx, int timeout_ms,
+	       sock_wait_fn give_up, void *arg, int *fd, struct fc_err *e);
+
 #endif

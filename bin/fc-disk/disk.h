@@ -23,10 +23,5 @@ struct image_disk {
 int image_disk_get(const char *image, struct image_disk *d, struct fc_err *e);
 void image_disk_free(struct image_disk *d);
 
-/* Run @argv with stdout captured into *@out (NUL-terminated, at most @max
- * bytes kept, caller frees; @out may be NULL to discard) and stderr's last
- * line kept in @e on failure. @timeout_ms -1 waits forever. Returns the
- * exit code (0..255, 128+N for a signal) or -1 when it could not run. */
-int run_capture(char *const argv[], char **out, size_t max, int timeout_ms, struct fc_err *e);
 
 #endif

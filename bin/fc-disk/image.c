@@ -74,64 +74,6 @@ static void guard_tmp(char *tmp)
 	}
 }
 
-static int read_memfd(int fd, char **out, size_t max, struct fc_err *e)
-{
-	off_t len = lseek(fd, 0, SEEK_END);
-	size_t n;
-	char *buf;
-
-	if (len < 0)
-		return fc_err_set(e, errno, "read output");
-	n = (size_t)len < max ? (size_t)len : max;
-	buf = xmalloc(n + 1);
-	if (pread(fd, buf, n, 0) != (ssize_t)n) {
-		free(buf);
-		return fc_err_set(e, errno, "read output");
-	}
-	buf[n] = '\0';
-	*out = buf;
-	return 0;
-}
-
-int run_capture(char *const argv[], char **out, size_t max, int timeout_ms, struct fc_err *e)
-{
-	_cleanup_close_ int ofd = memfd_create("stdout", MFD_CLOEXEC);
-	_cleanup_close_ int efd = memfd_create("stderr", MFD_CLOEXEC);
-	_cleanup_close_ int nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	struct spawn_opts o = { .fd_in = nul, .fd_out = ofd, .fd_err = efd, .die_with_parent = true };
-	_cleanup_free_ char *err = NULL;
-	int status, r, code;
-	pid_t pid;
-
-	if (ofd < 0 || efd < 0 || nul < 0)
-		return fc_err_set(e, errno, "run '%s'", argv[0]);
-	pid = spawn(argv, &o, e);
-	if (pid < 0)
-		return -1;
-	r = wait_timeout(pid, timeout_ms, &status);
-	if (r == 0) {
-		kill_wait(pid, 1000);
-		return fc_err_set(e, 0, "'%s %s' did not finish within %d s", argv[0],
-				  argv[1] ? argv[1] : "", timeout_ms / 1000);
-	}
-	if (r < 0)
-		return fc_err_set(e, errno, "wait for '%s'", argv[0]);
-	code = exit_code_of(status);
-	if (out && read_memfd(ofd, out, max, e) < 0)
-		return -1;
-	if (code != 0 && read_memfd(efd, &err, 64 * 1024, e) == 0) {
-		size_t n = strlen(err);
-		char *last;
-
-		while (n && (err[n - 1] == '\n' || err[n - 1] == ' '))
-			err[--n] = '\0';
-		last = strrchr(err, '\n');
-		fc_err_set(e, 0, "'%s %s' exited with %d%s%s", argv[0], argv[1] ? argv[1] : "",
-			   code, *err ? ": " : "", last ? last + 1 : err);
-	}
-	return code;
-}
-
 static bool is_layout(const char *dir)
 {
 	_cleanup_free_ char *a = xasprintf("%s/oci-layout", dir);
@@ -359,7 +301,7 @@ static int build_locked(const struct build_ctx *b, const char *digest, const cha
 	_cleanup_close_ int lock = -1, fd = -1;
 	int r = -1;
 
-	lock = fs_lock(lockp, e);
+	lock = fs_lock(lockp, 0, e);
 	if (lock < 0)
 		return -1;
 	if (exists(final)) {
@@ -479,7 +421,7 @@ layout_fail:
 	if (src == SRC_LAYOUT) {
 		/* The tar is already built: publish it unless someone else did. */
 		_cleanup_free_ char *lockp = fc_path("locks/image-%s.lock", d->digest + 7);
-		_cleanup_close_ int lock = fs_lock(lockp, e);
+		_cleanup_close_ int lock = fs_lock(lockp, 0, e);
 		int r = 0;
 
 		if (lock < 0 || (!exists(final) && publish(fd, layout_tmp, final, NULL, e) < 0))

@@ -376,7 +376,7 @@ int main(int argc, char **argv)
 	t0 = now_ms();
 	if (vsock) {
 		where = xasprintf("vsock port %u", (unsigned)port);
-		r.sock = hvsock_connect(vsock, port, timeout * 1000, &e);
+		r.sock = hvsock_connect(vsock, port, timeout * 1000, NULL, NULL, &e);
 	} else {
 		where = xasprintf("unix socket '%s'", unix_path);
 		r.sock = unix_connect(unix_path, timeout * 1000, &e);

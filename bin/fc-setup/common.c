@@ -142,32 +142,6 @@ int run_ok(char *const argv[], const char *cwd, int fd_in, int fd_out, struct fc
 	return 0;
 }
 
-char *run_capture(char *const argv[], size_t max, struct fc_err *e)
-{
-	char tmpl[] = "/tmp/fc-setup-out.XXXXXX";
-	_cleanup_close_ int fd = mkostemp(tmpl, O_CLOEXEC);
-	char *buf;
-	ssize_t n;
-	int r;
-
-	if (fd < 0)
-		return fc_err_set(e, errno, "create temp file"), NULL;
-	unlink(tmpl);
-	r = run_cmd(argv, NULL, -1, fd, e);
-	if (r < 0)
-		return NULL;
-	if (r != 0)
-		return fc_err_set(e, 0, "'%s' failed with exit code %d", argv[0], r), NULL;
-	buf = xmalloc(max + 1);
-	n = pread(fd, buf, max, 0);
-	if (n < 0) {
-		free(buf);
-		return fc_err_set(e, errno, "read output of '%s'", argv[0]), NULL;
-	}
-	buf[n] = '\0';
-	return buf;
-}
-
 /* Mount points at or below @path, from /proc/self/mountinfo, deepest first. */
 static int umount_below(const char *path, struct fc_err *e)
 {

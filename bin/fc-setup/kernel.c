@@ -31,6 +31,7 @@
 #include "kimage.h"
 #include "log.h"
 #include "paths.h"
+#include "proc.h"
 #include "setup.h"
 #include "util.h"
 
@@ -430,8 +431,7 @@ static char *fetch_deb(char have[SHA256_HEX_LEN + 1], struct fc_err *e)
 	const char *p;
 	size_t n = 0;
 
-	meta = run_capture(meta_argv, 1 << 20, e);
-	if (!meta)
+	if (run_capture(meta_argv, &meta, 1 << 20, -1, e) != 0)
 		return fc_err_wrap(e, "resolve linux-image-cloud-amd64 (is apt configured? or pass --deb FILE)"), NULL;
 	/* "Depends: linux-image-6.1.0-57-cloud-amd64 (= 6.1.192-3)" */
 	p = deb_field(meta, "Depends", deps, sizeof(deps)) ? strstr(deps, "linux-image-") : NULL;
@@ -452,8 +452,7 @@ static char *fetch_deb(char have[SHA256_HEX_LEN + 1], struct fc_err *e)
 	}
 	char *show_argv[] = { "apt-cache", "show", "--no-all-versions", pkg, NULL };
 
-	show = run_capture(show_argv, 1 << 20, e);
-	if (!show)
+	if (run_capture(show_argv, &show, 1 << 20, -1, e) != 0)
 		return NULL;
 	if (!deb_field(show, "SHA256", want, sizeof(want)) ||
 	    strspn(want, "0123456789abcdef") != SHA256_HEX_LEN)

@@ -76,13 +76,14 @@ static char *tool_version(const char *tool, const char *arg)
 	char *argv[] = { (char *)tool, (char *)arg, NULL };
 	_cleanup_free_ char *path = proc_find_tool(tool);
 	struct fc_err e;
-	char *out, *nl;
+	char *out = NULL, *nl;
 
 	if (!path)
 		return NULL;
-	out = run_capture(argv, 4096, &e);
-	if (!out)
+	if (run_capture(argv, &out, 4096, 10000, &e) != 0) {
+		free(out);
 		return xstrdup("(version unknown)");
+	}
 	nl = strchr(out, '\n');
 	if (nl)
 		*nl = '\0';

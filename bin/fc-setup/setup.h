@@ -46,9 +46,6 @@ int run_cmd(char *const argv[], const char *cwd, int fd_in, int fd_out, struct f
 /* Like run_cmd, but fails unless the exit code is 0 (message names argv[0]). */
 int run_ok(char *const argv[], const char *cwd, int fd_in, int fd_out, struct fc_err *e);
 
-/* Run @argv and capture at most @max bytes of its stdout (NUL-terminated,
- * caller frees). NULL with @e on failure or non-zero exit. */
-char *run_capture(char *const argv[], size_t max, struct fc_err *e);
 
 /* Print @e and exit: 130 after a signal, else 1. */
 noreturn void setup_fail(const struct fc_err *e);

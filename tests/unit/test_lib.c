@@ -6,10 +6,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "err.h"
+#include "fsutil.h"
 #include "hvsock.h"
 #include "json.h"
 #include "paths.h"
@@ -192,6 +195,121 @@ static void test_sock(void)
 	free(longp);
 }
 
+/* fs_publish / fs_write_atomic / fs_lock: the one publish and lock. */
+static void test_fsutil(void)
+{
+	char dir[] = "/tmp/fc-test-fs.XXXXXX";
+	struct fc_err e;
+	_cleanup_free_ char *f = NULL, *t = NULL, *d = NULL, *dt = NULL, *got = NULL;
+	int l1, l2;
+
+	CHECK(mkdtemp(dir) != NULL, "temp dir");
+	f = xasprintf("%s/file", dir);
+	CHECK(fs_write_atomic(f, "one\n", 4, 0600, &e) == 0, "atomic write creates");
+	CHECK(fs_write_atomic(f, "two\n", 4, 0640, &e) == 0, "atomic write replaces");
+	got = read_file_max(f, 100, NULL, &e);
+	CHECK(got && !strcmp(got, "two\n"), "new content in place");
+	{
+		struct stat st;
+
+		CHECK(stat(f, &st) == 0 && (st.st_mode & 0777) == 0640, "mode applied");
+	}
+	t = xasprintf("%s/tmp", dir);
+	CHECK(fs_write_atomic(t, "x", 1, 0644, &e) == 0, "second file");
+	CHECK(fs_publish(t, f, false, &e) < 0 && e.errnum == EEXIST, "no-replace publish refuses an existing file");
+	CHECK(access(t, F_OK) == 0, "a refused publish leaves the temporary to its caller");
+	d = xasprintf("%s/built", dir);
+	dt = xasprintf("%s/.built.tmp", dir);
+	CHECK(mkdir(dt, 0755) == 0, "build dir");
+	CHECK(fs_publish(dt, d, false, &e) == 0 && access(d, F_OK) == 0, "a directory is published");
+	CHECK(fs_write_atomic("/nonexistent-dir/x", "x", 1, 0644, &e) < 0 && e.errnum == ENOENT,
+	      "a write into a missing directory fails with ENOENT");
+
+	{
+		_cleanup_free_ char *lk = xasprintf("%s/lock", dir);
+
+		l1 = fs_lock(lk, 0, &e);
+		CHECK(l1 >= 0, "lock taken");
+		l2 = fs_lock(lk, FS_LOCK_NB, &e);
+		CHECK(l2 < 0 && e.errnum == EWOULDBLOCK, "a held lock is refused without waiting");
+		close(l1);
+		l2 = fs_lock(lk, FS_LOCK_NB, &e);
+		CHECK(l2 >= 0, "released lock can be taken");
+		close(l2);
+	}
+	{
+		_cleanup_free_ char *cmd = xasprintf("rm -rf '%s'", dir);
+
+		CHECK(system(cmd) == 0, "cleanup");
+	}
+}
+
+static int give_up_now(void *arg, struct fc_err *e)
+{
+	int *calls = arg;
+
+	(*calls)++;
+	return fc_err_set(e, 0, "the owner died");
+}
+
+static void test_connect(void)
+{
+	struct fc_err e;
+	char big[200];
+	int calls = 0, fd;
+	uint64_t t0 = now_ms();
+
+	memset(big, 'a', sizeof(big) - 1);
+	big[0] = '/';
+	big[sizeof(big) - 1] = '\0';
+	CHECK(sock_connect_unix(big, 1000, NULL, NULL, &e) < 0 && e.errnum == ENAMETOOLONG,
+	      "a path longer than sun_path is refused up front");
+	fd = sock_connect_unix("/tmp/fc-test-no-such.sock", 300, NULL, NULL, &e);
+	CHECK(fd < 0 && e.errnum == ETIMEDOUT, "nothing listening: ETIMEDOUT at the bound");
+	CHECK(now_ms() - t0 < 5000, "the bound is kept");
+	fd = sock_connect_unix("/tmp/fc-test-no-such.sock", -1, give_up_now, &calls, &e);
+	CHECK(fd < 0 && calls == 1 && strstr(e.msg, "the owner died"), "give_up ends an unbounded wait");
+	{
+		char path[] = "/tmp/fc-test-conn.XXXXXX";
+		_cleanup_free_ char *sp = NULL;
+		int l;
+
+		CHECK(mkdtemp(path) != NULL, "temp dir");
+		sp = xasprintf("%s/s", path);
+		l = sock_listen_unix(sp, 0, 4, &e);
+		fd = sock_connect_unix(sp, 1000, NULL, NULL, &e);
+		CHECK(l >= 0 && fd >= 0, "connects to a listener");
+		close(fd);
+		close(l);
+		unlink(sp);
+		rmdir(path);
+	}
+	calls = 0;
+	fd = hvsock_connect("/tmp/fc-test-no-such.sock", 1024, -1, give_up_now, &calls, &e);
+	CHECK(fd < 0 && calls == 1, "hvsock_connect honours give_up");
+}
+
+static void test_capture(void)
+{
+	struct fc_err e;
+	char *ok_argv[] = { "sh", "-c", "echo out; echo err >&2", NULL };
+	char *bad_argv[] = { "sh", "-c", "echo first >&2; echo 'last words' >&2; exit 3", NULL };
+	char *slow_argv[] = { "sleep", "10", NULL };
+	char *none_argv[] = { "/nonexistent/tool", NULL };
+	_cleanup_free_ char *out = NULL;
+	uint64_t t0;
+
+	CHECK(run_capture(ok_argv, &out, 100, 5000, &e) == 0 && out && !strcmp(out, "out\n"),
+	      "stdout captured, stderr not mixed in");
+	CHECK(run_capture(bad_argv, NULL, 0, 5000, &e) == 3 && strstr(e.msg, "exited with 3: last words"),
+	      "non-zero exit code returned with stderr's last line");
+	t0 = now_ms();
+	CHECK(run_capture(slow_argv, NULL, 0, 200, &e) < 0 && strstr(e.msg, "did not finish"),
+	      "a child past its bound is killed and reported");
+	CHECK(now_ms() - t0 < 5000, "the bound is kept");
+	CHECK(run_capture(none_argv, NULL, 0, 1000, &e) < 0, "a missing program is an error, not an exit code");
+}
+
 int main(void)
 {
 	test_err();
@@ -202,5 +320,8 @@ int main(void)
 	test_json();
 	test_state();
 	test_proc();
+	test_fsutil();
+	test_connect();
+	test_capture();
 	return check_done();
 }
