@@ -3,7 +3,7 @@
 # image kept in $FCVM_CACHE (what one run builds, the next finds), the guest
 # kernel and the rootfs, each keyed by its inputs by fc-setup. Exports
 # FCVM_TEST_KERNEL, FCVM_TEST_ROOTFS, FCVM_TEST_BTRFS. fixtures_release
-# unmounts the data root.
+# unmounts the data root (unless FCVM_TEST_KEEP_MOUNT is set).
 fixroot=""
 
 fixtures_prepare() {
@@ -23,6 +23,9 @@ fixtures_prepare() {
 }
 
 fixtures_release() {
+	# Several runs at once (developers in parallel) share one mount: the
+	# one that set FCVM_TEST_KEEP_MOUNT leaves it for the others.
+	[ -n "${FCVM_TEST_KEEP_MOUNT:-}" ] && return 0
 	if [ -n "$fixroot" ] && mountpoint -q "$fixroot"; then
 		FCVM_ROOT="$fixroot" fc-setup storage --unmount >/dev/null 2>&1 || umount "$fixroot"
 	fi
