@@ -4,8 +4,10 @@
 #ifndef FCQ_H
 #define FCQ_H
 
+#include <poll.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "err.h"
@@ -68,6 +70,56 @@ struct fcq {
 	enum fcq_state state;
 	struct vmm vmm;
 };
+
+/* server.c: the API socket's connections (limits: see server.c and
+ * fc-qemu(1) LIMITS). */
+#define FCQ_MAX_CONNS	32		/* served at once (Firecracker: 10) */
+#define FCQ_MAX_LINGER	8		/* refused ones being told 503 */
+#define FCQ_OUT_MAX	(16 * 1024)	/* unsent answers before we stop reading */
+#define FCQ_IDLE_MS	10000		/* keep-alive (or new) connection, no request */
+#define FCQ_REQUEST_MS	5000		/* first byte to complete request */
+#define FCQ_SEND_MS	5000		/* answer pending with no progress */
+#define FCQ_LINGER_MS	1000		/* draining after a closing answer */
+#define FCQ_EVICT_MS	1000		/* quiet this long: may give way to a newcomer */
+#define FCQ_SERVER_FDS	(1 + FCQ_MAX_CONNS + FCQ_MAX_LINGER)
+
+enum conn_phase { PH_IDLE, PH_REQUEST, PH_SENDING, PH_CLOSING };
+
+struct api_conn {
+	int fd;				/* -1: slot free */
+	char *in;			/* CONN_BUF bytes (NULL on linger slots) */
+	size_t in_len;
+	char *out;
+	size_t out_len, out_off;
+	size_t drained;			/* bytes dropped while closing */
+	bool closing;			/* close once the output is sent */
+	bool continued;			/* "100 Continue" sent for the current request */
+	bool peer_done;			/* EOF read: the client sends no more */
+	enum conn_phase phase;
+	uint64_t since;			/* when the phase began (sending: last progress) */
+};
+
+struct api_server {
+	int lfd;
+	struct fcq *q;
+	struct api_conn conns[FCQ_MAX_CONNS + FCQ_MAX_LINGER];	/* then linger slots */
+	int polled[FCQ_MAX_CONNS + FCQ_MAX_LINGER];	/* fd each pollfd was for */
+	bool warned_full;
+};
+
+/* Empty server on the listening socket @lfd (not owned). */
+void server_init(struct api_server *s, int lfd);
+/* Fill @p (FCQ_SERVER_FDS entries) with what to poll; returns the count. */
+int server_fill(struct api_server *s, struct pollfd *p);
+/* Milliseconds until the next connection deadline; -1 for none. */
+int server_timeout(const struct api_server *s);
+/* Serve what poll reported in @p (as filled by server_fill), expire
+ * connections past their deadline, accept newcomers. */
+void server_events(struct api_server *s, const struct pollfd *p);
+/* Open connections on the served slots (not the linger ones). */
+int server_count(const struct api_server *s);
+/* Close every connection (not the listener). */
+void server_close(struct api_server *s);
 
 /* api.c: answer one request. Returns the HTTP status; *@json is a malloc'd
  * response body or NULL (caller frees). Starts/controls the VMM as asked. */
