@@ -37,6 +37,15 @@ struct vq {
 	uint16_t base;
 	uint64_t desc, avail, used;
 	bool addr_set, kicked, enabled;
+	bool log_used;		/* VHOST_VRING_F_LOG: log writes to the used ring */
+	uint64_t log_addr;	/* its guest-physical address, for the log */
+};
+
+/* How guest memory is reached (--memory). */
+enum mem_mode {
+	MEM_AUTO,	/* map the fds, unless the VMM maps that memory privately */
+	MEM_MAP,	/* always map the fds (MAP_SHARED): the fast path */
+	MEM_VMM,	/* always through the VMM's address space */
 };
 
 /* The virtio-vsock packet header (little endian on the wire). */
@@ -68,6 +77,24 @@ struct dev {
 	struct vring_mem mem;
 	void *map_addr[VRING_MAX_REGIONS];
 	size_t map_len[VRING_MAX_REGIONS];
+
+	/* Guest memory through the VMM: when the front-end maps guest RAM
+	 * privately (MAP_PRIVATE, e.g. a clone's share=off memory file) or
+	 * behind userfaultfd, our own mapping of its fd would not see what
+	 * the guest wrote. Then the regions above are anonymous shadows
+	 * (same layout), filled from and written back to the front-end's
+	 * address space with process_vm_readv/writev around each use. */
+	enum mem_mode mem_mode;
+	bool vmm_mem;		/* this memory table is reached that way */
+	pid_t vmm_pid;		/* the front-end (SO_PEERCRED) */
+	int maps_fd;		/* its /proc/PID/maps (MEM_AUTO), opened before seccomp */
+
+	/* dirty log (VHOST_F_LOG_ALL + LOG_SHMFD): a bit per 4 KiB guest page */
+	uint8_t *log;
+	uint64_t log_size;
+	void *log_map;
+	size_t log_map_len;
+	int log_fd;		/* SET_LOG_FD eventfd (kept, unused) */
 	struct vq q[NQ];
 	struct src s_vu_listen, s_vu, s_kick[NQ], s_uds, s_sig;
 
@@ -93,6 +120,22 @@ void vq_notify(struct dev *d, int i);
 void vq_drain_kick(struct dev *d, int i);
 /* Forget rings and memory (front-end gone or RESET_OWNER). */
 void vu_reset(struct dev *d);
+
+/* Around every use of a ring (no-ops with mapped memory and no log):
+ * vq_pull_rings() refreshes queue @i's descriptor table and avail ring
+ * from the VMM before chains are popped; vq_pull_iov() fills the shadow
+ * of @n device-readable buffers before they are read; vq_wrote() writes
+ * the first @len bytes of device-writable buffers back to the VMM (and
+ * logs them as dirty) before they are pushed; vq_used_done() publishes
+ * the used-ring entries from index @from on, then the used index (and logs
+ * them). 0, or -1 with @e when the VMM's memory could not be reached (the
+ * caller stops touching the ring for now). */
+int vq_pull_rings(struct dev *d, int i, struct fc_err *e);
+int vq_pull_iov(struct dev *d, const struct iovec *iov, unsigned n, struct fc_err *e);
+int vq_wrote(struct dev *d, const struct iovec *iov, unsigned n, size_t len, struct fc_err *e);
+int vq_used_done(struct dev *d, int i, uint16_t from, struct fc_err *e);
+/* Give the shadow pages of buffers back once a chain is done (VMM mode). */
+void vq_drop_iov(struct dev *d, const struct iovec *iov, unsigned n);
 
 /* vsock.c */
 void vsock_init(struct dev *d);

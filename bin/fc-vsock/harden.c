@@ -1,7 +1,10 @@
 /* harden.c - what fc-vsock gives up once the front-end is connected.
  *
  * From then on it only relays between file descriptors it has, maps guest
- * memory, makes Unix sockets and removes its two socket files at exit. So:
+ * memory (or copies it in and out of the VMM's address space with
+ * process_vm_readv/writev, and rereads the VMM's /proc/PID/maps through an
+ * fd opened before), makes Unix sockets and removes its two socket files
+ * at exit. So:
  * PR_SET_NO_NEW_PRIVS, then a seccomp allowlist of exactly those system
  * calls (socket() only for AF_UNIX); anything else kills the process. The
  * list also holds what glibc's malloc and abort use.
@@ -28,6 +31,7 @@ static const int allowed[] = {
 #ifdef SYS_unlink
 	SYS_unlink,
 #endif
+	SYS_process_vm_readv, SYS_process_vm_writev, SYS_pread64,
 	SYS_exit, SYS_exit_group,
 };
 

@@ -22,7 +22,8 @@
 int vsock_harden(struct fc_err *e);
 
 static const char usage[] =
-	"usage: fc-vsock --vhost-socket PATH --uds-path UDS --cid CID [--ready-fd N] [-v] [-q]\n";
+	"usage: fc-vsock --vhost-socket PATH --uds-path UDS --cid CID [--ready-fd N]\n"
+	"                [--memory auto|map|vmm] [-v] [-q]\n";
 
 static int watch(struct dev *d, int fd, uint32_t events, struct src *s, struct fc_err *e)
 {
@@ -50,7 +51,22 @@ static int accept_frontend(struct dev *d, struct fc_err *e)
 	d->vu_path_gone = true;
 	d->vu_fd = fd;
 	d->had_frontend = true;
-	log_debug("front-end connected");
+	{
+		struct ucred cr;
+		socklen_t cl = sizeof(cr);
+
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0 && cr.pid > 0)
+			d->vmm_pid = cr.pid;
+	}
+	log_debug("front-end connected (pid %d)", (int)d->vmm_pid);
+	if (d->mem_mode == MEM_AUTO && d->vmm_pid > 0) {
+		char maps[64];
+
+		snprintf(maps, sizeof(maps), "/proc/%d/maps", (int)d->vmm_pid);
+		d->maps_fd = open(maps, O_RDONLY | O_CLOEXEC);
+		if (d->maps_fd < 0)
+			log_debug("open '%s': %s (guest memory will be mapped)", maps, strerror(errno));
+	}
 	if (watch(d, fd, EPOLLIN, &d->s_vu, e) < 0)
 		return -1;
 	/* Only the front-end can hurt us from here on; drop what we do not need. */
@@ -122,12 +138,14 @@ int main(int argc, char **argv)
 		{ "uds-path", required_argument, NULL, 'u' },
 		{ "cid", required_argument, NULL, 'c' },
 		{ "ready-fd", required_argument, NULL, 'r' },
+		{ "memory", required_argument, NULL, 'm' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct dev d = { .epfd = -1, .vu_listen = -1, .vu_fd = -1, .uds_fd = -1, .sig_fd = -1 };
+	struct dev d = { .epfd = -1, .vu_listen = -1, .vu_fd = -1, .uds_fd = -1, .sig_fd = -1,
+			 .maps_fd = -1, .log_fd = -1 };
 	struct fc_err e = { 0 };
 	uint64_t cid = 0, ready = 0;
 	int ready_fd = -1, opt, r, i;
@@ -150,6 +168,16 @@ int main(int argc, char **argv)
 			if (parse_u64(optarg, 0, 65535, "--ready-fd", &ready, &e) < 0)
 				usage_err(usage, "%s", e.msg);
 			ready_fd = (int)ready;
+			break;
+		case 'm':
+			if (!strcmp(optarg, "auto"))
+				d.mem_mode = MEM_AUTO;
+			else if (!strcmp(optarg, "map"))
+				d.mem_mode = MEM_MAP;
+			else if (!strcmp(optarg, "vmm"))
+				d.mem_mode = MEM_VMM;
+			else
+				usage_err(usage, "invalid --memory '%s': must be auto, map or vmm", optarg);
 			break;
 		case 'v':
 			log_adjust(1);
@@ -219,6 +247,8 @@ int main(int argc, char **argv)
 out:
 	vsock_close_all(&d);
 	vu_reset(&d);
+	if (d.maps_fd >= 0)
+		close(d.maps_fd);
 	unlink(d.uds_path);
 	if (!d.vu_path_gone)
 		unlink(d.vu_path);

@@ -7,6 +7,20 @@
  * processed only when started and enabled (SET_VRING_ENABLE, since we offer
  * PROTOCOL_FEATURES). GET_VRING_BASE stops it and reports where we are.
  * Every message is size-checked against its request type before use.
+ *
+ * Snapshots: we offer VHOST_F_LOG_ALL and PROTOCOL_F_LOG_SHMFD, without
+ * which QEMU refuses to migrate (fc-qemu's snapshots are migrations to a
+ * file). SET_LOG_BASE maps the dirty log QEMU sends; while LOG_ALL is set
+ * every byte we write to guest memory (rx buffers, used rings) is marked
+ * in it. After a restore a new QEMU sets up memory and rings again from
+ * the migrated base indices; the used index is read back from guest memory.
+ *
+ * Guest memory through the VMM (see struct dev): with --memory vmm, or
+ * --memory auto (the default) when the front-end's own mapping of a region
+ * is private (from its /proc/PID/maps), the regions are anonymous shadows
+ * and the vq_* sync functions copy rings and buffers in and out of the
+ * front-end's address space around every use. Otherwise the memory fds
+ * are mapped shared and those functions do nothing (the fast path).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,6 +30,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "fc-vsock.h"
@@ -28,6 +43,8 @@ enum {
 	VU_SET_OWNER = 3,
 	VU_RESET_OWNER = 4,
 	VU_SET_MEM_TABLE = 5,
+	VU_SET_LOG_BASE = 6,
+	VU_SET_LOG_FD = 7,
 	VU_SET_VRING_NUM = 8,
 	VU_SET_VRING_ADDR = 9,
 	VU_SET_VRING_BASE = 10,
@@ -48,12 +65,17 @@ enum {
 #define VU_MAX_PAYLOAD    4096
 #define VU_MAX_FDS        8
 
+#define F_LOG_ALL           (1ull << 26)
 #define F_PROTOCOL_FEATURES (1ull << 30)
 #define F_VERSION_1         (1ull << 32)
-#define OFFERED_FEATURES    (F_VERSION_1 | F_PROTOCOL_FEATURES)
+#define OFFERED_FEATURES    (F_VERSION_1 | F_PROTOCOL_FEATURES | F_LOG_ALL)
+#define PF_LOG_SHMFD        (1ull << 1)
 #define PF_REPLY_ACK        (1ull << 3)
 #define PF_CONFIG           (1ull << 9)
-#define OFFERED_PROTO       (PF_REPLY_ACK | PF_CONFIG)
+#define OFFERED_PROTO       (PF_LOG_SHMFD | PF_REPLY_ACK | PF_CONFIG)
+#define VRING_F_LOG         1u
+#define LOG_PAGE_SHIFT      12
+#define LOG_MAX_BYTES       (1ull << 32)	/* covers 128 TiB of guest memory */
 
 struct vu_hdr {
 	uint32_t req;
@@ -82,6 +104,11 @@ struct vu_region {
 	uint64_t mmap_offset;
 };
 
+struct vu_log {
+	uint64_t mmap_size;
+	uint64_t mmap_offset;
+};
+
 struct vu_config {
 	uint32_t offset;
 	uint32_t size;
@@ -96,10 +123,216 @@ bool vq_ready(const struct dev *d, int i)
 	return q->vr.num && q->kicked && q->enabled && !q->vr.broken;
 }
 
+/* Copy @n local buffers @local from (@write: to) the front-end's address
+ * space at @remote (entry by entry, same lengths). All or nothing. */
+static int vmm_copy(struct dev *d, const struct iovec *local, const struct iovec *remote,
+		    unsigned n, bool write, struct fc_err *e)
+{
+	size_t want = 0;
+	ssize_t got;
+
+	for (unsigned k = 0; k < n; k++)
+		want += local[k].iov_len;
+	if (!want)
+		return 0;
+	do
+		got = write ? process_vm_writev(d->vmm_pid, local, n, remote, n, 0)
+			    : process_vm_readv(d->vmm_pid, local, n, remote, n, 0);
+	while (got < 0 && errno == EINTR);
+	if (got < 0)
+		return fc_err_set(e, errno, "%s guest memory of pid %d", write ? "write" : "read",
+				  (int)d->vmm_pid);
+	if ((size_t)got != want)
+		return fc_err_set(e, EFAULT, "%s guest memory of pid %d: %zd of %zu bytes",
+				  write ? "write" : "read", (int)d->vmm_pid, got, want);
+	return 0;
+}
+
+/* The region holding our [p, p+len), or NULL. */
+static const struct vring_region *region_of(const struct dev *d, const void *p, size_t len)
+{
+	const uint8_t *b = p;
+
+	for (unsigned i = 0; i < d->mem.n; i++) {
+		const struct vring_region *r = &d->mem.r[i];
+
+		if (b >= r->host && (uint64_t)(b - r->host) < r->size &&
+		    len <= r->size - (uint64_t)(b - r->host))
+			return r;
+	}
+	return NULL;
+}
+
+/* Front-end addresses of our buffers @iov (each inside one region, as
+ * vring_pop() guarantees), at most @len bytes in all; returns entries. */
+static unsigned remote_of(const struct dev *d, const struct iovec *iov, unsigned n, size_t len,
+			  struct iovec *loc, struct iovec *rem)
+{
+	unsigned k = 0;
+
+	for (unsigned i = 0; i < n && len; i++) {
+		size_t l = iov[i].iov_len < len ? iov[i].iov_len : len;
+		const struct vring_region *r = region_of(d, iov[i].iov_base, l);
+
+		if (!r || !l)
+			continue;
+		loc[k] = (struct iovec){ iov[i].iov_base, l };
+		rem[k] = (struct iovec){ (void *)(uintptr_t)(r->uaddr +
+					 (uint64_t)((uint8_t *)iov[i].iov_base - r->host)), l };
+		k++;
+		len -= l;
+	}
+	return k;
+}
+
+static void log_gpa(struct dev *d, uint64_t gpa, uint64_t len)
+{
+	uint64_t pg, last;
+
+	if (!d->log || !(d->features & F_LOG_ALL) || !len)
+		return;
+	last = (gpa + len - 1) >> LOG_PAGE_SHIFT;
+	for (pg = gpa >> LOG_PAGE_SHIFT; pg <= last && pg / 8 < d->log_size; pg++)
+		__atomic_fetch_or(&d->log[pg / 8], (uint8_t)(1u << (pg % 8)), __ATOMIC_RELAXED);
+}
+
+int vq_pull_rings(struct dev *d, int i, struct fc_err *e)
+{
+	struct vq *q = &d->q[i];
+	unsigned num = q->vr.num;
+
+	if (!d->vmm_mem || !num)
+		return 0;
+	/* avail (flags, idx, then the entries the guest wrote before idx),
+	 * then the descriptors it wrote before those */
+	struct iovec loc[2] = { { q->vr.avail, 4 + 2ull * num }, { q->vr.desc, 16ull * num } };
+	struct iovec rem[2] = { { (void *)(uintptr_t)q->avail, 4 + 2ull * num },
+				{ (void *)(uintptr_t)q->desc, 16ull * num } };
+
+	return vmm_copy(d, loc, rem, 2, false, e);
+}
+
+int vq_pull_iov(struct dev *d, const struct iovec *iov, unsigned n, struct fc_err *e)
+{
+	struct iovec loc[VRING_MAX_CHAIN], rem[VRING_MAX_CHAIN];
+	unsigned k;
+
+	if (!d->vmm_mem)
+		return 0;
+	k = remote_of(d, iov, n < VRING_MAX_CHAIN ? n : VRING_MAX_CHAIN, SIZE_MAX, loc, rem);
+	return vmm_copy(d, loc, rem, k, false, e);
+}
+
+int vq_wrote(struct dev *d, const struct iovec *iov, unsigned n, size_t len, struct fc_err *e)
+{
+	struct iovec loc[VRING_MAX_CHAIN], rem[VRING_MAX_CHAIN];
+	unsigned k;
+
+	if (!d->vmm_mem && !d->log)
+		return 0;
+	k = remote_of(d, iov, n < VRING_MAX_CHAIN ? n : VRING_MAX_CHAIN, len, loc, rem);
+	if (d->log)
+		for (unsigned j = 0; j < k; j++) {
+			const struct vring_region *r = region_of(d, loc[j].iov_base, loc[j].iov_len);
+
+			log_gpa(d, r->gpa + (uint64_t)((uint8_t *)loc[j].iov_base - r->host),
+				loc[j].iov_len);
+		}
+	return d->vmm_mem ? vmm_copy(d, loc, rem, k, true, e) : 0;
+}
+
+int vq_used_done(struct dev *d, int i, uint16_t from, struct fc_err *e)
+{
+	struct vq *q = &d->q[i];
+	unsigned num = q->vr.num;
+	uint16_t count;
+	uint8_t *used = (uint8_t *)q->vr.used;
+
+	if (!num)
+		return 0;
+	count = (uint16_t)(q->vr.used_idx - from);
+	if (!count)
+		return 0;
+	if (q->log_used)
+		log_gpa(d, q->log_addr, 6 + 8ull * num);
+	if (!d->vmm_mem)
+		return 0;
+	{
+		/* the entries first, then the index that makes them visible */
+		unsigned start = from % num, n1 = count >= num ? num : count, k = 0;
+		struct iovec loc[2], rem[2], il, ir;
+
+		if (count >= num)
+			start = 0;
+		if (start + n1 > num) {
+			loc[k] = (struct iovec){ used + 4 + 8ull * start, 8ull * (num - start) };
+			rem[k] = (struct iovec){ (void *)(uintptr_t)(q->used + 4 + 8ull * start),
+						 8ull * (num - start) };
+			k++;
+			n1 -= num - start;
+			start = 0;
+		}
+		loc[k] = (struct iovec){ used + 4 + 8ull * start, 8ull * n1 };
+		rem[k] = (struct iovec){ (void *)(uintptr_t)(q->used + 4 + 8ull * start), 8ull * n1 };
+		k++;
+		if (vmm_copy(d, loc, rem, k, true, e) < 0)
+			return -1;
+		il = (struct iovec){ used + 2, 2 };
+		ir = (struct iovec){ (void *)(uintptr_t)(q->used + 2), 2 };
+		return vmm_copy(d, &il, &ir, 1, true, e);
+	}
+}
+
+/* True if [a, a+len) touches a page of one of our rings. */
+static bool ring_page(const struct dev *d, uintptr_t a, uintptr_t len)
+{
+	for (int i = 0; i < NQ; i++) {
+		const struct vring *vr = &d->q[i].vr;
+		uintptr_t r[3][2] = {
+			{ (uintptr_t)vr->desc, 16ul * vr->num },
+			{ (uintptr_t)vr->avail, 6 + 2ul * vr->num },
+			{ (uintptr_t)vr->used, 6 + 8ul * vr->num },
+		};
+
+		if (!vr->num)
+			continue;
+		for (int j = 0; j < 3; j++) {
+			uintptr_t s = r[j][0] & ~4095ul, end = (r[j][0] + r[j][1] + 4095) & ~4095ul;
+
+			if (a < end && s < a + len)
+				return true;
+		}
+	}
+	return false;
+}
+
+void vq_drop_iov(struct dev *d, const struct iovec *iov, unsigned n)
+{
+	if (!d->vmm_mem)
+		return;
+	for (unsigned i = 0; i < n; i++) {
+		uintptr_t s = (uintptr_t)iov[i].iov_base & ~4095ul;
+		uintptr_t end = ((uintptr_t)iov[i].iov_base + iov[i].iov_len + 4095) & ~4095ul;
+
+		/* one chain at a time: nothing else lives in these pages that
+		 * is not pulled again before use, except the rings */
+		if (iov[i].iov_len && !ring_page(d, s, end - s))
+			madvise((void *)s, end - s, MADV_DONTNEED);
+	}
+}
+
 void vq_notify(struct dev *d, int i)
 {
 	uint64_t one = 1;
 
+	if (d->vmm_mem && d->q[i].vr.num) {
+		struct iovec l = { d->q[i].vr.avail, 2 };
+		struct iovec r = { (void *)(uintptr_t)d->q[i].avail, 2 };
+		struct fc_err e;
+
+		if (vmm_copy(d, &l, &r, 1, false, &e) < 0)
+			log_debug("queue %d: %s", i, e.msg);
+	}
 	if (d->q[i].call_fd >= 0 && vring_needs_interrupt(&d->q[i].vr))
 		if (write(d->q[i].call_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
 			log_warn("interrupt queue %d: %s", i, strerror(errno));
@@ -132,6 +365,17 @@ static void unmap_all(struct dev *d)
 		d->map_len[i] = 0;
 	}
 	memset(&d->mem, 0, sizeof(d->mem));
+	d->vmm_mem = false;
+}
+
+static void unmap_log(struct dev *d)
+{
+	if (d->log_map)
+		munmap(d->log_map, d->log_map_len);
+	d->log_map = NULL;
+	d->log = NULL;
+	d->log_size = 0;
+	d->log_map_len = 0;
 }
 
 void vu_reset(struct dev *d)
@@ -148,6 +392,8 @@ void vu_reset(struct dev *d)
 		q->kick_fd = q->call_fd = q->err_fd = -1;
 	}
 	unmap_all(d);
+	unmap_log(d);
+	close_fd(&d->log_fd);
 	d->features = d->proto = 0;
 }
 
@@ -158,6 +404,24 @@ static int vq_start(struct dev *d, int i, struct fc_err *e)
 
 	if (!q->kicked || !q->addr_set || !q->num || !d->mem.n)
 		return 0;
+	if (d->vmm_mem) {
+		/* vring_start() reads the used index: bring the rings in first
+		 * (the lengths are checked by vring_start itself) */
+		void *dl = vring_uaddr(&d->mem, q->desc, 16ull * q->num);
+		void *al = vring_uaddr(&d->mem, q->avail, 6 + 2ull * q->num);
+		void *ul = vring_uaddr(&d->mem, q->used, 6 + 8ull * q->num);
+
+		if (dl && al && ul) {
+			struct iovec loc[3] = { { ul, 6 + 8ull * q->num }, { al, 6 + 2ull * q->num },
+						{ dl, 16ull * q->num } };
+			struct iovec rem[3] = { { (void *)(uintptr_t)q->used, 6 + 8ull * q->num },
+						{ (void *)(uintptr_t)q->avail, 6 + 2ull * q->num },
+						{ (void *)(uintptr_t)q->desc, 16ull * q->num } };
+
+			if (vmm_copy(d, loc, rem, 3, false, e) < 0)
+				return fc_err_wrap(e, "start queue %d", i);
+		}
+	}
 	if (vring_start(&q->vr, &d->mem, q->num, q->desc, q->avail, q->used, q->base, e) < 0)
 		return fc_err_wrap(e, "start queue %d", i);
 	log_debug("queue %d started: %u entries at base %u", i, q->num, q->base);
@@ -192,10 +456,52 @@ static int reply_u64(struct dev *d, uint32_t req, uint64_t v, struct fc_err *e)
 	return send_reply(d, req, &v, sizeof(v), e);
 }
 
+/* Does the front-end map its own address @ua privately? From its
+ * /proc/PID/maps, opened before seccomp; false when unknown (no such
+ * mapping, as with a fake front-end: then only our mapping exists). */
+static bool frontend_private(struct dev *d, uint64_t ua)
+{
+	_cleanup_free_ char *buf = NULL;
+	size_t len = 0, cap = 0;
+	ssize_t n;
+	char *line, *save = NULL;
+
+	if (d->maps_fd < 0)
+		return false;
+	for (;;) {
+		if (cap - len < 65536) {
+			if (cap >= (16u << 20))
+				return false;
+			cap = cap ? cap * 2 : 262144;
+			buf = xrealloc(buf, cap + 1);
+		}
+		n = pread(d->maps_fd, buf + len, cap - len, (off_t)len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return false;
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	buf[len] = '\0';
+	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		unsigned long long s, end;
+		char perms[8];
+
+		if (sscanf(line, "%llx-%llx %7s", &s, &end, perms) != 3)
+			continue;
+		if (ua >= s && ua < end)
+			return perms[3] == 'p';
+	}
+	return false;
+}
+
 static int set_mem_table(struct dev *d, const uint8_t *p, uint32_t size, int *fds,
 			 unsigned nfds, struct fc_err *e)
 {
 	struct vring_mem mem = { 0 };
+	bool vmm = d->mem_mode == MEM_VMM;
 	void *addr[VRING_MAX_REGIONS] = { 0 };
 	size_t len[VRING_MAX_REGIONS] = { 0 };
 	uint32_t n;
@@ -208,6 +514,15 @@ static int set_mem_table(struct dev *d, const uint8_t *p, uint32_t size, int *fd
 	    nfds != n)
 		return fc_err_set(e, EINVAL, "SET_MEM_TABLE: %u regions, %u bytes, %u fds", n,
 				  size, nfds);
+	if (d->mem_mode == MEM_AUTO)
+		for (i = 0; i < n && !vmm; i++) {
+			struct vu_region r;
+
+			memcpy(&r, p + 8 + i * sizeof(r), sizeof(r));
+			vmm = frontend_private(d, r.uaddr);
+		}
+	if (vmm && d->vmm_pid <= 0)
+		return fc_err_set(e, EINVAL, "SET_MEM_TABLE: guest memory through the VMM, but its pid is unknown");
 	for (i = 0; i < n; i++) {
 		struct vu_region r;
 		struct stat st;
@@ -226,15 +541,22 @@ static int set_mem_table(struct dev *d, const uint8_t *p, uint32_t size, int *fd
 				goto fail;
 			}
 		}
-		len[i] = r.size + r.mmap_offset;
-		/* Mapping past the end of the file would SIGBUS us on first touch. */
-		if (fstat(fds[i], &st) < 0 || !S_ISREG(st.st_mode) ||
-		    (uint64_t)st.st_size < len[i]) {
-			fc_err_set(e, EINVAL, "SET_MEM_TABLE: region %u is larger than its file", i);
-			goto fail;
+		if (vmm) {
+			/* a shadow: only what we copy in is ever touched */
+			len[i] = r.size;
+			addr[i] = mmap(NULL, len[i], PROT_READ | PROT_WRITE,
+				       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		} else {
+			len[i] = r.size + r.mmap_offset;
+			/* Mapping past the end of the file would SIGBUS us on first touch. */
+			if (fstat(fds[i], &st) < 0 || !S_ISREG(st.st_mode) ||
+			    (uint64_t)st.st_size < len[i]) {
+				fc_err_set(e, EINVAL, "SET_MEM_TABLE: region %u is larger than its file", i);
+				goto fail;
+			}
+			addr[i] = mmap(NULL, len[i], PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
+				       fds[i], 0);
 		}
-		addr[i] = mmap(NULL, len[i], PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
-			       fds[i], 0);
 		if (addr[i] == MAP_FAILED) {
 			addr[i] = NULL;
 			fc_err_set(e, errno, "SET_MEM_TABLE: map region %u (%llu bytes)", i,
@@ -242,14 +564,16 @@ static int set_mem_table(struct dev *d, const uint8_t *p, uint32_t size, int *fd
 			goto fail;
 		}
 		mem.r[i] = (struct vring_region){ .gpa = r.gpa, .size = r.size, .uaddr = r.uaddr,
-						  .host = (uint8_t *)addr[i] + r.mmap_offset };
+						  .host = (uint8_t *)addr[i] + (vmm ? 0 : r.mmap_offset) };
 		mem.n = i + 1;
 	}
 	unmap_all(d);
 	d->mem = mem;
+	d->vmm_mem = vmm;
 	memcpy(d->map_addr, addr, sizeof(addr));
 	memcpy(d->map_len, len, sizeof(len));
-	log_debug("guest memory: %u region(s)", n);
+	log_debug("guest memory: %u region(s), %s", n,
+		  vmm ? "through the VMM's address space" : "mapped");
 	for (i = 0; i < NQ; i++)
 		if (d->q[i].vr.num) {
 			d->q[i].base = d->q[i].vr.last_avail;
@@ -262,6 +586,34 @@ fail:
 		if (addr[i])
 			munmap(addr[i], len[i]);
 	return -1;
+}
+
+/* SET_LOG_BASE: the dirty log QEMU shares (LOG_SHMFD), replacing any old one. */
+static int set_log_base(struct dev *d, const uint8_t *p, uint32_t size, int *fds,
+			unsigned nfds, struct fc_err *e)
+{
+	struct vu_log l;
+	struct stat st;
+	void *m;
+
+	if (size != sizeof(l) || nfds != 1)
+		return fc_err_set(e, EINVAL, "SET_LOG_BASE: %u bytes, %u fds", size, nfds);
+	memcpy(&l, p, sizeof(l));
+	if (!l.mmap_size || l.mmap_size > LOG_MAX_BYTES || l.mmap_offset > LOG_MAX_BYTES ||
+	    fstat(fds[0], &st) < 0 || (uint64_t)st.st_size < l.mmap_size + l.mmap_offset)
+		return fc_err_set(e, EINVAL, "SET_LOG_BASE: bad log of %llu bytes at %llu",
+				  (unsigned long long)l.mmap_size, (unsigned long long)l.mmap_offset);
+	m = mmap(NULL, l.mmap_size + l.mmap_offset, PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0);
+	if (m == MAP_FAILED)
+		return fc_err_set(e, errno, "SET_LOG_BASE: map %llu bytes",
+				  (unsigned long long)(l.mmap_size + l.mmap_offset));
+	unmap_log(d);
+	d->log_map = m;
+	d->log_map_len = l.mmap_size + l.mmap_offset;
+	d->log = (uint8_t *)m + l.mmap_offset;
+	d->log_size = l.mmap_size;
+	log_debug("dirty log: %llu bytes", (unsigned long long)l.mmap_size);
+	return 0;
 }
 
 /* SET_VRING_KICK/CALL/ERR: u64 with the queue index and a "no fd" bit. */
@@ -411,6 +763,23 @@ int vu_handle(struct dev *d, struct fc_err *e)
 	case VU_SET_MEM_TABLE:
 		r = set_mem_table(d, payload, h.size, fds, nfds, e);
 		break;
+	case VU_SET_LOG_BASE:
+		r = set_log_base(d, payload, h.size, fds, nfds, e);
+		/* with LOG_SHMFD the front-end waits for a u64 0 */
+		if (r == 0 && (d->proto & PF_LOG_SHMFD)) {
+			r = reply_u64(d, h.req, 0, e);
+			replied = true;
+		}
+		break;
+	case VU_SET_LOG_FD:
+		if (nfds != 1) {
+			r = fc_err_set(e, EINVAL, "SET_LOG_FD with %u fds", nfds);
+			break;
+		}
+		close_fd(&d->log_fd);
+		d->log_fd = fds[0];
+		fds[0] = -1;
+		break;
 	case VU_SET_VRING_NUM:
 	case VU_SET_VRING_BASE:
 	case VU_SET_VRING_ENABLE:
@@ -453,10 +822,12 @@ int vu_handle(struct dev *d, struct fc_err *e)
 			r = fc_err_set(e, EINVAL, "SET_VRING_ADDR for queue %u", a.index);
 			break;
 		}
-		if (a.flags & 1) {
-			r = fc_err_set(e, EINVAL, "dirty logging is not supported");
+		if (a.flags & ~VRING_F_LOG) {
+			r = fc_err_set(e, EINVAL, "SET_VRING_ADDR: unknown flags %#x", a.flags);
 			break;
 		}
+		d->q[a.index].log_used = a.flags & VRING_F_LOG;
+		d->q[a.index].log_addr = a.log;
 		d->q[a.index].desc = a.desc;
 		d->q[a.index].used = a.used;
 		d->q[a.index].avail = a.avail;

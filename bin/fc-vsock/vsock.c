@@ -450,19 +450,33 @@ static bool process_tx(struct dev *d)
 	struct vq *q = &d->q[Q_TX];
 	bool used = false;
 	struct fc_err e;
+	uint16_t from;
 	int r;
 
 	if (!vq_ready(d, Q_TX))
 		return false;
+	from = q->vr.used_idx;
+	if (vq_pull_rings(d, Q_TX, &e) < 0) {
+		log_warn("tx queue: %s", e.msg);
+		return false;
+	}
 	while ((r = vring_pop(&q->vr, &d->mem, d->chain, &e)) != 0) {
 		used = true;
 		if (r < 0) {
 			log_warn("tx queue: %s", e.msg);
 			continue;
 		}
+		if (vq_pull_iov(d, d->chain->out, d->chain->n_out, &e) < 0) {
+			log_warn("tx queue: %s", e.msg);
+			vring_push(&q->vr, d->chain->head, 0);
+			break;
+		}
 		handle_pkt(d, d->chain);
 		vring_push(&q->vr, d->chain->head, 0);
+		vq_drop_iov(d, d->chain->out, d->chain->n_out);
 	}
+	if (used && vq_used_done(d, Q_TX, from, &e) < 0)
+		log_warn("tx queue: %s", e.msg);
 	return used;
 }
 
@@ -566,10 +580,16 @@ static bool process_rx(struct dev *d)
 	bool used = false;
 	struct fc_err e;
 	unsigned idle = 0;
+	uint16_t from;
 	int r;
 
 	if (!vq_ready(d, Q_RX))
 		return false;
+	from = q->vr.used_idx;
+	if (vq_pull_rings(d, Q_RX, &e) < 0) {
+		log_warn("rx queue: %s", e.msg);
+		return false;
+	}
 	for (;;) {
 		struct conn *c = NULL;
 		int n;
@@ -602,12 +622,18 @@ static bool process_rx(struct dev *d)
 			iov_from_buf(ch->in, ch->n_in, 0, &d->rstq[d->rst_head], HDR_LEN);
 			d->rst_head = (d->rst_head + 1) % RST_QUEUE;
 			d->rst_len--;
+			if (vq_wrote(d, ch->in, ch->n_in, HDR_LEN, &e) < 0)
+				log_warn("rx queue: %s", e.msg);
 			vring_push(&q->vr, ch->head, HDR_LEN);
+			vq_drop_iov(d, ch->in, ch->n_in);
 			continue;
 		}
 		n = conn_fill(d, c, ch);
 		if (n > 0) {
+			if (vq_wrote(d, ch->in, ch->n_in, (size_t)n, &e) < 0)
+				log_warn("rx queue: %s", e.msg);
 			vring_push(&q->vr, ch->head, n);
+			vq_drop_iov(d, ch->in, ch->n_in);
 			idle = 0;
 		} else {
 			vring_unpop(&q->vr);
@@ -622,6 +648,8 @@ static bool process_rx(struct dev *d)
 			}
 		}
 	}
+	if (used && vq_used_done(d, Q_RX, from, &e) < 0)
+		log_warn("rx queue: %s", e.msg);
 	return used;
 }
 
