@@ -17,7 +17,7 @@ HARDEN    := -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE
 ALL_CFLAGS = $(WARN) $(HARDEN) $(CFLAGS) $(SANITIZE) -D_GNU_SOURCE -Ilib -MMD -MP
 LDFLAGS   ?=
 ALL_LDFLAGS = -pie -Wl,-z,relro,-z,now $(SANITIZE) $(LDFLAGS)
-LDLIBS    := -lcurl -ljansson -lpthread
+LDLIBS    := -lcurl -ljansson -lpthread -lmnl -lnftnl
 
 TOOLS     := $(sort $(notdir $(patsubst %/,%,$(dir $(wildcard bin/*/*.c)))))
 SCRIPTS   := $(notdir $(wildcard bin/*.sh))

@@ -1,0 +1,661 @@
+/* bridged.c - root mode: a TAP per VM, routed, NAT through nftables.
+ *
+ * How it works (fc-net up --mode bridged), all under locks/net.lock:
+ *   1. choose: a /30 from the pool that no record holds and no host route
+ *      overlaps (so two data roots, or other software, never collide); a
+ *      TAP name, a MAC and a loopback address 127.x.y.z derived from the
+ *      VM id (the next candidate on a collision); host ports checked and
+ *      picked (ports_check) - before anything is made;
+ *   2. write the record (status "creating"): from here gc can undo it;
+ *   3. create the TAP (persistent, owned by --tap-user), address the
+ *      gateway .1/30 on it, bring it up; route_localnet on the TAP (DNAT
+ *      from 127/8 to the guest needs it, and it dies with the TAP);
+ *      ip_forward on (egress);
+ *   4. one nftables batch: table "fcvm-<tap>" with nat chains for DNAT of
+ *      every published port (output: from this host; prerouting: from
+ *      elsewhere), masquerade for the guest's egress and for 127/8
+ *      sources towards the guest;
+ *   5. record status "up"; print the result.
+ * Any failure after 2 runs net_down() on the record: nothing half-made.
+ * The VMM's end of the TAP (the guest) is the VMM's, not ours.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <linux/if.h>
+#include <linux/if_tun.h>
+#include <linux/netfilter.h>
+
+#include "json.h"
+#include "log.h"
+#include "net.h"
+#include "nft.h"
+#include "nl.h"
+#include "paths.h"
+#include "util.h"
+
+const char *ip_str(struct in_addr a)
+{
+	static char buf[4][INET_ADDRSTRLEN];
+	static int slot;
+	char *b = buf[slot++ & 3];
+
+	inet_ntop(AF_INET, &a, b, INET_ADDRSTRLEN);
+	return b;
+}
+
+int parse_cidr(const char *s, struct in_addr *addr, int *prefix, struct fc_err *e)
+{
+	char buf[64];
+	char *slash;
+	uint64_t p;
+
+	if (strlen(s) >= sizeof(buf))
+		return fc_err_set(e, 0, "invalid address range '%.40s'", s);
+	snprintf(buf, sizeof(buf), "%s", s);
+	slash = strchr(buf, '/');
+	if (!slash)
+		return fc_err_set(e, 0, "invalid address range '%s': expected A.B.C.D/N", s);
+	*slash = '\0';
+	if (inet_pton(AF_INET, buf, addr) != 1 || parse_u64(slash + 1, 0, 32, "prefix", &p, e) < 0)
+		return fc_err_set(e, 0, "invalid address range '%s': expected A.B.C.D/N", s);
+	*prefix = (int)p;
+	return 0;
+}
+
+static uint32_t mask_of(int prefix)
+{
+	return prefix <= 0 ? 0 : ~0u << (32 - prefix);
+}
+
+int write_sysctl(const char *path, const char *value, struct fc_err *e)
+{
+	_cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+
+	if (fd < 0 || write_full(fd, value, strlen(value)) < 0)
+		return fc_err_set(e, errno, "write '%s' to '%s'", value, path);
+	return 0;
+}
+
+static int read_sysctl_is(const char *path, const char *value)
+{
+	char buf[16] = { 0 };
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0 || read(fd, buf, sizeof(buf) - 1) < 0)
+		return 0;
+	return strncmp(buf, value, strlen(value)) == 0;
+}
+
+int tap_open(const char *name, bool create, bool persist, uid_t uid, struct fc_err *e)
+{
+	_cleanup_close_ int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+	struct ifreq ifr;
+
+	if (fd < 0)
+		return fc_err_set(e, errno, "open '/dev/net/tun'");
+	memset(&ifr, 0, sizeof(ifr));
+	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | (create ? IFF_TUN_EXCL : 0);
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
+	if (ioctl(fd, TUNSETIFF, &ifr) < 0)
+		return fc_err_set(e, errno, "%s tap '%s'", create ? "create" : "open", name);
+	if (create && persist && ioctl(fd, TUNSETPERSIST, 1) < 0)
+		return fc_err_set(e, errno, "make tap '%s' persistent", name);
+	if (create && uid != (uid_t)-1 && ioctl(fd, TUNSETOWNER, (unsigned long)uid) < 0)
+		return fc_err_set(e, errno, "give tap '%s' to uid %u", name, (unsigned int)uid);
+	return steal_fd(&fd);
+}
+
+/* FNV-1a of @id and a probe number: the seed of every derived name. */
+static uint32_t id_hash(const char *id, unsigned int probe)
+{
+	uint32_t h = 2166136261u;
+	const char *p;
+
+	for (p = id; *p; p++)
+		h = (h ^ (uint8_t)*p) * 16777619u;
+	for (; probe; probe >>= 8)
+		h = (h ^ (probe & 0xff)) * 16777619u;
+	return h;
+}
+
+/* Is @field == @val in any record of @recs (other than @id)? */
+static bool records_have(json_t *recs, const char *field, const char *val)
+{
+	size_t i;
+	json_t *r;
+
+	json_array_foreach(recs, i, r) {
+		const char *v = json_str(r, field);
+
+		if (v && !strcmp(v, val))
+			return true;
+	}
+	return false;
+}
+
+/* ---- ports --------------------------------------------------------- */
+
+static bool ip_overlap(struct in_addr a, struct in_addr b)
+{
+	return a.s_addr == htonl(INADDR_ANY) || b.s_addr == htonl(INADDR_ANY) || a.s_addr == b.s_addr;
+}
+
+/* The record (id) in @records that publishes @m, or NULL. */
+static const char *published_by(json_t *records, const struct port_map *m)
+{
+	size_t i, j;
+	json_t *r, *p;
+
+	json_array_foreach(records, i, r) {
+		json_array_foreach(json_object_get(r, "ports"), j, p) {
+			const char *pr = json_str(p, "proto"), *hip = json_str(p, "host_ip");
+			long long hp = 0;
+			struct in_addr a;
+			struct fc_err e;
+
+			if (!pr || !hip || inet_pton(AF_INET, hip, &a) != 1 ||
+			    json_int(p, "host_port", 1, 65535, &hp, &e) != 0)
+				continue;
+			if (!strcmp(pr, proto_name(m->proto)) && hp == m->host_port &&
+			    ip_overlap(a, m->host_ip))
+				return json_str(r, "id");
+		}
+	}
+	return NULL;
+}
+
+/* Try to bind @m's host address and port (0: any, and *@got receives it). */
+static int probe_bind(const struct port_map *m, uint16_t *got, struct fc_err *e)
+{
+	_cleanup_close_ int fd = -1;
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	socklen_t len = sizeof(sa);
+	int one = 1;
+
+	fd = socket(AF_INET, (m->proto == IPPROTO_UDP ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return fc_err_set(e, errno, "socket");
+	/* TIME_WAIT leftovers do not make a port taken; a listener does. */
+	if (m->proto == IPPROTO_TCP)
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	sa.sin_addr = m->host_ip;
+	sa.sin_port = htons(m->host_port);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		if (errno == EADDRINUSE)
+			return fc_err_set(e, 0, "host port %s:%u/%s is already in use",
+					  ip_str(m->host_ip), m->host_port, proto_name(m->proto));
+		if (errno == EADDRNOTAVAIL)
+			return fc_err_set(e, 0, "host address %s is not an address of this host",
+					  ip_str(m->host_ip));
+		return fc_err_set(e, errno, "check host port %s:%u/%s", ip_str(m->host_ip),
+				  m->host_port, proto_name(m->proto));
+	}
+	if (got) {
+		if (getsockname(fd, (struct sockaddr *)&sa, &len) < 0)
+			return fc_err_set(e, errno, "getsockname");
+		*got = ntohs(sa.sin_port);
+	}
+	return 0;
+}
+
+int ports_check(struct port_map *maps, size_t n, struct in_addr loopback, json_t *records,
+		struct fc_err *e)
+{
+	size_t i, j;
+
+	for (i = 0; i < n; i++) {
+		struct port_map *m = &maps[i];
+		const char *by;
+		int tries;
+
+		if (!m->host_ip_given)
+			m->host_ip = loopback;
+		if (m->host_port) {
+			for (j = 0; j < i; j++)
+				if (maps[j].proto == m->proto && maps[j].host_port == m->host_port &&
+				    ip_overlap(maps[j].host_ip, m->host_ip))
+					return fc_err_set(e, 0, "host port %s:%u/%s is published twice",
+							  ip_str(m->host_ip), m->host_port,
+							  proto_name(m->proto));
+			by = published_by(records, m);
+			if (by)
+				return fc_err_set(e, 0, "host port %s:%u/%s is already published by VM '%s'",
+						  ip_str(m->host_ip), m->host_port,
+						  proto_name(m->proto), by);
+			if (probe_bind(m, NULL, e) < 0)
+				return -1;
+			continue;
+		}
+		/* No host port: the kernel picks a free one; it must not be one
+		 * that another VM (or an earlier entry) publishes. */
+		for (tries = 0;; tries++) {
+			uint16_t got = 0;
+			bool clash = false;
+
+			if (tries == 50)
+				return fc_err_set(e, 0, "no free host port for guest port %u/%s",
+						  m->guest_port, proto_name(m->proto));
+			if (probe_bind(m, &got, e) < 0)
+				return -1;
+			m->host_port = got;
+			for (j = 0; j < i; j++)
+				if (maps[j].proto == m->proto && maps[j].host_port == got &&
+				    ip_overlap(maps[j].host_ip, m->host_ip))
+					clash = true;
+			if (!clash && !published_by(records, m))
+				break;
+			m->host_port = 0;
+		}
+	}
+	return 0;
+}
+
+json_t *ports_json(const struct port_map *maps, size_t n, struct in_addr loopback)
+{
+	json_t *a = json_array();
+	size_t i;
+
+	(void)loopback;
+	for (i = 0; i < n; i++)
+		json_array_append_new(a, json_pack("{s:s, s:s, s:i, s:i}", "proto",
+						   proto_name(maps[i].proto), "host_ip",
+						   ip_str(maps[i].host_ip), "host_port",
+						   (int)maps[i].host_port, "guest_port",
+						   (int)maps[i].guest_port));
+	return a;
+}
+
+/* ---- choices ------------------------------------------------------- */
+
+struct route4 {
+	struct in_addr dst;
+	int prefix;
+};
+
+struct routes {
+	struct route4 *v;
+	size_t n;
+};
+
+static int collect_route(struct in_addr dst, int prefix, void *arg)
+{
+	struct routes *r = arg;
+
+	if (prefix == 0)
+		return 0;	/* a default route overlaps everything: not a conflict */
+	r->v = xrealloc(r->v, (r->n + 1) * sizeof(*r->v));
+	r->v[r->n].dst = dst;
+	r->v[r->n].prefix = prefix;
+	r->n++;
+	return 0;
+}
+
+static bool cidr_overlap(uint32_t a, int pa, uint32_t b, int pb)
+{
+	uint32_t m = mask_of(pa < pb ? pa : pb);
+
+	return (a & m) == (b & m);
+}
+
+static int pick_subnet(const char *pool, json_t *records, const struct routes *rt,
+		       struct in_addr *subnet, struct fc_err *e)
+{
+	struct in_addr base;
+	int prefix;
+	uint32_t first, count, i;
+	size_t k, used = 0;
+
+	if (parse_cidr(pool, &base, &prefix, e) < 0)
+		return -1;
+	if (prefix < 8 || prefix > NET_SUBNET_PREFIX)
+		return fc_err_set(e, 0, "invalid pool '%s': the prefix must be /8 to /%d", pool,
+				  NET_SUBNET_PREFIX);
+	first = ntohl(base.s_addr) & mask_of(prefix);
+	count = 1u << (NET_SUBNET_PREFIX - prefix);
+	for (i = 0; i < count; i++) {
+		uint32_t s = first + (i << (32 - NET_SUBNET_PREFIX));
+		struct in_addr cand = { htonl(s) };
+		char cidr[INET_ADDRSTRLEN + 4];
+
+		snprintf(cidr, sizeof(cidr), "%s/%d", ip_str(cand), NET_SUBNET_PREFIX);
+		if (records_have(records, "subnet", cidr)) {
+			used++;
+			continue;
+		}
+		for (k = 0; k < rt->n; k++)
+			if (cidr_overlap(s, NET_SUBNET_PREFIX, ntohl(rt->v[k].dst.s_addr), rt->v[k].prefix))
+				break;
+		if (k < rt->n)
+			continue;
+		*subnet = cand;
+		return 0;
+	}
+	return fc_err_set(e, 0, "address pool %s is exhausted (%zu of %u subnets held by VMs, the rest overlap host routes)",
+			  pool, used, count);
+}
+
+static int link_exists(struct nl *nl, const char *name, bool *exists, struct fc_err *e)
+{
+	struct nl_link l;
+	int r = nl_link_get(nl, name, &l, e);
+
+	if (r < 0)
+		return -1;
+	*exists = r == 0;
+	return 0;
+}
+
+/* Host resolvers from /etc/resolv.conf (IPv4 only, at most 3). */
+static size_t host_dns(struct in_addr *out, size_t max)
+{
+	_cleanup_free_ char *buf = NULL;
+	struct fc_err e;
+	size_t len, n = 0;
+	char *line, *save = NULL;
+
+	buf = read_file_max("/etc/resolv.conf", 64 * 1024, &len, &e);
+	if (!buf)
+		return 0;
+	for (line = strtok_r(buf, "\n", &save); line && n < max; line = strtok_r(NULL, "\n", &save)) {
+		char addr[64];
+
+		if (sscanf(line, " nameserver %63s", addr) == 1 && inet_pton(AF_INET, addr, &out[n]) == 1)
+			n++;
+	}
+	return n;
+}
+
+static char *rfc3339_now(void)
+{
+	char buf[32];
+	time_t t = time(NULL);
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	return xstrdup(buf);
+}
+
+/* ---- nftables ------------------------------------------------------ */
+
+struct nat_plan {
+	const char *table, *tap;
+	struct in_addr subnet, gw, guest, dns_target;
+	bool dns_dnat, host_loopback;
+	const struct port_map *ports;
+	size_t nports;
+};
+
+static void add_port_rules(struct nft_batch *b, const struct nat_plan *p, const char *chain,
+			   bool from_outside)
+{
+	size_t i;
+
+	for (i = 0; i < p->nports; i++) {
+		const struct port_map *m = &p->ports[i];
+		struct nftnl_rule *r;
+		bool lo = (ntohl(m->host_ip.s_addr) >> 24) == 127;
+
+		if (from_outside && lo)
+			continue;	/* 127/8 never arrives from outside */
+		r = nft_rule_new(NFPROTO_IPV4, p->table, chain);
+		if (m->host_ip.s_addr == htonl(INADDR_ANY))
+			nft_r_daddr_local(r);
+		else
+			nft_r_daddr(r, m->host_ip, 32);
+		nft_r_dport(r, m->proto, m->host_port);
+		nft_r_dnat(r, p->guest, m->guest_port);
+		nft_rule_add(b, r);
+	}
+}
+
+static int nat_create(const struct nat_plan *p, struct fc_err *e)
+{
+	_cleanup_nft_batch_ struct nft_batch *b = nft_batch_new(e);
+	struct nftnl_rule *r;
+	struct in_addr lo8 = { htonl(0x7f000000) };
+	static const int protos[] = { IPPROTO_UDP, IPPROTO_TCP };
+	size_t i;
+
+	if (!b)
+		return -1;
+	nft_table_add(b, NFPROTO_IPV4, p->table);
+	nft_chain_add(b, NFPROTO_IPV4, p->table, "prerouting", "nat", NF_INET_PRE_ROUTING, -100);
+	nft_chain_add(b, NFPROTO_IPV4, p->table, "output", "nat", NF_INET_LOCAL_OUT, -100);
+	nft_chain_add(b, NFPROTO_IPV4, p->table, "postrouting", "nat", NF_INET_POST_ROUTING, 100);
+	add_port_rules(b, p, "output", false);
+	add_port_rules(b, p, "prerouting", true);
+	/* The guest's DNS at its gateway, when the host's resolver listens
+	 * on a loopback address the guest cannot reach directly. */
+	for (i = 0; p->dns_dnat && i < ARRAY_SIZE(protos); i++) {
+		r = nft_rule_new(NFPROTO_IPV4, p->table, "prerouting");
+		nft_r_ifname(r, false, false, p->tap);
+		nft_r_daddr(r, p->gw, 32);
+		nft_r_dport(r, protos[i], 53);
+		nft_r_dnat(r, p->dns_target, 53);
+		nft_rule_add(b, r);
+	}
+	if (p->host_loopback) {
+		struct in_addr localhost = { htonl(INADDR_LOOPBACK) };
+
+		r = nft_rule_new(NFPROTO_IPV4, p->table, "prerouting");
+		nft_r_ifname(r, false, false, p->tap);
+		nft_r_daddr(r, p->gw, 32);
+		nft_r_dnat(r, localhost, 0);
+		nft_rule_add(b, r);
+	}
+	/* Egress: the guest's subnet leaves through any other interface. */
+	r = nft_rule_new(NFPROTO_IPV4, p->table, "postrouting");
+	nft_r_saddr(r, p->subnet, NET_SUBNET_PREFIX);
+	nft_r_ifname(r, true, true, p->tap);
+	nft_r_masq(r);
+	nft_rule_add(b, r);
+	/* Connections from 127/8 DNATed to the guest: the guest must see
+	 * (and answer) the gateway, not a loopback address. */
+	r = nft_rule_new(NFPROTO_IPV4, p->table, "postrouting");
+	nft_r_ifname(r, true, false, p->tap);
+	nft_r_saddr(r, lo8, 8);
+	nft_r_masq(r);
+	nft_rule_add(b, r);
+	if (nft_batch_commit(b, e) < 0)
+		return fc_err_wrap(e, "create nftables table '%s'", p->table);
+	return 0;
+}
+
+/* ---- up / down ----------------------------------------------------- */
+
+int bridged_up(struct up_opts *o, json_t **out, struct fc_err *e)
+{
+	_cleanup_close_ int lock = -1;
+	_cleanup_json_ json_t *records = NULL, *rec = NULL, *dns = NULL;
+	_cleanup_nl_ struct nl nl = { NULL, 0, 0 };
+	_cleanup_free_ char *created = NULL, *table = NULL, *subnet_s = NULL, *kip = NULL;
+	struct routes rt = { NULL, 0 };
+	struct in_addr subnet = { 0 }, gw, guest, loopback = { 0 }, resolvers[3], dns_target = { 0 };
+	char tap[IFNAMSIZ], mac_s[18];
+	uint8_t mac[6];
+	unsigned int probe;
+	size_t nres, i;
+	bool dns_dnat = false;
+	struct nl_link l;
+	char path[128];
+	int r;
+
+	lock = net_lock(e);
+	if (lock < 0)
+		return -1;
+	records = net_records(e);
+	for (i = 0; i < json_array_size(records); i++)
+		if (!strcmp(json_str(json_array_get(records, i), "id"), o->id))
+			return fc_err_set(e, EEXIST, "VM '%s' already has a network (run 'fc-net down --vm %s')",
+					  o->id, o->id);
+	if (nl_open(&nl, NETLINK_ROUTE, e) < 0)
+		return -1;
+	r = nl_routes4(&nl, collect_route, &rt, e);
+	if (r < 0)
+		return -1;
+	r = pick_subnet(o->pool ? o->pool : NET_DEFAULT_POOL, records, &rt, &subnet, e);
+	free(rt.v);
+	if (r < 0)
+		return -1;
+	gw.s_addr = htonl(ntohl(subnet.s_addr) + 1);
+	guest.s_addr = htonl(ntohl(subnet.s_addr) + 2);
+
+	/* TAP name, MAC, loopback: derived from the id; next probe on clash. */
+	for (probe = 0;; probe++) {
+		uint32_t h = id_hash(o->id, probe);
+		bool exists;
+
+		if (probe == 64)
+			return fc_err_set(e, 0, "no free interface name for VM '%s'", o->id);
+		snprintf(tap, sizeof(tap), "fc%08x", h);
+		if (records_have(records, "tap", tap))
+			continue;
+		if (link_exists(&nl, tap, &exists, e) < 0)
+			return -1;
+		if (exists)
+			continue;
+		loopback.s_addr = htonl(0x7f000000u | (1 + (h >> 16 & 0xff) % 254) << 16 |
+					(1 + (h >> 8 & 0xff) % 254) << 8 | (1 + (h & 0xff) % 254));
+		if (records_have(records, "loopback_ip", ip_str(loopback)))
+			continue;
+		mac[0] = 0x0a; mac[1] = 0xfc;	/* locally administered, unicast */
+		mac[2] = h >> 24; mac[3] = h >> 16; mac[4] = h >> 8; mac[5] = h;
+		break;
+	}
+	snprintf(mac_s, sizeof(mac_s), "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2],
+		 mac[3], mac[4], mac[5]);
+	if (ports_check(o->ports, o->nports, loopback, records, e) < 0)
+		return -1;
+
+	nres = host_dns(resolvers, ARRAY_SIZE(resolvers));
+	dns = json_array();
+	for (i = 0; i < nres; i++)
+		if ((ntohl(resolvers[i].s_addr) >> 24) == 127 && !dns_dnat) {
+			dns_dnat = true;
+			dns_target = resolvers[i];
+		}
+	if (dns_dnat) {
+		json_array_append_new(dns, json_string(ip_str(gw)));
+	} else {
+		for (i = 0; i < nres; i++)
+			json_array_append_new(dns, json_string(ip_str(resolvers[i])));
+	}
+
+	table = xasprintf("fcvm-%s", tap);
+	subnet_s = xasprintf("%s/%d", ip_str(subnet), NET_SUBNET_PREFIX);
+	kip = xasprintf("ip=%s::%s:255.255.255.252::eth0:off", ip_str(guest), ip_str(gw));
+	created = rfc3339_now();
+	rec = json_pack("{s:i, s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:s,"
+			" s:O, s:s, s:o, s:b, s:s, s:s}",
+			"version", 1, "id", o->id, "mode", "bridged", "status", "creating",
+			"owner_pid", (json_int_t)o->owner, "owner_start", (json_int_t)o->owner_start,
+			"created", created, "tap", tap, "mac", mac_s, "subnet", subnet_s,
+			"guest_ip", ip_str(guest), "gateway", ip_str(gw), "prefix", NET_SUBNET_PREFIX,
+			"netmask", "255.255.255.252", "dns", dns, "loopback_ip", ip_str(loopback),
+			"ports", ports_json(o->ports, o->nports, loopback),
+			"host_loopback", o->host_loopback, "table", table, "kernel_ip", kip);
+	if (!rec)
+		return fc_err_set(e, ENOMEM, "build record");
+	if (dns_dnat)
+		json_object_set_new(rec, "dns_target", json_string(ip_str(dns_target)));
+	if (net_record_save(rec, e) < 0)
+		return -1;
+
+	/* From here on a failure undoes everything through the record. */
+	r = tap_open(tap, true, true, o->tap_uid, e);
+	if (r < 0)
+		goto undo;
+	close(r);
+	r = nl_link_get(&nl, tap, &l, e);
+	if (r != 0) {
+		if (r > 0)
+			fc_err_set(e, ENODEV, "tap '%s' vanished", tap);
+		goto undo;
+	}
+	if (nl_addr_add(&nl, l.ifindex, gw, NET_SUBNET_PREFIX, e) < 0 ||
+	    nl_link_set(&nl, l.ifindex, NULL, 0, 0, true, e) < 0) {
+		fc_err_wrap(e, "tap '%s'", tap);
+		goto undo;
+	}
+	snprintf(path, sizeof(path), "/proc/sys/net/ipv4/conf/%s/route_localnet", tap);
+	if (write_sysctl(path, "1", e) < 0)
+		goto undo;
+	if (!read_sysctl_is("/proc/sys/net/ipv4/ip_forward", "1") &&
+	    write_sysctl("/proc/sys/net/ipv4/ip_forward", "1", e) < 0)
+		goto undo;
+	{
+		struct nat_plan p = { table, tap, subnet, gw, guest, dns_target, dns_dnat,
+				      o->host_loopback, o->ports, o->nports };
+
+		if (nat_create(&p, e) < 0)
+			goto undo;
+	}
+	json_object_set_new(rec, "status", json_string("up"));
+	if (net_record_save(rec, e) < 0)
+		goto undo;
+	*out = steal_ptr(&rec);
+	return 0;
+
+undo: {
+		struct fc_err e2;
+
+		if (net_down(rec, &e2) < 0)
+			log_warn("undo: %s", e2.msg);
+		return -1;
+	}
+}
+
+static int table_missing(int err)
+{
+	return err == ENOENT;
+}
+
+int net_down(json_t *rec, struct fc_err *e)
+{
+	_cleanup_nl_ struct nl nl = { NULL, 0, 0 };
+	const char *id = json_str(rec, "id"), *mode = json_str(rec, "mode");
+	const char *tap = json_str(rec, "tap"), *table = json_str(rec, "table");
+	struct nl_link l;
+	int r;
+
+	if (mode && !strcmp(mode, "rootless")) {
+		if (rootless_down(rec, e) < 0)
+			return -1;
+		net_record_remove(id);
+		return 0;
+	}
+	if (table) {
+		_cleanup_nft_batch_ struct nft_batch *b = nft_batch_new(e);
+
+		if (!b)
+			return -1;
+		nft_table_del(b, NFPROTO_IPV4, table);
+		if (nft_batch_commit(b, e) < 0 && !table_missing(e->errnum))
+			return fc_err_wrap(e, "remove nftables table '%s'", table);
+	}
+	if (tap) {
+		if (nl_open(&nl, NETLINK_ROUTE, e) < 0)
+			return -1;
+		r = nl_link_get(&nl, tap, &l, e);
+		if (r < 0)
+			return -1;
+		/* Only a TAP of that name is ours to remove. */
+		if (r == 0 && strcmp(l.kind, "tun"))
+			return fc_err_set(e, 0, "interface '%s' is a '%s', not our tap: not removing it",
+					  tap, l.kind);
+		if (r == 0 && nl_link_del(&nl, l.ifindex, e) < 0 && e->errnum != ENODEV)
+			return fc_err_wrap(e, "remove tap '%s'", tap);
+	}
+	net_record_remove(id);
+	return 0;
+}

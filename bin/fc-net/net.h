@@ -1,0 +1,111 @@
+/* net.h - fc-net's pieces: published-port parsing, the per-VM record,
+ * bridged and rootless set-up, and the guest stand-in used by tests.
+ */
+#ifndef FC_NET_NET_H
+#define FC_NET_NET_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <netinet/in.h>
+
+#include <jansson.h>
+
+#include "err.h"
+
+#define NET_MAX_PORTS 256	/* published ports per VM (ranges expanded) */
+#define NET_DEFAULT_POOL "10.213.0.0/16"
+#define NET_SUBNET_PREFIX 30	/* per VM: network, gateway .1, guest .2, broadcast */
+#define NET_RECORD_MAX (256 * 1024)
+
+/* ---- ports.c ---- */
+
+struct port_map {
+	int proto;			/* IPPROTO_TCP or IPPROTO_UDP */
+	struct in_addr host_ip;		/* INADDR_ANY: every local address */
+	bool host_ip_given;		/* false: the VM's loopback address */
+	uint16_t host_port;		/* 0: pick a free one */
+	uint16_t guest_port;
+};
+
+/* Parse one podman-style -p value, [HOSTIP:][HOSTPORT:]GUESTPORT[/tcp|/udp]
+ * with ports or equal-length ranges (A-B), appending to @maps (*@n of at
+ * most NET_MAX_PORTS). 0, or -1 with @e saying what is wrong with @spec. */
+int port_parse(const char *spec, struct port_map *maps, size_t *n, struct fc_err *e);
+
+const char *proto_name(int proto);
+
+/* ---- record.c: $FCVM_ROOT/net/<id>.json ---- */
+
+/* Exclusive lock over every record of this data root (locks/net.lock),
+ * held for a whole up/down/gc. Returns the fd or -1. */
+int net_lock(struct fc_err *e);
+
+/* Load net/<id>.json. New reference; NULL with @e (errnum ENOENT when
+ * there is none). */
+json_t *net_record_load(const char *id, struct fc_err *e);
+int net_record_save(json_t *rec, struct fc_err *e);
+void net_record_remove(const char *id);
+
+/* Every record (valid ones; a malformed file is skipped) as a JSON
+ * array, in id order. New reference. */
+json_t *net_records(struct fc_err *e);
+
+/* True while the record's owner process (owner_pid/owner_start) runs, or
+ * the VM's state record (state/<id>.json) is live. */
+bool net_record_live(json_t *rec);
+
+/* ---- bridged.c ---- */
+
+struct up_opts {
+	const char *id;
+	const char *mode;		/* "bridged" | "rootless" */
+	pid_t owner;
+	uint64_t owner_start;
+	const char *pool;		/* CIDR, NULL: NET_DEFAULT_POOL */
+	uid_t tap_uid;			/* (uid_t)-1: none */
+	bool host_loopback;		/* guest's gateway:PORT -> host 127.0.0.1:PORT */
+	struct port_map ports[NET_MAX_PORTS];
+	size_t nports;
+};
+
+/* Make what the VM needs and its record; on failure nothing is left.
+ * *@out receives the result JSON (new reference). 0 or -1 with @e. */
+int bridged_up(struct up_opts *o, json_t **out, struct fc_err *e);
+
+/* Remove what @rec says was made (what is already gone is fine), then
+ * the record. 0 or -1 with @e (the record is then kept). */
+int net_down(json_t *rec, struct fc_err *e);
+
+/* Fail with a clear message when @maps (of this up) collide with each
+ * other, with ports other records publish, or with a bound socket; pick
+ * free host ports for those that have none. */
+int ports_check(struct port_map *maps, size_t n, struct in_addr loopback, json_t *records,
+		struct fc_err *e);
+
+/* The result/record representation of a port list. */
+json_t *ports_json(const struct port_map *maps, size_t n, struct in_addr loopback);
+
+/* ---- rootless.c ---- */
+
+int rootless_up(struct up_opts *o, json_t **out, struct fc_err *e);
+/* Stop the namespace holder of @rec (and with it slirp4netns). */
+int rootless_down(json_t *rec, struct fc_err *e);
+
+/* ---- attach.c ---- */
+
+/* The guest stand-in: open the VM's TAP like a VMM would, make a TAP named
+ * eth0 in network namespace @netns configured as the guest (MAC, address,
+ * default route), and copy frames both ways until SIGTERM/SIGINT. Writes
+ * "ready\n" to @ready_fd (if >= 0) once frames flow. 0 or -1 with @e. */
+int attach_run(json_t *rec, const char *netns, int ready_fd, struct fc_err *e);
+
+/* ---- shared helpers (bridged.c) ---- */
+int write_sysctl(const char *path, const char *value, struct fc_err *e);
+/* Open TAP @name (create: a new one, IFF_TUN_EXCL; persist: it outlives
+ * the fd; @uid: TUNSETOWNER unless -1). Returns the CLOEXEC fd or -1. */
+int tap_open(const char *name, bool create, bool persist, uid_t uid, struct fc_err *e);
+int parse_cidr(const char *s, struct in_addr *addr, int *prefix, struct fc_err *e);
+const char *ip_str(struct in_addr a);	/* static buffer per call slot (4 rotating) */
+
+#endif
