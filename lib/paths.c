@@ -1,11 +1,16 @@
 /* paths.c - see paths.h */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
+#include "fsutil.h"
 #include "paths.h"
 #include "util.h"
+
+#define MARKER_MAX 256
 
 const char *fc_root(void)
 {
@@ -38,18 +43,94 @@ bool fc_valid_name(const char *name)
 			    "0123456789_.-") == n;
 }
 
+#define NOT_PREPARED "run 'fc-setup storage' (or set FCVM_ROOT)"
+
+int fc_root_check(struct fc_err *e)
+{
+	_cleanup_free_ char *marker = fc_path(FC_ROOT_MARKER);
+	_cleanup_free_ char *text = NULL;
+	struct fc_err why;
+	struct stat st;
+	unsigned version;
+	char extra;
+
+	if (stat(fc_root(), &st) < 0)
+		return fc_err_set(e, errno, "data root '%s' does not exist: " NOT_PREPARED, fc_root());
+	if (!S_ISDIR(st.st_mode))
+		return fc_err_set(e, ENOTDIR, "data root '%s' is not a directory: " NOT_PREPARED,
+				  fc_root());
+	text = read_file_max(marker, MARKER_MAX, NULL, &why);
+	if (!text) {
+		if (why.errnum == ENOENT)
+			return fc_err_set(e, ENOENT, "data root '%s' is not prepared: " NOT_PREPARED,
+					  fc_root());
+		return fc_err_set(e, why.errnum, "data root '%s': %s", fc_root(), why.msg);
+	}
+	if (sscanf(text, "fcvm-root %u%c", &version, &extra) != 2 || extra != '\n' || version == 0)
+		return fc_err_set(e, EINVAL, "data root '%s': marker '%s' is damaged: " NOT_PREPARED,
+				  fc_root(), marker);
+	if (version > FC_ROOT_VERSION)
+		return fc_err_set(e, EINVAL,
+				  "data root '%s' has format %u, newer than this fcvm's %d: upgrade fcvm",
+				  fc_root(), version, FC_ROOT_VERSION);
+	return 0;
+}
+
+int fc_root_mark(struct fc_err *e)
+{
+	_cleanup_free_ char *marker = fc_path(FC_ROOT_MARKER);
+	_cleanup_free_ char *text = xasprintf("fcvm-root %d\n", FC_ROOT_VERSION);
+
+	if (fs_write_atomic(marker, text, strlen(text), 0644, e) < 0) {
+		if (fc_errno_full(e->errnum))
+			return fc_err_enospc(e, marker);
+		return fc_err_wrap(e, "mark data root '%s'", fc_root());
+	}
+	return 0;
+}
+
 int fc_root_init(struct fc_err *e)
 {
 	static const char *const dirs[] = { "kernels", "rootfs", "images", "vm-disks",
 					    "snapshots", "state", "run", "locks" };
+	struct stat st;
 	size_t i;
 
+	if (stat(fc_root(), &st) < 0)
+		return fc_err_set(e, errno, "data root '%s' does not exist: " NOT_PREPARED, fc_root());
+	if (!S_ISDIR(st.st_mode))
+		return fc_err_set(e, ENOTDIR, "data root '%s' is not a directory: " NOT_PREPARED,
+				  fc_root());
 	for (i = 0; i < ARRAY_SIZE(dirs); i++) {
 		_cleanup_free_ char *d = fc_path("%s", dirs[i]);
 
-		if (mkdir_p(d, 0755, e) < 0)
-			return fc_err_wrap(e, "prepare data root '%s' (set FCVM_ROOT or run 'fc-setup storage')",
-					   fc_root());
+		if (mkdir(d, 0755) < 0 && errno != EEXIST) {
+			if (fc_errno_full(errno))
+				return fc_err_enospc(e, d);
+			return fc_err_set(e, errno, "prepare data root '%s': create directory '%s'",
+					  fc_root(), d);
+		}
 	}
 	return 0;
+}
+
+bool fc_errno_full(int errnum)
+{
+	return errnum == ENOSPC || errnum == EDQUOT;
+}
+
+int fc_err_enospc(struct fc_err *e, const char *path)
+{
+	const char *root = fc_root();
+	size_t n = strlen(root);
+	const char *rel = path;
+
+	while (n > 1 && root[n - 1] == '/')
+		n--;
+	if (!strncmp(path, root, n) && path[n] == '/')
+		rel = path + n + 1;
+	fc_err_set(e, 0, "data root '%s' is full (ENOSPC writing %s): free space or move FCVM_ROOT",
+		   root, rel);
+	e->errnum = ENOSPC;	/* kept for callers; strerror would only repeat it */
+	return -1;
 }

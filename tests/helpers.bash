@@ -21,6 +21,10 @@ export NO_COLOR=1
 fc_setup_root() {
 	export FCVM_ROOT="$BATS_TEST_TMPDIR/root"
 	mkdir -p "$FCVM_ROOT"
+	# Tools refuse a data root 'fc-setup storage' did not prepare; a test
+	# root on the host's ext4 is prepared as is (no reflink there).
+	fc-setup storage --dir "$FCVM_ROOT" --without-reflink >/dev/null 2>&1 ||
+		{ echo "fc_setup_root: cannot prepare $FCVM_ROOT" >&2; return 1; }
 }
 
 # run_fc EXPECTED [--timeout S] CMD...: run with a timeout, show output on failure.

@@ -5,6 +5,10 @@
  * (mkfs.btrfs) and loop-mounted on the root; the loop device is set to
  * auto-clear, so unmounting the root (--unmount) also frees it. Both paths
  * end by really cloning a file on the root, so "OK" means reflink works.
+ * --dir PATH prepares an existing directory where reflinks already work
+ * (no image, no mount). Every way ends by writing the marker FC_ROOT_MARKER
+ * (fc_root_mark), which tools check (fc_root_check) before they write, so a
+ * mistyped FCVM_ROOT is refused instead of populated.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -25,7 +29,9 @@
 #include "setup.h"
 #include "util.h"
 
-#define STORAGE_USAGE "usage: fc-setup storage [--size GIB] [--image FILE] [--unmount]\n"
+#define STORAGE_USAGE                                                         \
+	"usage: fc-setup storage [--size GIB] [--image FILE] [--unmount]\n"  \
+	"       fc-setup storage --dir PATH [--without-reflink]\n"
 
 #ifndef XFS_SUPER_MAGIC
 #define XFS_SUPER_MAGIC 0x58465342
@@ -75,8 +81,10 @@ static bool is_mountpoint(const char *path)
 	       (a.st_dev != b.st_dev || a.st_ino == b.st_ino);
 }
 
-/* True when @dir holds nothing but (recursively) empty directories. */
-static bool only_empty_dirs(const char *dir)
+/* True when @dir holds nothing but (recursively) empty directories - and,
+ * at the top (@top), the marker of a prepared root, which the mount hides
+ * and replaces with its own. */
+static bool only_empty_dirs(const char *dir, bool top)
 {
 	DIR *d = opendir(dir);
 	struct dirent *de;
@@ -87,10 +95,11 @@ static bool only_empty_dirs(const char *dir)
 	while (ok && (de = readdir(d))) {
 		_cleanup_free_ char *p = NULL;
 
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
+		    (top && de->d_type == DT_REG && !strcmp(de->d_name, FC_ROOT_MARKER)))
 			continue;
 		p = xasprintf("%s/%s", dir, de->d_name);
-		ok = de->d_type == DT_DIR && only_empty_dirs(p);
+		ok = de->d_type == DT_DIR && only_empty_dirs(p, false);
 	}
 	closedir(d);
 	return ok;
@@ -150,19 +159,56 @@ static int unmount_root(const char *root)
 	return 0;
 }
 
+/* --dir PATH: an existing directory becomes the data root as it is. */
+static int mark_dir(const char *dir, bool without_reflink)
+{
+	struct fc_err e;
+	struct statfs sf;
+	struct stat st;
+
+	if (stat(dir, &st) < 0)
+		die("--dir '%s'", dir);
+	if (!S_ISDIR(st.st_mode))
+		diex("--dir '%s' is not a directory", dir);
+	/* the tools find the root through FCVM_ROOT: from here on it is @dir */
+	if (setenv("FCVM_ROOT", dir, 1) < 0)
+		die("setenv");
+	if (statfs(dir, &sf) < 0)
+		die("statfs '%s'", dir);
+	if (reflink_probe(dir, &e) < 0) {
+		if (!fs_reflink_unsupported(e.errnum))
+			fc_err_exit(&e, 1);
+		if (!without_reflink)
+			diex("%s is on %s without reflink: use 'fc-setup storage' without --dir (a btrfs "
+			     "image), or --without-reflink to prepare it anyway (fc-disk cannot copy disks there)",
+			     dir, fs_type_name(sf.f_type));
+		log_warn("%s is on %s without reflink: prepared anyway (--without-reflink)", dir,
+			 fs_type_name(sf.f_type));
+	} else {
+		log_info("%s is on %s and reflinks work", dir, fs_type_name(sf.f_type));
+	}
+	if (fc_root_mark(&e) < 0 || fc_root_init(&e) < 0)
+		fc_err_exit(&e, 1);
+	printf("%s\n", dir);
+	return 0;
+}
+
 int cmd_storage(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "size", required_argument, NULL, 's' },
 		{ "image", required_argument, NULL, 'i' },
 		{ "unmount", no_argument, NULL, 'u' },
+		{ "dir", required_argument, NULL, 'd' },
+		{ "without-reflink", no_argument, NULL, 'w' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
 	_cleanup_free_ char *image = NULL;
 	const char *root = fc_root();
 	uint64_t gib = 20, t0 = now_ms();
-	bool unmount = false;
+	bool unmount = false, without_reflink = false;
+	const char *dir = NULL;
 	struct fc_err e;
 	struct statfs sf;
 	int c;
@@ -175,12 +221,20 @@ int cmd_storage(int argc, char **argv)
 			break;
 		case 'i': free(image); image = xstrdup(optarg); break;
 		case 'u': unmount = true; break;
+		case 'd': dir = optarg; break;
+		case 'w': without_reflink = true; break;
 		case 'h': fputs(STORAGE_USAGE, stdout); return 0;
 		default: usage_err(STORAGE_USAGE, "unknown option");
 		}
 	}
 	if (optind != argc)
 		usage_err(STORAGE_USAGE, "unexpected argument '%s'", argv[optind]);
+	if (without_reflink && !dir)
+		usage_err(STORAGE_USAGE, "--without-reflink goes with --dir PATH");
+	if (dir && (unmount || image))
+		usage_err(STORAGE_USAGE, "--dir PATH takes no --image or --unmount");
+	if (dir)
+		return mark_dir(dir, without_reflink);
 	if (!image)
 		image = xasprintf("%s/fcvm-btrfs.img", fc_cache());
 	if (geteuid() != 0 && unmount)
@@ -206,7 +260,7 @@ int cmd_storage(int argc, char **argv)
 	if (is_mountpoint(root))
 		diex("%s is already a mount point (%s) without reflink: unmount it or set FCVM_ROOT elsewhere",
 		     root, fs_type_name(sf.f_type));
-	if (!only_empty_dirs(root))
+	if (!only_empty_dirs(root, true))
 		diex("%s is not empty: mounting the btrfs image would hide its files (move them away or set FCVM_ROOT elsewhere)",
 		     root);
 	if (access(image, F_OK) < 0) {
@@ -232,7 +286,7 @@ int cmd_storage(int argc, char **argv)
 	log_info("mounted %s on %s in %.1f s; reflinks work", image, root,
 		 (double)(now_ms() - t0) / 1000);
 ok:
-	if (fc_root_init(&e) < 0)
+	if (fc_root_mark(&e) < 0 || fc_root_init(&e) < 0)
 		fc_err_exit(&e, 1);
 	printf("%s\n", root);
 	return 0;

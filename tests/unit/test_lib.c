@@ -86,10 +86,11 @@ static void test_state(void)
 
 	CHECK(mkdtemp(dir) != NULL, "temp root");
 	setenv("FCVM_ROOT", dir, 1);
+	CHECK(fc_root_mark(&e) == 0, "root marked as prepared");
 	CHECK(fc_root_init(&e) == 0, "root initialised");
 	id = state_new_id();
 	CHECK(strlen(id) == 15 && !strncmp(id, "vm-", 3) && fc_valid_name(id), "id shape");
-	rec = state_new(id, "alpha", "vm", "running");
+	rec = state_new(id, "alpha", "vm", "starting");
 	CHECK(state_save(rec, &e) == 0, "record saved");
 	CHECK(state_live(rec), "own record is live");
 	back = state_load(id, &e);
