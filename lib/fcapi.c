@@ -3,15 +3,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 
 #include "fcapi.h"
 #include "json.h"
+#include "text.h"
 #include "util.h"
 
 #define REPLY_MAX (1024 * 1024)
+#define FAULT_MAX 1024	/* bytes of a fault_message worth showing */
 
 struct fcapi {
 	CURL *curl;
@@ -129,8 +131,10 @@ int fcapi_call(struct fcapi *a, const char *method, const char *path, json_t *bo
 		if (a->overflow)
 			return fc_err_set(e, EMSGSIZE, "%s %s: reply larger than %d bytes",
 					  method, path, REPLY_MAX);
-		return fc_err_set(e, rc == CURLE_COULDNT_CONNECT ? ECONNREFUSED : EIO,
-				  "%s %s: %s", method, path, curl_easy_strerror(rc));
+		/* curl's reason is the message; no strerror after it. */
+		fc_err_set(e, 0, "%s %s: %s", method, path, curl_easy_strerror(rc));
+		e->errnum = rc == CURLE_COULDNT_CONNECT ? ECONNREFUSED : EIO;
+		return -1;
 	}
 	curl_easy_getinfo(a->curl, CURLINFO_RESPONSE_CODE, &status);
 	if (a->len) {
@@ -142,9 +146,13 @@ int fcapi_call(struct fcapi *a, const char *method, const char *path, json_t *bo
 	}
 	if (status < 200 || status >= 300) {
 		const char *fault = fcapi_fault(j);
+		/* The VMM's words reach a terminal: only printable text passes. */
+		_cleanup_free_ char *clean = fault ? text_clean(fault, strlen(fault), FAULT_MAX, false)
+						   : NULL;
 
-		fc_err_set(e, EIO, "%s %s: HTTP %ld: %s", method, path, status,
-			   fault ? fault : (a->len ? "(no fault_message in reply)" : "(empty reply)"));
+		fc_err_set(e, 0, "%s %s: HTTP %ld: %s", method, path, status,
+			   clean ? clean : (a->len ? "(no fault_message in reply)" : "(empty reply)"));
+		e->errnum = EPROTO;
 		json_decref(j);
 		return -1;
 	}
@@ -155,20 +163,13 @@ int fcapi_call(struct fcapi *a, const char *method, const char *path, json_t *bo
 	return 0;
 }
 
-int fcapi_wait(struct fcapi *a, int timeout_ms, int (*alive)(void *), void *arg,
+int fcapi_wait(struct fcapi *a, int timeout_ms, sock_wait_fn give_up, void *arg,
 	       struct fc_err *e)
 {
-	uint64_t deadline = now_ms() + timeout_ms;
-	struct timespec ts = { 0, 20 * 1000 * 1000 };
+	int fd = sock_connect_unix(a->sock, timeout_ms, give_up, arg, e);
 
-	for (;;) {
-		if (fcapi_call(a, "GET", "/", NULL, NULL, e) == 0)
-			return 0;
-		if (alive && !alive(arg))
-			return fc_err_set(e, ECHILD, "the VMM exited before its API socket answered");
-		if (now_ms() >= deadline)
-			return fc_err_wrap(e, "API socket '%s' did not answer within %d ms",
-					   a->sock, timeout_ms);
-		nanosleep(&ts, NULL);
-	}
+	if (fd < 0)
+		return fc_err_wrap(e, "API socket did not answer");
+	close(fd);
+	return fcapi_call(a, "GET", "/", NULL, NULL, e);
 }

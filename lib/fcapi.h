@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "err.h"
+#include "sock.h"
 
 struct fcapi;
 
@@ -20,14 +21,16 @@ void fcapi_free(struct fcapi *a);
 
 /* Send METHOD @path with optional JSON @body (borrowed). On 2xx return 0
  * and, if @reply is not NULL, the parsed body (new reference, or NULL when
- * empty). Otherwise -1 with @e = "PUT /drives/rootfs: HTTP 400: <fault>". */
+ * empty). Otherwise -1 with @e = "PUT /drives/rootfs: HTTP 400: <fault>"
+ * (errnum EPROTO; the VMM's fault_message passed through text_clean(), no
+ * strerror appended), or "GET /: <curl's reason>" when no answer came. */
 int fcapi_call(struct fcapi *a, const char *method, const char *path, json_t *body,
 	       json_t **reply, struct fc_err *e);
 
-/* GET / until the socket answers or @timeout_ms passes. While waiting,
- * @alive (if set) is asked whether the VMM still runs; it stops the wait
- * early with an error when it returns 0. */
-int fcapi_wait(struct fcapi *a, int timeout_ms, int (*alive)(void *), void *arg,
+/* Wait until the API socket accepts a connection (sock_connect_unix: at
+ * most @timeout_ms, @give_up asked between attempts - the VMM died, a
+ * signal came), then GET / once. 0, or -1 with @e. */
+int fcapi_wait(struct fcapi *a, int timeout_ms, sock_wait_fn give_up, void *arg,
 	       struct fc_err *e);
 
 /* Extract the "fault_message" from an error body (bounded); for tests. */

@@ -56,7 +56,7 @@ count_state() {
 }
 
 @test "fc-boot: missing rootfs or drive file is reported" {
-	touch "$BATS_TEST_TMPDIR/k"
+	"$BATS_TEST_DIRNAME/lib/tiny-elf" "$BATS_TEST_TMPDIR/k"
 	run_fc 1 fc-boot --name x --kernel "$BATS_TEST_TMPDIR/k" --rootfs /nonexistent/root.ext4
 	assert_contains "$output" "rootfs '/nonexistent/root.ext4' not found" "rootfs named"
 	run_fc 1 fc-boot --name x --kernel "$BATS_TEST_TMPDIR/k" --drive /nonexistent/d.img:ro
@@ -64,14 +64,14 @@ count_state() {
 }
 
 @test "fc-boot: an unknown VMM path is reported" {
-	touch "$BATS_TEST_TMPDIR/k"
+	"$BATS_TEST_DIRNAME/lib/tiny-elf" "$BATS_TEST_TMPDIR/k"
 	FCVM_VMM=/nonexistent/firecracker run_fc 1 fc-boot --name x --kernel "$BATS_TEST_TMPDIR/k"
 	assert_contains "$output" "VMM '/nonexistent/firecracker' (from FCVM_VMM) not found" "names FCVM_VMM"
 	assert_eq "$(count_state)" 0 "no state record"
 }
 
 @test "fc-boot: a VMM dying during configuration is reported and cleaned up" {
-	touch "$BATS_TEST_TMPDIR/k"
+	"$BATS_TEST_DIRNAME/lib/tiny-elf" "$BATS_TEST_TMPDIR/k"
 	FCVM_VMM="$BATS_TEST_DIRNAME/lib/dying-vmm" run_fc 1 fc-boot --name x --kernel "$BATS_TEST_TMPDIR/k"
 	assert_contains "$output" "exited during configuration" "says the VMM died"
 	assert_contains "$output" "simulated crash" "quotes the VMM's last words"
