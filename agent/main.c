@@ -1,16 +1,20 @@
 /* fc-agent - the guest agent: init of the microVM, runs one container per
  * plan received over vsock and streams its output back. See fc-agent(1).
  *
- * Start-up order: console first (so every later problem is visible), then
- * mounts (podman and even the vsock device node need them), then the
- * listener, and only then the ready line - the host may connect as soon as
- * it sees it.
+ * Start-up order: refuse to run on a host by mistake (not PID 1, no test
+ * flag) before touching anything; console first (so every later problem is
+ * visible), then mounts (podman and even the vsock device node need them),
+ * then the listeners, and only then the ready line - the host may connect
+ * as soon as it sees it. Then one event loop (ev.h) serves every
+ * connection, the container's pipes and the signals; see agent.h for the
+ * session types.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <linux/vm_sockets.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,7 +28,9 @@
 #include "log.h"
 #include "proto.h"
 #include "sock.h"
-#include "session.h"
+#include "agent.h"
+#include "ev.h"
+#include "run.h"
 #include "sys.h"
 #include "util.h"
 
@@ -60,6 +66,66 @@ static void say_ready(bool test_mode)
 		close(fd);
 }
 
+/* A listening socket and the session its connections start with. */
+struct listener {
+	struct ev_watch w;
+	struct agent *a;
+	void (*accept)(struct agent *a, int fd);
+};
+
+#define MAX_CONNS 64	/* beyond that new connections wait in the backlog */
+
+static void on_accept(struct ev_watch *w, short revents)
+{
+	struct listener *li = w->data;
+
+	(void)revents;
+	for (int i = 0; i < 8 && conn_count() < MAX_CONNS; i++) {
+		int fd = accept4(w->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ECONNABORTED &&
+			    errno != EINTR)
+				log_warn("accept: %s", strerror(errno));
+			return;
+		}
+		log_info("host connected");
+		li->accept(li->a, fd);
+	}
+}
+
+struct sigwatch {
+	struct ev_watch w;
+	struct agent *a;
+};
+
+static void on_signal(struct ev_watch *w, short revents)
+{
+	struct sigwatch *sw = w->data;
+	struct agent *a = sw->a;
+	struct signalfd_siginfo si;
+	bool stop = false;
+
+	(void)revents;
+	while (read(w->fd, &si, sizeof(si)) == sizeof(si))
+		if (!a->pid1 && (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT))
+			stop = true;
+	ev_reap(a->loop);
+	if (stop) {
+		log_info("stopping");
+		a->terminate = true;
+		if (!run_stop(a->run))
+			a->end = AGENT_TERMINATE;
+	}
+}
+
+/* Stop the listeners' polling while the connection cap is reached. */
+static void pace_listeners(struct listener *ls, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		ls[i].w.events = conn_count() < MAX_CONNS ? POLLIN : 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -71,14 +137,16 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct agent_cfg cfg = { .runner = "podman" };
+	struct agent a = { .runner = "podman", .end = AGENT_SERVING };
+	struct listener ls[1];
+	struct sigwatch sw;
 	const char *unix_path = NULL;
 	uint64_t port = AGENT_PORT_RUN;
 	struct fc_err e;
-	int c, lfd;
+	int c, lfd, sigfd;
 
-	cfg.pid1 = getpid() == 1;
-	if (cfg.pid1) {
+	a.pid1 = getpid() == 1;
+	if (a.pid1) {
 		sys_console();
 		/* The console is a TTY, but its log is read by programs. */
 		setenv("NO_COLOR", "1", 1);
@@ -91,7 +159,7 @@ int main(int argc, char **argv)
 			unix_path = optarg;
 			break;
 		case 'R':
-			cfg.runner = optarg;
+			a.runner = optarg;
 			break;
 		case 'p':
 			if (parse_u64(optarg, 1, UINT32_MAX - 1, "--port", &port, &e) < 0)
@@ -112,12 +180,19 @@ int main(int argc, char **argv)
 	}
 	/* The kernel passes unknown command line words to init as arguments:
 	 * as PID 1 they are not ours to reject. */
-	if (optind < argc && !cfg.pid1)
+	if (optind < argc && !a.pid1)
 		usage_err(usage, "unexpected argument '%s'", argv[optind]);
-	if (cfg.pid1 && unix_path)
+	if (a.pid1 && unix_path)
 		diex("--listen-unix is a host test mode; refusing to run it as PID 1");
+	/* Started on a host by mistake it would mount over /tmp and /run and
+	 * write to the host's cgroups: nothing is touched before this. */
+	if (!a.pid1 && !unix_path) {
+		fputs("fc-agent: not PID 1: run it as a microVM's init, or use --listen-unix for tests\n",
+		      stderr);
+		return 2;
+	}
 
-	if (!unix_path) {
+	if (a.pid1) {
 		int fails = sys_setup_mounts();
 
 		if (fails)
@@ -129,62 +204,41 @@ int main(int argc, char **argv)
 	}
 
 	signal(SIGPIPE, SIG_IGN);
-	cfg.sigfd = signalfd_for((const int[]){ SIGCHLD, SIGTERM, SIGINT, 0 }, SFD_NONBLOCK, &e);
-	if (cfg.sigfd < 0)
+	sigfd = signalfd_for((const int[]){ SIGCHLD, SIGTERM, SIGINT, 0 }, SFD_NONBLOCK, &e);
+	if (sigfd < 0)
 		fc_err_exit(&e, 1);
 
 	lfd = unix_path ? sock_listen_unix(unix_path, SOCK_NONBLOCK, 16, &e) : listen_vsock(port, &e);
 	if (lfd < 0) {
-		if (cfg.pid1) {
+		if (a.pid1) {
 			/* Nobody can reach us: end the VM instead of hanging it. */
 			log_error("%s", e.msg);
 			sys_poweroff();
 		}
 		fc_err_exit(&e, 1);
 	}
-	cfg.lfd = lfd;
+
+	a.loop = ev_new();
+	a.run = run_new(&a);
+	sw.a = &a;
+	ev_watch_init(&sw.w, sigfd, on_signal, &sw);
+	sw.w.events = POLLIN;
+	ev_link(a.loop, &sw.w);
+	/* The run port; an exec port would be one more entry here. */
+	ls[0] = (struct listener){ .a = &a, .accept = dispatch_accept };
+	ev_watch_init(&ls[0].w, lfd, on_accept, &ls[0]);
+	ev_link(a.loop, &ls[0].w);
 	say_ready(unix_path != NULL);
 
-	for (;;) {
-		struct pollfd p[2] = { { .fd = cfg.sigfd, .events = POLLIN },
-				       { .fd = lfd, .events = POLLIN } };
-		struct signalfd_siginfo si;
-		enum session_end end;
-		int conn, dummy;
-
-		if (poll(p, 2, -1) < 0) {
-			if (errno != EINTR)
-				die("poll");
-			continue;
+	while (a.end == AGENT_SERVING) {
+		pace_listeners(ls, ARRAY_SIZE(ls));
+		if (ev_run_once(a.loop) < 0) {
+			log_error("poll: %s", strerror(errno));
+			sleep(1);
 		}
-		if (p[0].revents) {
-			bool stop = false;
-
-			while (read(cfg.sigfd, &si, sizeof(si)) == sizeof(si))
-				if (!cfg.pid1 && si.ssi_signo != SIGCHLD)
-					stop = true;
-			session_reap(-1, &dummy);
-			if (stop)
-				break;
-		}
-		if (!p[1].revents)
-			continue;
-		conn = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-		if (conn < 0) {
-			if (errno != EAGAIN && errno != ECONNABORTED)
-				log_warn("accept: %s", strerror(errno));
-			continue;
-		}
-		log_info("host connected");
-		end = session_serve(&cfg, conn);
-		if (end == SESSION_POWEROFF) {
-			if (cfg.pid1)
-				sys_poweroff();
-			break;
-		}
-		if (end == SESSION_TERMINATE)
-			break;
 	}
+	if (a.end == AGENT_POWEROFF && a.pid1)
+		sys_poweroff();
 	if (unix_path)
 		unlink(unix_path);
 	return 0;

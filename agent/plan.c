@@ -16,6 +16,7 @@ static const char *const global_flags[] = {
 
 static const char *const known_keys[] = {
 	"version", "image", "cmd", "entrypoint", "env", "user", "workdir", "tty", "poweroff",
+	"container_name",
 };
 
 static const char *const image_keys[] = { "disk", "ref" };
@@ -121,6 +122,23 @@ bool plan_ref_ok(const char *ref)
 	return true;
 }
 
+bool plan_name_ok(const char *name)
+{
+	size_t len = strlen(name);
+
+	if (!len || len > PLAN_MAX_NAME)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		char c = name[i];
+		bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			     (c >= '0' && c <= '9');
+
+		if (!alnum && (i == 0 || !strchr("_.-", c)))
+			return false;
+	}
+	return true;
+}
+
 static int check_env(char **env, struct fc_err *e)
 {
 	for (size_t i = 0; env[i]; i++) {
@@ -215,6 +233,13 @@ int plan_parse(const char *buf, size_t len, struct plan *p, struct fc_err *e)
 		return fc_err_set(e, 0, "'workdir' must be an absolute path");
 	if (get_bool(j, "tty", &p->tty, e) < 0)
 		return -1;
+	if (get_opt_string(j, "container_name", PLAN_MAX_STR, &p->name, e) < 0)
+		return -1;
+	if (p->name && !plan_name_ok(p->name))
+		return fc_err_set(e, 0, "'container_name' must match [A-Za-z0-9][A-Za-z0-9_.-]{0,%d}",
+				  PLAN_MAX_NAME - 1);
+	if (!p->name)
+		p->name = xstrdup(PLAN_DEFAULT_NAME);
 	return 0;
 }
 
@@ -236,6 +261,7 @@ void plan_free(struct plan *p)
 	strv_free(p->env);
 	free(p->user);
 	free(p->workdir);
+	free(p->name);
 	memset(p, 0, sizeof(*p));
 }
 
@@ -285,6 +311,7 @@ char **plan_run_argv(const char *runner, const struct plan *p, const char *ref)
 	argv_start(&a, runner);
 	argv_add(&a, xstrdup("run"));
 	argv_add(&a, xstrdup("--rm"));
+	argv_add(&a, xasprintf("--name=%s", p->name ? p->name : PLAN_DEFAULT_NAME));
 	argv_add(&a, xstrdup("--network=none"));
 	argv_add(&a, xstrdup("--log-driver=none"));
 	if (p->tty)

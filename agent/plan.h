@@ -19,6 +19,8 @@
 #define PLAN_MAX_REF	 512		/* image reference */
 #define PLAN_MAX_PATH	 4096		/* disk, workdir */
 #define PLAN_MAX_USER	 256
+#define PLAN_MAX_NAME	 63		/* container_name */
+#define PLAN_DEFAULT_NAME "fcvm"
 
 struct plan {
 	char *disk;		/* absolute path of the image disk */
@@ -27,6 +29,7 @@ struct plan {
 	char **entrypoint;	/* NULL-terminated; NULL when absent */
 	char **env;		/* NULL-terminated, never NULL after a successful parse */
 	char *user, *workdir;	/* NULL when absent */
+	char *name;		/* container name, never NULL after a successful parse */
 	bool tty;
 	bool poweroff;
 };
@@ -38,6 +41,9 @@ struct plan {
 int plan_parse(const char *buf, size_t len, struct plan *p, struct fc_err *e);
 
 void plan_free(struct plan *p);
+
+/* Is @name acceptable as container_name: [A-Za-z0-9][A-Za-z0-9_.-]{0,62}. */
+bool plan_name_ok(const char *name);
 
 /* Is @ref acceptable as an image reference (from the plan or from podman's
  * output): 1..PLAN_MAX_REF printable non-space bytes, not starting with '-'. */
@@ -53,7 +59,7 @@ char *plan_loaded_ref(const char *out, struct fc_err *e);
  * with plan_argv_free; strings are copies). */
 char **plan_load_argv(const char *runner, const struct plan *p);
 
-/* argv for `RUNNER [global flags] run --rm ... REF [CMD...]`. */
+/* argv for `RUNNER [global flags] run --rm --name=NAME ... REF [CMD...]`. */
 char **plan_run_argv(const char *runner, const struct plan *p, const char *ref);
 
 void plan_argv_free(char **argv);

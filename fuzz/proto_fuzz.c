@@ -3,7 +3,8 @@
  * the argv built from it and the `podman load` output reader
  * (agent/plan.c). The first input byte picks the target:
  *   even: the rest is a byte stream read frame by frame with proto_recv
- *         (through a memfd), every header also through proto_decode_hdr;
+ *         and again with proto_rx_read (through a memfd), every header
+ *         also through proto_decode_hdr;
  *   odd:  the rest is a plan (plan_parse, then plan_run_argv/plan_load_argv)
  *         and, as text, podman load output (plan_loaded_ref).
  *
@@ -47,6 +48,19 @@ static void fuzz_frames(const uint8_t *data, size_t size)
 		if (h.len > PROTO_MAX_PAYLOAD || payload[h.len] != '\0')
 			abort();
 		free(payload);
+	}
+	/* The incremental reader must agree with the blocking one. */
+	lseek(fd, 0, SEEK_SET);
+	{
+		struct proto_rx rx = { 0 };
+		int r;
+
+		while ((r = proto_rx_read(fd, &rx, &e)) == PROTO_RX_FRAME)
+			if (rx.h.len > PROTO_MAX_PAYLOAD || rx.payload[rx.h.len] != '\0')
+				abort();
+		if (r == PROTO_RX_AGAIN)
+			abort();	/* a memfd never says EAGAIN */
+		proto_rx_reset(&rx);
 	}
 	close(fd);
 }

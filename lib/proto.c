@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include "proto.h"
 #include "util.h"
@@ -12,6 +13,7 @@ static const char *const type_names[MSG_TYPE_MAX] = {
 	[MSG_STDOUT] = "stdout",     [MSG_STDERR] = "stderr",	    [MSG_STDIN] = "stdin",
 	[MSG_STDIN_EOF] = "stdin-eof", [MSG_EXIT] = "exit",	    [MSG_ERROR] = "error",
 	[MSG_HEARTBEAT] = "heartbeat", [MSG_SIGNAL] = "signal",
+	[MSG_STATUS_REQ] = "status-request", [MSG_STATUS] = "status",
 };
 
 const char *proto_type_name(unsigned type)
@@ -106,4 +108,57 @@ int proto_recv(int fd, struct proto_hdr *h, uint8_t **payload, struct fc_err *e)
 	buf[h->len] = '\0';
 	*payload = steal_ptr(&buf);
 	return 1;
+}
+
+void proto_rx_reset(struct proto_rx *rx)
+{
+	free(rx->payload);
+	memset(rx, 0, sizeof(*rx));
+}
+
+enum proto_rx_result proto_rx_read(int fd, struct proto_rx *rx, struct fc_err *e)
+{
+	if (rx->got >= PROTO_HDR_LEN + (size_t)rx->h.len && rx->got) {
+		/* The previous call returned a frame: start the next one. */
+		proto_rx_reset(rx);
+	}
+	for (;;) {
+		uint8_t *dst;
+		size_t want;
+		ssize_t n;
+
+		if (rx->got < PROTO_HDR_LEN) {
+			dst = rx->hdr + rx->got;
+			want = PROTO_HDR_LEN - rx->got;
+		} else {
+			dst = rx->payload + (rx->got - PROTO_HDR_LEN);
+			want = PROTO_HDR_LEN + rx->h.len - rx->got;
+		}
+		n = want ? read(fd, dst, want) : 0;
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return PROTO_RX_AGAIN;
+			fc_err_set(e, errno, "receive frame");
+			return PROTO_RX_ERROR;
+		}
+		if (n == 0 && want) {
+			if (!rx->got)
+				return PROTO_RX_EOF;
+			fc_err_set(e, EPROTO, "connection closed inside a %s",
+				   rx->got < PROTO_HDR_LEN ? "frame header" : "frame");
+			return PROTO_RX_ERROR;
+		}
+		rx->got += n;
+		if (rx->got == PROTO_HDR_LEN && !rx->payload) {
+			if (proto_decode_hdr(rx->hdr, &rx->h, e) < 0)
+				return PROTO_RX_ERROR;
+			rx->payload = xmalloc(rx->h.len + 1);
+		}
+		if (rx->got >= PROTO_HDR_LEN && rx->got == PROTO_HDR_LEN + (size_t)rx->h.len) {
+			rx->payload[rx->h.len] = '\0';
+			return PROTO_RX_FRAME;
+		}
+	}
 }

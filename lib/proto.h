@@ -37,6 +37,8 @@ enum proto_type {
 	MSG_ERROR,	/* either way: JSON {"message":"..."} - fatal for this session */
 	MSG_HEARTBEAT,	/* agent -> host: empty, every few seconds */
 	MSG_SIGNAL,	/* host -> agent: JSON {"signal":N} - forward to the container */
+	MSG_STATUS_REQ,	/* host -> agent: empty - first frame of a status connection */
+	MSG_STATUS,	/* agent -> host: JSON {"version":1,"state":...} - then it closes */
 	MSG_TYPE_MAX
 };
 
@@ -60,6 +62,39 @@ int proto_send(int fd, uint8_t type, const void *buf, uint32_t len, struct fc_er
 
 /* Send @text (a JSON document) as one frame. */
 int proto_send_str(int fd, uint8_t type, const char *text, struct fc_err *e);
+
+/* Incremental receiver for non-blocking sockets: a frame arrives in as
+ * many reads as the peer needs, and a reader never waits for the rest.
+ * Zero-initialise (or proto_rx_reset) before use; proto_rx_reset frees
+ * what it holds. */
+struct proto_rx {
+	uint8_t hdr[PROTO_HDR_LEN];
+	size_t got;		/* bytes of the current frame so far (header + payload) */
+	struct proto_hdr h;	/* valid once got >= PROTO_HDR_LEN */
+	uint8_t *payload;	/* h.len + 1 bytes, NUL-terminated when complete */
+};
+
+enum proto_rx_result {
+	PROTO_RX_ERROR = -1,	/* read error, bad header, EOF inside a frame: @e filled */
+	PROTO_RX_AGAIN = 0,	/* no complete frame yet (EAGAIN) */
+	PROTO_RX_FRAME = 1,	/* rx->h and rx->payload hold one frame */
+	PROTO_RX_EOF = 2,	/* the peer closed between frames */
+};
+
+/* Read from @fd (non-blocking) until one frame is complete, or nothing
+ * more is there. After PROTO_RX_FRAME the caller may take the payload
+ * (steal_ptr(&rx->payload)); the next call starts a new frame either way.
+ * At most one frame is consumed per call: call again until AGAIN. */
+enum proto_rx_result proto_rx_read(int fd, struct proto_rx *rx, struct fc_err *e);
+
+/* True while a frame has been started but not finished. */
+static inline int proto_rx_partial(const struct proto_rx *rx)
+{
+	return rx->got > 0;
+}
+
+/* Drop a partial frame and free the payload buffer. */
+void proto_rx_reset(struct proto_rx *rx);
 
 /* Receive one frame (blocking). The payload is stored NUL-terminated in a
  * newly allocated *@payload (caller frees). Returns 1 on a frame, 0 on

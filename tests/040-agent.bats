@@ -84,10 +84,10 @@ plan() {
 	assert_eq "$rc" 7 "fc-run exits with the container's code"
 	assert_eq "$(cat "$BATS_TEST_TMPDIR/out")" "out" "stdout carries only stdout"
 	assert_eq "$(cat "$BATS_TEST_TMPDIR/err")" "err" "stderr carries only stderr"
-	assert_eq "$(sed -n '1,7p' "$BATS_TEST_TMPDIR/args" | tr '\n' ' ')" \
-		"--rm --network=none --log-driver=none --env=A=1 --env=B=two words=x --user=1000 --workdir=/w " \
-		"podman run options, values glued to their flags"
-	assert_eq "$(sed -n '8p' "$BATS_TEST_TMPDIR/args")" "localhost/fake:latest" \
+	assert_eq "$(sed -n '1,8p' "$BATS_TEST_TMPDIR/args" | tr '\n' ' ')" \
+		"--rm --name=fcvm --network=none --log-driver=none --env=A=1 --env=B=two words=x --user=1000 --workdir=/w " \
+		"podman run options, values glued to their flags, the default container name"
+	assert_eq "$(sed -n '9p' "$BATS_TEST_TMPDIR/args")" "localhost/fake:latest" \
 		"the image name is taken from podman load's output"
 	wait "$AGENT_PID"
 	AGENT_PID=""
@@ -204,7 +204,7 @@ EOF
 	assert_eq "$output" "still here" "the agent still serves"
 }
 
-@test "agent: a second connection during a run gets hello and 'busy'" {
+@test "agent: a second plan during a run gets hello and 'busy'" {
 	start_agent
 	plan "$BATS_TEST_TMPDIR/p.json" '["sh","-c","echo up >&2; while [ ! -e \"$0\" ]; do sleep 0.05; done; echo done","'"$BATS_TEST_TMPDIR/go"'"]'
 	fc-run --unix "$SOCK" "$BATS_TEST_TMPDIR/p.json" >"$BATS_TEST_TMPDIR/out" 2>"$BATS_TEST_TMPDIR/err" &
@@ -218,6 +218,8 @@ import socket, struct, sys
 s = socket.socket(socket.AF_UNIX)
 s.settimeout(10)
 s.connect(sys.argv[1])
+plan = b'{"version":1,"image":{"disk":"/d"}}'
+s.sendall(struct.pack("<IBBHI", 0x31564346, 1, 2, 0, len(plan)) + plan)
 data = b""
 while True:
     d = s.recv(4096)

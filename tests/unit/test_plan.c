@@ -52,7 +52,7 @@ static void test_full(void)
 	const char *j = "{\"version\":1,\"image\":{\"disk\":\"/dev/vdb\",\"ref\":\"localhost/x:1\"},"
 			"\"cmd\":[\"sh\",\"-c\",\"echo $A\"],\"entrypoint\":[\"/bin/env\",\"-i\"],"
 			"\"env\":[\"A=1\",\"B=x=y\",\"C=\"],\"user\":\"1000:1000\",\"workdir\":\"/w d\","
-			"\"tty\":false,\"poweroff\":true}";
+			"\"tty\":false,\"poweroff\":true,\"container_name\":\"web-1.a_b\"}";
 	struct plan p;
 	struct fc_err e;
 	char **argv, *s;
@@ -61,12 +61,12 @@ static void test_full(void)
 	CHECK(!strcmp(p.disk, "/dev/vdb") && !strcmp(p.ref, "localhost/x:1") &&
 		      !strcmp(p.cmd[2], "echo $A") && !p.cmd[3] && !strcmp(p.env[1], "B=x=y") &&
 		      !strcmp(p.user, "1000:1000") && !strcmp(p.workdir, "/w d") && !p.tty &&
-		      p.poweroff,
+		      p.poweroff && !strcmp(p.name, "web-1.a_b"),
 	      "every field lands in the struct");
 	argv = plan_run_argv("podman", &p, p.ref);
 	s = joined(argv);
 	CHECK(!strcmp(s, "podman|--cgroup-manager=cgroupfs|--events-backend=file|run|--rm|"
-			 "--network=none|--log-driver=none|--env=A=1|--env=B=x=y|--env=C=|"
+			 "--name=web-1.a_b|--network=none|--log-driver=none|--env=A=1|--env=B=x=y|--env=C=|"
 			 "--user=1000:1000|--workdir=/w d|--entrypoint=[\"/bin/env\",\"-i\"]|"
 			 "localhost/x:1|sh|-c|echo $A"),
 	      "run argv: options glued to values, image, then cmd verbatim");
@@ -93,8 +93,10 @@ static void test_minimal(void)
 	      "minimal plan: version and image.disk");
 	CHECK(!p.ref && !p.cmd && !p.entrypoint && p.env && !p.env[0] && !p.poweroff && !p.tty,
 	      "defaults: no ref, image's cmd, empty env, no power off");
+	CHECK(p.name && !strcmp(p.name, "fcvm"), "default container name 'fcvm'");
 	argv = plan_run_argv("podman", &p, "sha256:abc");
 	s = joined(argv);
+	CHECK(strstr(s, "|run|--rm|--name=fcvm|") != NULL, "the default name is passed to podman run");
 	CHECK(!strcmp(s + strlen(s) - strlen("--log-driver=none|sha256:abc"),
 		      "--log-driver=none|sha256:abc"),
 	      "no cmd: the image ends the argv");
@@ -161,6 +163,43 @@ static void test_refusals(void)
 	refused("{\"version\":1,\"image\":{\"disk\":\"/d\"},\"tty\":1}", "true or false", "tty as 1");
 	refused("{\"version\":1,\"image\":{\"disk\":\"/d\"},\"poweroff\":\"yes\"}", "true or false",
 		"poweroff as a string");
+
+	/* container_name: [A-Za-z0-9][A-Za-z0-9_.-]{0,62} */
+	refused("{\"version\":1,\"image\":{\"disk\":\"/d\"},\"container_name\":\"\"}",
+		"'container_name' must match", "an empty container_name");
+	refused("{\"version\":1,\"image\":{\"disk\":\"/d\"},\"container_name\":\"-x\"}",
+		"'container_name' must match", "a container_name that looks like an option");
+	refused("{\"version\":1,\"image\":{\"disk\":\"/d\"},\"container_name\":\".x\"}",
+		"'container_name' must match", "a container_name starting with '.'");
+	refused("{\"version\":1,\"image\":{\"disk\":\"/d\"},\"container_name\":\"a b\"}",
+		"'container_name' must match", "a container_name with a space");
+	refused("{\"version\":1,\"image\":{\"disk\":\"/d\"},\"container_name\":\"a/b\"}",
+		"'container_name' must match", "a container_name with a slash");
+	refused("{\"version\":1,\"image\":{\"disk\":\"/d\"},\"container_name\":\"a\\u00e9\"}",
+		"'container_name' must match", "a container_name with a non-ASCII letter");
+	refused("{\"version\":1,\"image\":{\"disk\":\"/d\"},\"container_name\":\"a\\nb\"}",
+		"'container_name' must match", "a container_name with a newline");
+	refused("{\"version\":1,\"image\":{\"disk\":\"/d\"},\"container_name\":7}",
+		"'container_name' must be a string", "a container_name that is a number");
+	{
+		char name[80], json[200];
+
+		memset(name, 'a', 63);
+		name[63] = '\0';
+		snprintf(json, sizeof(json),
+			 "{\"version\":1,\"image\":{\"disk\":\"/d\"},\"container_name\":\"%s\"}", name);
+		CHECK(parse(json, &p, &e) == 0 && !strcmp(p.name, name),
+		      "a container_name of 63 characters is accepted");
+		plan_free(&p);
+		name[63] = 'a';
+		name[64] = '\0';
+		snprintf(json, sizeof(json),
+			 "{\"version\":1,\"image\":{\"disk\":\"/d\"},\"container_name\":\"%s\"}", name);
+		refused(json, "'container_name' must match", "a container_name of 64 characters");
+	}
+	CHECK(plan_name_ok("a") && plan_name_ok("0") && plan_name_ok("A.b_c-9") &&
+		      !plan_name_ok("_a") && !plan_name_ok("a:b") && !plan_name_ok("a\x80"),
+	      "plan_name_ok: the character classes");
 
 	/* Bounds. */
 	big = xmalloc(PLAN_MAX_STR + 200);

@@ -3,6 +3,7 @@
  * truncated ones and clean EOF.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -46,6 +47,10 @@ static void test_header_roundtrip(void)
 		      !strcmp(proto_type_name(0), "unknown") &&
 		      !strcmp(proto_type_name(MSG_TYPE_MAX), "unknown"),
 	      "type names, 'unknown' out of range");
+	CHECK(MSG_STATUS_REQ == 12 && MSG_STATUS == 13 && MSG_TYPE_MAX == 14 &&
+		      !strcmp(proto_type_name(MSG_STATUS_REQ), "status-request") &&
+		      !strcmp(proto_type_name(MSG_STATUS), "status"),
+	      "status request and status are types 12 and 13 (appended after signal)");
 }
 
 static void bad(const uint8_t *b, const char *needle, const char *what)
@@ -213,11 +218,91 @@ static void test_frames(void)
 	free(big);
 }
 
+/* proto_rx_read on a non-blocking socket: frames that arrive a byte at a
+ * time, several frames in one read, and every error. */
+static void test_rx(void)
+{
+	struct proto_rx rx = { 0 };
+	uint8_t wire[3 * PROTO_HDR_LEN + 10];
+	struct fc_err e;
+	size_t n = 0;
+	int sv[2], r;
+
+	socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv);
+	CHECK(proto_rx_read(sv[1], &rx, &e) == PROTO_RX_AGAIN && !proto_rx_partial(&rx),
+	      "rx: nothing there yet is AGAIN");
+	proto_encode_hdr(wire, MSG_STDOUT, 7);
+	memcpy(wire + PROTO_HDR_LEN, "abcdefg", 7);
+	n = PROTO_HDR_LEN + 7;
+	proto_encode_hdr(wire + n, MSG_STATUS_REQ, 0);
+	n += PROTO_HDR_LEN;
+	proto_encode_hdr(wire + n, MSG_SIGNAL, 3);
+	memcpy(wire + n + PROTO_HDR_LEN, "xyz", 3);
+	n += PROTO_HDR_LEN + 3;
+	r = PROTO_RX_AGAIN;
+	/* The first frame, one byte at a time. */
+	for (size_t i = 0; i < PROTO_HDR_LEN + 7; i++) {
+		write_full(sv[0], wire + i, 1);
+		r = proto_rx_read(sv[1], &rx, &e);
+		if (i + 1 < PROTO_HDR_LEN + 7 && (r != PROTO_RX_AGAIN || !proto_rx_partial(&rx)))
+			break;
+	}
+	CHECK(r == PROTO_RX_FRAME && rx.h.type == MSG_STDOUT && rx.h.len == 7 &&
+		      !strcmp((char *)rx.payload, "abcdefg"),
+	      "rx: a frame arriving byte by byte, complete only at its last byte");
+	/* The next two in one write. */
+	write_full(sv[0], wire + PROTO_HDR_LEN + 7, n - PROTO_HDR_LEN - 7);
+	r = proto_rx_read(sv[1], &rx, &e);
+	CHECK(r == PROTO_RX_FRAME && rx.h.type == MSG_STATUS_REQ && rx.h.len == 0 && !rx.payload[0],
+	      "rx: an empty frame");
+	r = proto_rx_read(sv[1], &rx, &e);
+	CHECK(r == PROTO_RX_FRAME && rx.h.type == MSG_SIGNAL && !strcmp((char *)rx.payload, "xyz"),
+	      "rx: the frame after it, from the same read buffer");
+	{
+		uint8_t *taken = steal_ptr(&rx.payload);
+
+		CHECK(taken && !strcmp((char *)taken, "xyz"), "rx: the payload can be taken");
+		free(taken);
+	}
+	CHECK(proto_rx_read(sv[1], &rx, &e) == PROTO_RX_AGAIN && !proto_rx_partial(&rx),
+	      "rx: then AGAIN, nothing pending");
+	close(sv[0]);
+	CHECK(proto_rx_read(sv[1], &rx, &e) == PROTO_RX_EOF, "rx: clean EOF between frames");
+	close(sv[1]);
+	proto_rx_reset(&rx);
+
+	/* EOF inside a frame, a bad header. */
+	socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv);
+	write_full(sv[0], wire, PROTO_HDR_LEN + 3);
+	CHECK(proto_rx_read(sv[1], &rx, &e) == PROTO_RX_AGAIN && proto_rx_partial(&rx),
+	      "rx: a partial frame is pending");
+	close(sv[0]);
+	r = proto_rx_read(sv[1], &rx, &e);
+	CHECK(r == PROTO_RX_ERROR && e.errnum == EPROTO && strstr(e.msg, "inside a frame"),
+	      "rx: EOF inside a payload is an error");
+	close(sv[1]);
+	proto_rx_reset(&rx);
+	socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv);
+	proto_encode_hdr(wire, MSG_STDOUT, PROTO_MAX_PAYLOAD + 1);
+	write_full(sv[0], wire, PROTO_HDR_LEN);
+	r = proto_rx_read(sv[1], &rx, &e);
+	CHECK(r == PROTO_RX_ERROR && e.errnum == EPROTO && !rx.payload,
+	      "rx: an oversized length is refused before anything is allocated");
+	proto_rx_reset(&rx);
+	write_full(sv[0], "FCV1", 4);
+	close(sv[0]);
+	r = proto_rx_read(sv[1], &rx, &e);
+	CHECK(r == PROTO_RX_ERROR && strstr(e.msg, "header"), "rx: EOF inside a header is an error");
+	close(sv[1]);
+	proto_rx_reset(&rx);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
 	test_header_roundtrip();
 	test_bad_headers();
 	test_frames();
+	test_rx();
 	return check_done();
 }

@@ -1,0 +1,585 @@
+/* run.c - see run.h */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "json.h"
+#include "log.h"
+#include "plan.h"
+#include "run.h"
+#include "util.h"
+
+#define DRAIN_MS	 5000	/* pipes kept open by an orphan after the child exits */
+#define LOAD_CAPTURE_MAX (64 * 1024)
+#define ERROR_TEXT_MAX	 2000
+
+enum run_state { RUN_IDLE, RUN_STARTING, RUN_RUNNING, RUN_EXITED };
+
+static const char *const state_names[] = {
+	[RUN_IDLE] = "idle", [RUN_STARTING] = "starting",
+	[RUN_RUNNING] = "running", [RUN_EXITED] = "exited",
+};
+
+/* One step's process: podman load or podman run. */
+struct child {
+	struct ev_child proc;
+	bool active;		/* started and not yet done */
+	bool exited;
+	int status;
+	struct ev_watch out, err;	/* pipe read ends, fd -1 at EOF */
+	struct ev_watch drain;		/* timer once exited */
+	bool capture;
+	char *cap;
+	size_t caplen;
+};
+
+struct run {
+	struct agent *a;
+	enum run_state state;
+	bool active;		/* see run_active() */
+	bool loading;		/* the child is podman load */
+	bool poweroff;
+	struct plan plan;
+	struct conn *conn;	/* the host that sent the plan; NULL once gone */
+	struct child ch;
+	int exit_code;		/* RUN_EXITED */
+	char *error;		/* RUN_EXITED without a container exit: why */
+};
+
+static const struct conn_ops run_ops;
+
+static void run_complete(struct run *r)
+{
+	r->active = false;
+	if (r->poweroff) {
+		log_info("the plan asked to power off");
+		r->a->end = AGENT_POWEROFF;
+	} else if (r->a->terminate) {
+		r->a->end = AGENT_TERMINATE;
+	}
+}
+
+static void detach(struct run *r)
+{
+	if (!r->conn)
+		return;
+	r->conn = NULL;
+	r->a->sessions--;
+}
+
+/* The last frame of the run (EXIT or ERROR) is queued: finish. */
+static void last_frame_sent(struct run *r)
+{
+	if (r->conn)
+		conn_finish(r->conn);	/* run_gone() completes the run */
+	else
+		run_complete(r);
+}
+
+/* The run ends without a container exit status: ERROR @msg. */
+static void fail_run(struct run *r, const char *msg)
+{
+	free(r->error);
+	r->error = xstrdup(msg);
+	r->state = RUN_EXITED;
+	r->exit_code = 125;	/* podman's code for its own failures */
+	if (r->conn)
+		conn_send_error(r->conn, msg);
+	else
+		log_warn("run failed: %s", msg);
+	last_frame_sent(r);
+}
+
+/* ---- the child's pipes ---- */
+
+static void capture(struct child *c, const char *buf, size_t n)
+{
+	if (!c->cap)
+		c->cap = xmalloc(LOAD_CAPTURE_MAX + 1);
+	if (n > LOAD_CAPTURE_MAX) {
+		buf += n - LOAD_CAPTURE_MAX;
+		n = LOAD_CAPTURE_MAX;
+	}
+	/* Keep the end: that is where podman's verdict is. */
+	if (c->caplen + n > LOAD_CAPTURE_MAX) {
+		size_t drop = c->caplen + n - LOAD_CAPTURE_MAX;
+
+		memmove(c->cap, c->cap + drop, c->caplen - drop);
+		c->caplen -= drop;
+	}
+	memcpy(c->cap + c->caplen, buf, n);
+	c->caplen += n;
+	c->cap[c->caplen] = '\0';
+}
+
+static void close_pipe(struct run *r, struct ev_watch *w)
+{
+	if (w->fd < 0)
+		return;
+	ev_unlink(r->a->loop, w);
+	close(w->fd);
+	w->fd = -1;
+}
+
+/* Output is held back while the host's queue is full. */
+static bool paused(const struct run *r)
+{
+	return r->conn && !r->ch.capture && !conn_has_room(r->conn);
+}
+
+static void child_step_done(struct run *r);
+
+static void check_done(struct run *r)
+{
+	struct child *c = &r->ch;
+
+	if (c->active && c->exited && c->out.fd < 0 && c->err.fd < 0)
+		child_step_done(r);
+}
+
+static void arm_drain(struct run *r)
+{
+	struct child *c = &r->ch;
+
+	if (c->exited)
+		c->drain.deadline = paused(r) ? 0 : now_ms() + DRAIN_MS;
+}
+
+static void pipe_event(struct ev_watch *w, short revents)
+{
+	static char buf[PROTO_DATA_CHUNK];
+	struct run *r = w->data;
+	struct child *c = &r->ch;
+	uint8_t type = w == &c->out ? MSG_STDOUT : MSG_STDERR;
+	ssize_t n;
+
+	(void)revents;
+	if (paused(r)) {
+		w->events = 0;	/* run_writable() resumes */
+		return;
+	}
+	n = read(w->fd, buf, sizeof(buf));
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return;
+	if (n <= 0) {
+		close_pipe(r, w);
+		check_done(r);
+		return;
+	}
+	if (c->capture)
+		capture(c, buf, n);
+	else if (r->conn)
+		conn_send(r->conn, type, buf, n);
+	/* else: the host is gone, the output is discarded */
+	arm_drain(r);
+}
+
+static void resume_pipes(struct run *r)
+{
+	struct child *c = &r->ch;
+
+	if (c->out.fd >= 0)
+		c->out.events = POLLIN;
+	if (c->err.fd >= 0)
+		c->err.events = POLLIN;
+	arm_drain(r);
+}
+
+static void drain_event(struct ev_watch *w, short revents)
+{
+	struct run *r = w->data;
+
+	(void)revents;
+	if (paused(r)) {
+		w->deadline = 0;
+		return;
+	}
+	/* An orphan of podman still holds the pipes: stop waiting. */
+	log_debug("closing output pipes still held open %d s after podman exited",
+		  DRAIN_MS / 1000);
+	close_pipe(r, &r->ch.out);
+	close_pipe(r, &r->ch.err);
+	check_done(r);
+}
+
+static void child_exited(struct ev_child *p, int status)
+{
+	struct run *r = p->data;
+	struct child *c = &r->ch;
+
+	c->exited = true;
+	c->status = status;
+	ev_link(r->a->loop, &c->drain);
+	arm_drain(r);
+	check_done(r);
+}
+
+/* fork + exec with stdin from /dev/null and stdout/stderr on @out/@err.
+ * An exec failure is reported on the child's stderr with status 127, the
+ * way a shell does, so it reaches the user like any other podman error. */
+static pid_t start_child(char **argv, int out, int err, struct fc_err *e)
+{
+	sigset_t none;
+	pid_t pid;
+
+	pid = fork();
+	if (pid < 0)
+		return fc_err_set(e, errno, "fork");
+	if (pid)
+		return pid;
+	/* Dispositions the agent inherited (SIG_IGN for SIGINT in a background
+	 * job) would reach the container and make MSG_SIGNAL a no-op. */
+	for (int sig = 1; sig < NSIG; sig++)
+		signal(sig, SIG_DFL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	int in = open("/dev/null", O_RDONLY);
+	if (in < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
+		_exit(127);
+	/* Every other fd of the agent is CLOEXEC. */
+	execvp(argv[0], argv);
+	dprintf(2, "fc-agent: execute '%s': %s\n", argv[0], strerror(errno));
+	_exit(127);
+}
+
+/* Start @argv as the current step; capture (load) or stream (run). */
+static int run_child(struct run *r, char **argv, bool capture_output, struct fc_err *e)
+{
+	struct child *c = &r->ch;
+	int po[2] = { -1, -1 }, pe[2] = { -1, -1 };
+	pid_t pid;
+
+	free(c->cap);
+	memset(c, 0, sizeof(*c));
+	ev_watch_init(&c->out, -1, pipe_event, r);
+	ev_watch_init(&c->err, -1, pipe_event, r);
+	ev_watch_init(&c->drain, -1, drain_event, r);
+	/* Only our ends are non-blocking: the container's output stays blocking. */
+	if (pipe2(po, O_CLOEXEC) < 0 || pipe2(pe, O_CLOEXEC) < 0 ||
+	    fcntl(po[0], F_SETFL, O_NONBLOCK) < 0 || fcntl(pe[0], F_SETFL, O_NONBLOCK) < 0) {
+		fc_err_set(e, errno, "pipe");
+		goto fail;
+	}
+	pid = start_child(argv, po[1], pe[1], e);
+	if (pid < 0)
+		goto fail;
+	close(po[1]);
+	close(pe[1]);
+	c->active = true;
+	c->capture = capture_output;
+	c->proc = (struct ev_child){ .pid = pid, .cb = child_exited, .data = r };
+	ev_child_add(r->a->loop, &c->proc);
+	c->out.fd = po[0];
+	c->err.fd = pe[0];
+	c->out.events = c->err.events = POLLIN;
+	ev_link(r->a->loop, &c->out);
+	ev_link(r->a->loop, &c->err);
+	if (capture_output)
+		capture(c, "", 0);
+	return 0;
+fail:
+	for (int i = 0; i < 2; i++) {
+		if (po[i] >= 0)
+			close(po[i]);
+		if (pe[i] >= 0)
+			close(pe[i]);
+	}
+	return -1;
+}
+
+static char *describe_status(int status)
+{
+	if (WIFSIGNALED(status))
+		return xasprintf("killed by signal %d", WTERMSIG(status));
+	return xasprintf("exited with status %d", WEXITSTATUS(status));
+}
+
+/* "podman load: <the tail of its output>" */
+static char *load_error(const struct child *c)
+{
+	const char *text = c->cap ? c->cap : "";
+	size_t len = c->caplen;
+
+	while (len && (text[len - 1] == '\n' || text[len - 1] == ' '))
+		len--;
+	while (len && (*text == '\n' || *text == ' ')) {
+		text++;
+		len--;
+	}
+	if (len > ERROR_TEXT_MAX) {
+		text += len - ERROR_TEXT_MAX;
+		len = ERROR_TEXT_MAX;
+	}
+	if (!len) {
+		_cleanup_free_ char *st = describe_status(c->status);
+
+		return xasprintf("podman load: %s", st);
+	}
+	return xasprintf("podman load: %.*s", (int)len, text);
+}
+
+static void start_container(struct run *r, const char *ref)
+{
+	char **argv = plan_run_argv(r->a->runner, &r->plan, ref);
+	struct fc_err e;
+	int rc;
+
+	log_info("running '%s' as '%s'", ref, r->plan.name);
+	r->loading = false;
+	rc = run_child(r, argv, false, &e);
+	plan_argv_free(argv);
+	if (rc < 0) {
+		fc_err_wrap(&e, "podman run");
+		fail_run(r, e.msg);
+		return;
+	}
+	/* podman creates and starts the container right away; a failure to do
+	 * so still arrives as its stderr and exit status 125-127. */
+	r->state = RUN_RUNNING;
+	if (r->conn)
+		conn_send(r->conn, MSG_STARTED, "{}", 2);
+}
+
+/* The current step's child has exited and its pipes are closed. */
+static void child_step_done(struct run *r)
+{
+	struct child *c = &r->ch;
+	_cleanup_free_ char *ref = NULL;
+	_cleanup_free_ char *st = describe_status(c->status);
+	struct fc_err e;
+
+	c->active = false;
+	ev_unlink(r->a->loop, &c->drain);
+	if (r->loading) {
+		if (!WIFEXITED(c->status) || WEXITSTATUS(c->status)) {
+			_cleanup_free_ char *m = load_error(c);
+
+			fail_run(r, m);
+			return;
+		}
+		if (r->plan.ref) {
+			ref = xstrdup(r->plan.ref);
+		} else if (!(ref = plan_loaded_ref(c->cap, &e))) {
+			fc_err_wrap(&e, "podman load");
+			fail_run(r, e.msg);
+			return;
+		}
+		free(c->cap);
+		c->cap = NULL;
+		if (r->a->terminate) {
+			fail_run(r, "fc-agent was stopped before the container started");
+			return;
+		}
+		start_container(r, ref);
+		return;
+	}
+	log_info("podman run %s", st);
+	r->state = RUN_EXITED;
+	if (WIFSIGNALED(c->status)) {
+		r->exit_code = 128 + WTERMSIG(c->status);
+		if (r->conn)
+			conn_send_json(r->conn, MSG_EXIT,
+				       json_pack("{s:i}", "signal", WTERMSIG(c->status)));
+	} else {
+		r->exit_code = WEXITSTATUS(c->status);
+		if (r->conn)
+			conn_send_json(r->conn, MSG_EXIT, json_pack("{s:i}", "code", r->exit_code));
+	}
+	last_frame_sent(r);
+}
+
+/* ---- the host connection ---- */
+
+static int parse_signal(const uint8_t *buf, size_t len, int *sig, struct fc_err *e)
+{
+	_cleanup_json_ json_t *j = json_parse((const char *)buf, len, e);
+	long long n = 0;
+
+	if (!j)
+		return -1;
+	if (!json_is_object(j) || json_object_size(j) != 1 ||
+	    json_int(j, "signal", 1, SIGRTMAX, &n, e) != 0)
+		return fc_err_set(e, 0, "signal message must be {\"signal\":1..%d}", SIGRTMAX);
+	*sig = n;
+	return 0;
+}
+
+static const struct conn_ops dropped_ops = { .name = "run (dropped)" };
+
+/* A protocol error by the host: tell it, let the container run on. */
+static void drop_host(struct run *r, const char *msg)
+{
+	struct conn *c = r->conn;
+
+	conn_send_error(c, msg);
+	conn_set_session(c, &dropped_ops, NULL);
+	conn_finish(c);
+	detach(r);
+	log_warn("host connection dropped; the container keeps running, its output is discarded");
+	resume_pipes(r);
+}
+
+static void run_frame(struct conn *c, void *sess, const struct proto_hdr *h,
+		      const uint8_t *payload)
+{
+	struct run *r = sess;
+	struct fc_err e;
+	int sig = 0;
+
+	(void)c;
+	switch (h->type) {
+	case MSG_SIGNAL:
+		if (parse_signal(payload, h->len, &sig, &e) < 0) {
+			drop_host(r, e.msg);
+			return;
+		}
+		log_info("forwarding signal %d", sig);
+		if (r->ch.active && !r->ch.exited)
+			kill(r->ch.proc.pid, sig);
+		break;
+	case MSG_STDIN:
+	case MSG_STDIN_EOF:
+		/* The container's stdin is /dev/null in this version. */
+		log_debug("ignoring %s frame", proto_type_name(h->type));
+		break;
+	default: {
+		_cleanup_free_ char *m = xasprintf("unexpected %s frame during a run",
+						   proto_type_name(h->type));
+
+		drop_host(r, m);
+	}
+	}
+}
+
+static void run_writable(struct conn *c, void *sess)
+{
+	(void)c;
+	resume_pipes(sess);
+}
+
+static void run_gone(struct conn *c, void *sess, const char *why)
+{
+	struct run *r = sess;
+
+	(void)c;
+	detach(r);
+	if (r->ch.active) {
+		log_warn("host connection: %s; the container keeps running, its output is discarded",
+			 why ? why : "closed");
+		resume_pipes(r);
+		return;
+	}
+	if (r->state == RUN_EXITED)
+		run_complete(r);
+}
+
+static const struct conn_ops run_ops = {
+	.name = "run",
+	.frame = run_frame,
+	.writable = run_writable,
+	.gone = run_gone,
+};
+
+/* ---- the interface ---- */
+
+struct run *run_new(struct agent *a)
+{
+	struct run *r = xcalloc(1, sizeof(*r));
+
+	r->a = a;
+	r->ch.out.fd = r->ch.err.fd = -1;
+	return r;
+}
+
+void run_free(struct run *r)
+{
+	if (!r)
+		return;
+	if (r->ch.active)
+		ev_child_del(r->a->loop, &r->ch.proc);
+	close_pipe(r, &r->ch.out);
+	close_pipe(r, &r->ch.err);
+	ev_unlink(r->a->loop, &r->ch.drain);
+	free(r->ch.cap);
+	plan_free(&r->plan);
+	free(r->error);
+	free(r);
+}
+
+bool run_active(const struct run *r)
+{
+	return r->active;
+}
+
+bool run_stop(struct run *r)
+{
+	if (!r->active)
+		return false;
+	if (r->ch.active && !r->ch.exited)
+		kill(r->ch.proc.pid, SIGTERM);
+	return true;
+}
+
+void run_plan(struct run *r, struct conn *c, const uint8_t *payload, size_t len)
+{
+	char **argv;
+	struct fc_err e;
+	int rc;
+
+	if (r->active) {
+		conn_send_error(c, "busy: a container is already running");
+		conn_finish(c);
+		return;
+	}
+	plan_free(&r->plan);
+	free(r->error);
+	r->error = NULL;
+	r->active = true;
+	r->poweroff = false;
+	r->conn = c;
+	r->a->sessions++;
+	conn_set_session(c, &run_ops, r);
+	conn_set_deadline(c, 0);
+	conn_heartbeat(c, true);
+	rc = plan_parse((const char *)payload, len, &r->plan, &e);
+	r->poweroff = r->plan.poweroff;
+	if (rc < 0) {
+		_cleanup_free_ char *m = xasprintf("invalid plan: %s", e.msg);
+
+		plan_free(&r->plan);
+		fail_run(r, m);
+		return;
+	}
+	r->state = RUN_STARTING;
+	r->loading = true;
+	argv = plan_load_argv(r->a->runner, &r->plan);
+	log_info("loading the image from '%s'", r->plan.disk);
+	rc = run_child(r, argv, true, &e);
+	plan_argv_free(argv);
+	if (rc < 0) {
+		fc_err_wrap(&e, "podman load");
+		fail_run(r, e.msg);
+	}
+}
+
+json_t *run_status(const struct run *r)
+{
+	json_t *j = json_pack("{s:i,s:s,s:o,s:i}", "version", 1, "state", state_names[r->state],
+			      "container",
+			      r->state != RUN_IDLE && r->plan.name ? json_string(r->plan.name)
+								   : json_null(),
+			      "sessions", (int)r->a->sessions);
+
+	if (r->state == RUN_EXITED) {
+		json_object_set_new(j, "exit_code", json_integer(r->exit_code));
+		if (r->error)
+			json_object_set_new(j, "error", conn_json_text(r->error, true));
+	}
+	return j;
+}

@@ -1,0 +1,385 @@
+#!/usr/bin/env bats
+# fc-agent as one event loop over many connections, in test mode on the host
+# (--listen-unix, a fake podman): concurrent status requests while a
+# container runs, "busy" for a second plan, a host that never reads stalls
+# nobody else, heartbeats per session, the container name; and the refusal
+# to run on a host by mistake.
+
+load helpers
+
+setup() {
+	fc_setup_root
+	RUN="$FCVM_ROOT/run"
+	mkdir -p "$RUN"
+	SOCK="$RUN/agent.sock"
+	FAKE="$BATS_TEST_TMPDIR/fake-podman"
+	DISK="$BATS_TEST_TMPDIR/disk.img"
+	AGENT_PID=""
+	echo "an image" > "$DISK"
+	# Stands in for podman (as in 040-agent.bats): "load" prints podman's
+	# success line; "run" records its argv and runs what follows the image.
+	cat > "$FAKE" <<'EOF'
+#!/bin/sh
+while [ $# -gt 0 ]; do case "$1" in --*) shift ;; *) break ;; esac; done
+sub=$1; shift
+case "$sub" in
+load) echo "Loaded image: localhost/fake:latest" ;;
+run)
+	[ -n "${FAKE_ARGS:-}" ] && printf '%s\n' "$@" > "$FAKE_ARGS"
+	while [ $# -gt 0 ]; do case "$1" in -*) shift ;; *) break ;; esac; done
+	shift
+	exec "$@"
+	;;
+*) exit 125 ;;
+esac
+EOF
+	chmod +x "$FAKE"
+	# The test client: frames over the agent's Unix socket.
+	cat > "$BATS_TEST_TMPDIR/ag.py" <<'EOF'
+import json, socket, struct, time
+HELLO, PLAN, STARTED, STDOUT, STDERR, EXIT, ERROR, HEARTBEAT = 1, 2, 3, 4, 5, 8, 9, 10
+STATUS_REQ, STATUS = 12, 13
+
+def frame(t, p=b""):
+    return struct.pack("<IBBHI", 0x31564346, 1, t, 0, len(p)) + p
+
+def conn(path, timeout=20):
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(timeout)
+    s.connect(path)
+    return s
+
+def recv_exact(s, n):
+    b = b""
+    while len(b) < n:
+        d = s.recv(n - len(b))
+        if not d:
+            raise EOFError("closed after %d of %d bytes" % (len(b), n))
+        b += d
+    return b
+
+def read_frame(s):
+    h = recv_exact(s, 12)
+    assert h[:4] == b"FCV1", h
+    return h[5], recv_exact(s, struct.unpack("<I", h[8:12])[0])
+
+def hello(s):
+    t, p = read_frame(s)
+    assert t == HELLO, (t, p)
+    return json.loads(p)
+
+def rest(s):
+    """Every frame until the agent closes: [(type, payload)]."""
+    out = []
+    while True:
+        try:
+            out.append(read_frame(s))
+        except EOFError:
+            return out
+
+def status(path):
+    s = conn(path)
+    hello(s)
+    s.sendall(frame(STATUS_REQ))
+    fr = rest(s)
+    assert len(fr) == 1 and fr[0][0] == STATUS, fr
+    return json.loads(fr[0][1])
+
+def plan(disk, cmd, **extra):
+    p = {"version": 1, "image": {"disk": disk}, "cmd": cmd}
+    p.update(extra)
+    return frame(PLAN, json.dumps(p).encode())
+EOF
+}
+
+teardown() {
+	if [ -n "$AGENT_PID" ] && kill -0 "$AGENT_PID" 2>/dev/null; then
+		kill "$AGENT_PID"
+		wait "$AGENT_PID" 2>/dev/null || true
+	fi
+	rm -f "$SOCK"
+	leak_check
+}
+
+start_agent() {
+	FAKE_ARGS="$BATS_TEST_TMPDIR/args" fc-agent --listen-unix "$SOCK" --runner "$FAKE" \
+		2>"$BATS_TEST_TMPDIR/agent.log" &
+	AGENT_PID=$!
+	local i
+	for ((i = 0; i < 100; i++)); do
+		grep -qx "fc-agent: ready" "$BATS_TEST_TMPDIR/agent.log" 2>/dev/null && return 0
+		sleep 0.05
+	done
+	cat "$BATS_TEST_TMPDIR/agent.log" >&2
+	return 1
+}
+
+# py SCRIPT-ARGS...: run a python scenario from stdin with ag.py importable.
+py() {
+	AGENT_PID="$AGENT_PID" PYTHONPATH="$BATS_TEST_TMPDIR" timeout 120 python3 - "$SOCK" "$DISK" "$BATS_TEST_TMPDIR" "$@"
+}
+
+# wait_for FILE PATTERN: until FILE contains PATTERN (at most 20 s).
+wait_for() {
+	local i
+	for ((i = 0; i < 400; i++)); do
+		grep -q "$2" "$1" 2>/dev/null && return 0
+		sleep 0.05
+	done
+	echo "no '$2' in $1 after 20 s:" >&2
+	cat "$1" >&2
+	return 1
+}
+
+@test "agent-multi: 10 concurrent connections during a run: 7 status answers, busy, a mute client, the run unharmed" {
+	start_agent
+	jq -n --arg disk "$DISK" --arg go "$BATS_TEST_TMPDIR/go" '{version: 1, image: {disk: $disk},
+		cmd: ["sh", "-c", "echo up >&2; while [ ! -e \"$0\" ]; do sleep 0.05; done; echo done; exit 3", $go],
+		container_name: "multi-1"}' > "$BATS_TEST_TMPDIR/p.json"
+	fc-run --unix "$SOCK" "$BATS_TEST_TMPDIR/p.json" >"$BATS_TEST_TMPDIR/out" \
+		2>"$BATS_TEST_TMPDIR/err" &
+	local pid=$! rc=0
+	wait_for "$BATS_TEST_TMPDIR/err" up
+	run py <<'EOF'
+import json, socket, sys, time
+from ag import *
+path, disk = sys.argv[1], sys.argv[2]
+# Everyone connects first: 7 status clients, a second plan, a mute client
+# that never reads nor writes; all hold their connections open at once.
+mute = conn(path)
+st = [conn(path) for _ in range(7)]
+busy = conn(path)
+for s in st:
+    hello(s)
+t0 = time.time()
+for s in st:
+    s.sendall(frame(STATUS_REQ))
+busy.sendall(plan(disk, ["true"]))
+for s in st:
+    fr = rest(s)
+    assert len(fr) == 1 and fr[0][0] == STATUS, fr
+    j = json.loads(fr[0][1])
+    print("status", j["state"], j["container"], j["sessions"], sorted(j))
+fr = rest(busy)
+print("busy", [t for t, _ in fr], json.loads(fr[-1][1])["message"])
+print("answered within 10 s:", time.time() - t0 < 10)
+# The mute client is still connected and the agent still answers.
+print("after", status(path)["state"])
+mute.close()
+EOF
+	echo "$output"
+	[ "$status" -eq 0 ]
+	assert_eq "$(grep -c '^status running multi-1 1 ' <<<"$output")" 7 \
+		"7 answers: running, the plan's container name, one session (the run)"
+	assert_contains "$output" "['container', 'sessions', 'state', 'version']" \
+		"no exit_code while running"
+	assert_contains "$output" "busy [1, 9] busy: a container is already running" \
+		"a second plan: hello, then ERROR busy"
+	assert_contains "$output" "answered within 10 s: True" "nobody waited for the mute client"
+	assert_contains "$output" "after running" "served with the mute client connected"
+	kill -0 "$pid" || { echo "fc-run ended early" >&2; false; }
+	touch "$BATS_TEST_TMPDIR/go"
+	wait "$pid" || rc=$?
+	assert_eq "$rc" 3 "the run's exit code, undisturbed"
+	assert_eq "$(cat "$BATS_TEST_TMPDIR/out")" "done" "the run's output, undisturbed"
+	assert_eq "$(sed -n 2p "$BATS_TEST_TMPDIR/args")" "--name=multi-1" "podman run --name"
+	run py <<'EOF'
+import sys
+from ag import *
+j = status(sys.argv[1])
+print(j["state"], j["container"], j["exit_code"], j["sessions"])
+EOF
+	assert_eq "$output" "exited multi-1 3 0" "after the run: exited, its code, no session"
+}
+
+@test "agent-multi: a host that never reads stalls only its own container's output" {
+	start_agent
+	run py <<'EOF'
+import json, os, sys, time
+from ag import *
+path, disk, tmp = sys.argv[1], sys.argv[2], sys.argv[3]
+agent_pid = int(os.environ["AGENT_PID"])
+def rss_kb():
+    for l in open("/proc/%d/status" % agent_pid):
+        if l.startswith("VmRSS:"):
+            return int(l.split()[1])
+# 200 MB of output to a host that never reads.
+r = conn(path)
+hello(r)
+r.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+r.sendall(plan(disk, ["sh", "-c", "head -c 200000000 /dev/zero; echo finished > $0", tmp + "/fin"]))
+time.sleep(3)
+t0 = time.time()
+j = status(path)
+print("status while stalled:", j["state"], "in", "%.1f" % (time.time() - t0), "s")
+print("rss bounded:", rss_kb() < 32 * 1024, rss_kb())
+print("container blocked:", not os.path.exists(tmp + "/fin"))
+# The host goes away: the container runs on, its output discarded.
+r.close()
+for _ in range(600):
+    if status(path)["state"] == "exited":
+        break
+    time.sleep(0.1)
+j = status(path)
+print("after the host left:", j["state"], j["exit_code"], os.path.exists(tmp + "/fin"))
+EOF
+	echo "$output"
+	[ "$status" -eq 0 ]
+	assert_contains "$output" "status while stalled: running" "status answered while a host stalls"
+	assert_contains "$output" "rss bounded: True" "the agent does not buffer without bound"
+	assert_contains "$output" "container blocked: True" "the container waits for its reader"
+	assert_contains "$output" "after the host left: exited 0 True" \
+		"without a host the container ran to its end"
+}
+
+@test "agent-multi: heartbeats reach the run session while status requests come and go" {
+	start_agent
+	run py <<'EOF'
+import sys, threading, time
+from ag import *
+path, disk = sys.argv[1], sys.argv[2]
+r = conn(path)
+hello(r)
+r.sendall(plan(disk, ["sh", "-c", "sleep 5; echo x"], poweroff=True))
+answers = []
+def poll():
+    for _ in range(8):
+        answers.append(status(path)["state"])
+        time.sleep(0.4)
+th = threading.Thread(target=poll)
+th.start()
+fr = rest(r)
+th.join()
+types = [t for t, _ in fr]
+print("heartbeats:", types.count(HEARTBEAT) >= 2, types.count(HEARTBEAT))
+print("output:", [p for t, p in fr if t == STDOUT])
+print("exit:", [p for t, p in fr if t == EXIT])
+print("statuses:", set(answers) <= {"starting", "running"} and "running" in answers, len(answers))
+EOF
+	echo "$output"
+	[ "$status" -eq 0 ]
+	assert_contains "$output" "heartbeats: True" "at least 2 heartbeats in 5 s of silence"
+	assert_contains "$output" "output: [b'x\\n']" "the output"
+	assert_contains "$output" "exit: [b'{\"code\":0}']" "the exit code"
+	assert_contains "$output" "statuses: True 8" "8 status answers meanwhile: starting, then running"
+	# poweroff: the test-mode agent exits once the run is over.
+	local i
+	for ((i = 0; i < 200; i++)); do kill -0 "$AGENT_PID" 2>/dev/null || break; sleep 0.05; done
+	! kill -0 "$AGENT_PID" 2>/dev/null
+	wait "$AGENT_PID"
+	AGENT_PID=""
+}
+
+@test "agent-multi: status when idle, after a failed plan, and bad first frames" {
+	start_agent
+	run py <<'EOF'
+import json, sys
+from ag import *
+path, disk = sys.argv[1], sys.argv[2]
+print("idle:", json.dumps(status(path), sort_keys=True))
+s = conn(path)
+hello(s)
+s.sendall(frame(STATUS_REQ, b"x"))
+print("payload:", [(t, json.loads(p)["message"]) for t, p in rest(s)])
+s = conn(path)
+hello(s)
+s.sendall(frame(HEARTBEAT))
+print("other:", [(t, json.loads(p)["message"]) for t, p in rest(s)])
+s = conn(path)
+hello(s)
+s.sendall(frame(PLAN, b'{"version":1,"image":{"disk":"/d"},"container_name":"-bad"}'))
+print("bad name:", [(t, json.loads(p)["message"]) for t, p in rest(s)])
+j = status(path)
+print("after:", j["state"], j["container"], j["exit_code"], j["error"][:28])
+EOF
+	echo "$output"
+	[ "$status" -eq 0 ]
+	assert_contains "$output" \
+		'idle: {"container": null, "sessions": 0, "state": "idle", "version": 1}' \
+		"idle status: no container, no exit code"
+	assert_contains "$output" "payload: [(9, 'a status request has no payload')]" \
+		"a status request with a payload is refused"
+	assert_contains "$output" "other: [(9, 'expected a plan or a status request, got a heartbeat frame')]" \
+		"another first frame is refused"
+	assert_contains "$output" "bad name: [(9, \"invalid plan: 'container_name' must match" \
+		"a bad container_name is refused"
+	assert_contains "$output" "after: exited None 125 invalid plan: 'container_na" \
+		"status after a failed plan: exited 125 with the reason"
+}
+
+@test "agent-multi: a run connection's protocol error drops that host, the container runs on" {
+	start_agent
+	run py <<'EOF'
+import json, sys, time
+from ag import *
+path, disk, tmp = sys.argv[1], sys.argv[2], sys.argv[3]
+r = conn(path)
+hello(r)
+r.sendall(plan(disk, ["sh", "-c", "echo up >&2; sleep 2; echo ran > $0", tmp + "/ran"]))
+while read_frame(r)[0] != STDERR:
+    pass
+r.sendall(frame(PLAN, b"{}"))
+fr = rest(r)
+print("dropped:", [json.loads(p)["message"] for t, p in fr if t == ERROR])
+print("during:", status(path)["state"])
+for _ in range(100):
+    if status(path)["state"] == "exited":
+        break
+    time.sleep(0.1)
+print("after:", status(path)["exit_code"], open(tmp + "/ran").read().strip())
+EOF
+	echo "$output"
+	[ "$status" -eq 0 ]
+	assert_contains "$output" "dropped: ['unexpected plan frame during a run']" "the host is told why"
+	assert_contains "$output" "during: running" "the container keeps running"
+	assert_contains "$output" "after: 0 ran" "and ends normally"
+}
+
+@test "agent-multi: SIGTERM in test mode stops the container and the agent" {
+	start_agent
+	run py <<'EOF'
+import os, signal, sys
+from ag import *
+path, disk = sys.argv[1], sys.argv[2]
+r = conn(path)
+hello(r)
+r.sendall(plan(disk, ["sh", "-c", "echo up >&2; exec sleep 600"]))
+while read_frame(r)[0] != STDERR:
+    pass
+os.kill(int(os.environ["AGENT_PID"]), signal.SIGTERM)
+fr = rest(r)
+print("exit:", [p for t, p in fr if t == EXIT])
+EOF
+	echo "$output"
+	[ "$status" -eq 0 ]
+	assert_contains "$output" "exit: [b'{\"signal\":15}']" "the container got SIGTERM, the host its EXIT"
+	wait "$AGENT_PID"
+	AGENT_PID=""
+	[ ! -e "$SOCK" ] || { echo "agent left its socket behind" >&2; false; }
+}
+
+@test "fc-agent: refuses to run when not PID 1 and not in test mode, before mounting anything" {
+	# In a private mount and UTS namespace, so that a regression mounts
+	# nothing on the host itself; what it would have mounted shows in the
+	# namespace's mountinfo.
+	local agent
+	agent=$(command -v fc-agent)
+	run timeout 30 unshare --mount --uts --propagation private sh -c '
+		cat /proc/self/mountinfo > "$1/before"
+		"$2"
+		echo "rc=$?"
+		cat /proc/self/mountinfo > "$1/after"' sh "$BATS_TEST_TMPDIR" "$agent"
+	echo "$output"
+	assert_contains "$output" "fc-agent: not PID 1: run it as a microVM's init, or use --listen-unix for tests" \
+		"says why"
+	assert_contains "$output" "rc=2" "exit 2"
+	diff "$BATS_TEST_TMPDIR/before" "$BATS_TEST_TMPDIR/after" ||
+		{ echo "fc-agent mounted something" >&2; false; }
+	run timeout 30 unshare --mount --uts --propagation private sh -c '
+		cat /proc/self/mountinfo > "$1/before"
+		"$2" --port 1024 -v
+		echo "rc=$?"
+		cat /proc/self/mountinfo > "$1/after"' sh "$BATS_TEST_TMPDIR" "$agent"
+	assert_contains "$output" "rc=2" "--port without --listen-unix: exit 2 too"
+	diff "$BATS_TEST_TMPDIR/before" "$BATS_TEST_TMPDIR/after"
+}
