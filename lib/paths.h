@@ -52,4 +52,10 @@ int fc_err_enospc(struct fc_err *e, const char *path);
 /* True when @errnum means "no space" (ENOSPC, EDQUOT). */
 bool fc_errno_full(int errnum);
 
+/* Remove @path, a file or a whole tree (what a killed build or VM left
+ * under the root): first unmount everything mounted at or below it
+ * (deepest first, MNT_DETACH), then remove without following symlinks or
+ * crossing into other file systems. Missing is fine. 0 or -1 with @e. */
+int fc_rm_tree(const char *path, struct fc_err *e);
+
 #endif

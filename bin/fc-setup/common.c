@@ -142,66 +142,9 @@ int run_ok(char *const argv[], const char *cwd, int fd_in, int fd_out, struct fc
 	return 0;
 }
 
-/* Mount points at or below @path, from /proc/self/mountinfo, deepest first. */
-static int umount_below(const char *path, struct fc_err *e)
-{
-	size_t plen = strlen(path);
-
-	for (int pass = 0; pass < 64; pass++) {
-		_cleanup_free_ char *info = read_file_max("/proc/self/mountinfo", 4 << 20, NULL, e);
-		char *line, *save = NULL, *best = NULL;
-		size_t bestlen = 0;
-
-		if (!info)
-			return -1;
-		for (line = strtok_r(info, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-			char mp[4096];
-
-			/* id parent maj:min root mountpoint ... (octal escapes ignored: our paths have none) */
-			if (sscanf(line, "%*s %*s %*s %*s %4095s", mp) != 1)
-				continue;
-			if (strncmp(mp, path, plen) == 0 && (mp[plen] == '/' || mp[plen] == '\0') &&
-			    strlen(mp) > bestlen) {
-				free(best);
-				best = xstrdup(mp);
-				bestlen = strlen(mp);
-			}
-		}
-		if (!best)
-			return 0;
-		log_debug("unmounting leftover '%s'", best);
-		if (umount2(best, MNT_DETACH) < 0) {
-			fc_err_set(e, errno, "unmount '%s'", best);
-			free(best);
-			return -1;
-		}
-		free(best);
-	}
-	return fc_err_set(e, 0, "too many mounts below '%s'", path);
-}
-
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)ftw;
-	if (flag == FTW_DP)
-		return rmdir(p) < 0 && errno != ENOENT ? -1 : 0;
-	return unlink(p) < 0 && errno != ENOENT ? -1 : 0;
-}
-
 int rm_tree(const char *path, struct fc_err *e)
 {
-	struct stat st;
-
-	if (lstat(path, &st) < 0)
-		return errno == ENOENT ? 0 : fc_err_set(e, errno, "stat '%s'", path);
-	if (umount_below(path, e) < 0)
-		return -1;
-	if (!S_ISDIR(st.st_mode))
-		return unlink(path) < 0 ? fc_err_set(e, errno, "remove '%s'", path) : 0;
-	if (nftw(path, rm_one, 32, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) < 0)
-		return fc_err_set(e, errno, "remove '%s'", path);
-	return 0;
+	return fc_rm_tree(path, e);
 }
 
 int lock_build(const char *name, struct fc_err *e)

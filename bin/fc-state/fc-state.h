@@ -9,10 +9,12 @@
 	"usage: fc-state ls [-a] [--json]\n"                                  \
 	"       fc-state get [--field NAME] KEY\n"                            \
 	"       fc-state wait [--timeout SEC] [--pid PID[:START]] KEY STATUS\n" \
+	"       fc-state gc [-n] [--json]\n"                                  \
 	"       fc-state -h\n"
 
 int cmd_ls(int argc, char **argv);
 int cmd_get(int argc, char **argv);
 int cmd_wait(int argc, char **argv);
+int cmd_gc(int argc, char **argv);
 
 #endif

@@ -307,5 +307,7 @@ int main(int argc, char **argv)
 		return cmd_get(argc - 1, argv + 1);
 	if (!strcmp(cmd, "wait"))
 		return cmd_wait(argc - 1, argv + 1);
+	if (!strcmp(cmd, "gc"))
+		return cmd_gc(argc - 1, argv + 1);
 	usage_err(FC_STATE_USAGE, "unknown command '%s'", cmd);
 }
