@@ -576,7 +576,8 @@ static int pump(struct agentc *s, enum phase ph, struct fc_err *e)
 			return say(e, ETIMEDOUT,
 					  "the agent stopped reading (a frame not taken within %d s)",
 					  s->o.frame_ms / 1000);
-		if (ph == PH_RUN && reading && s->o.heartbeat_ms &&
+		/* (a frame begun has its own bound) */
+		if (ph == PH_RUN && reading && !s->frame_t0 && s->o.heartbeat_ms &&
 		    now >= s->last_rx + (uint64_t)s->o.heartbeat_ms)
 			return say(e, ETIMEDOUT, "the agent stopped answering (no heartbeat for %d s)",
 					  s->o.heartbeat_ms / 1000);
@@ -586,7 +587,7 @@ static int pump(struct agentc *s, enum phase ph, struct fc_err *e)
 			until(&wake, s->frame_t0 + s->o.frame_ms);
 		if (s->txlen)
 			until(&wake, s->tx_t0 + s->o.frame_ms);
-		if (ph == PH_RUN && reading && s->o.heartbeat_ms)
+		if (ph == PH_RUN && reading && !s->frame_t0 && s->o.heartbeat_ms)
 			until(&wake, s->last_rx + s->o.heartbeat_ms);
 		if (s->o.owner_pid > 0 && s->pidfd < 0)
 			until(&wake, s->next_owner_check);
