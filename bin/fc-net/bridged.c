@@ -485,7 +485,7 @@ int bridged_up(struct up_opts *o, json_t **out, struct fc_err *e)
 	uint8_t mac[6];
 	unsigned int probe;
 	size_t nres, i;
-	bool dns_dnat = false;
+	bool dns_dnat = false, made_tap = true, made_table = true;
 	struct nl_link l;
 	char path[128];
 	int r;
@@ -571,10 +571,15 @@ int bridged_up(struct up_opts *o, json_t **out, struct fc_err *e)
 	if (net_record_save(rec, e) < 0)
 		return -1;
 
-	/* From here on a failure undoes everything through the record. */
+	/* From here on a failure undoes everything through the record - but
+	 * only what this call made: a TAP or table that was there before is
+	 * not ours (the create steps are exclusive, so a failed one made
+	 * nothing). */
 	r = tap_open(tap, true, true, o->tap_uid, e);
-	if (r < 0)
+	if (r < 0) {
+		made_tap = false;
 		goto undo;
+	}
 	close(r);
 	r = nl_link_get(&nl, tap, &l, e);
 	if (r != 0) {
@@ -597,8 +602,10 @@ int bridged_up(struct up_opts *o, json_t **out, struct fc_err *e)
 		struct nat_plan p = { table, tap, subnet, gw, guest, dns_target, dns_dnat,
 				      o->host_loopback, o->ports, o->nports };
 
-		if (nat_create(&p, e) < 0)
+		if (nat_create(&p, e) < 0) {
+			made_table = false;
 			goto undo;
+		}
 	}
 	json_object_set_new(rec, "status", json_string("up"));
 	if (net_record_save(rec, e) < 0)
@@ -608,6 +615,11 @@ int bridged_up(struct up_opts *o, json_t **out, struct fc_err *e)
 
 undo: {
 		struct fc_err e2;
+
+		if (!made_tap)
+			json_object_del(rec, "tap");
+		if (!made_table)
+			json_object_del(rec, "table");
 
 		if (net_down(rec, &e2) < 0)
 			log_warn("undo: %s", e2.msg);
