@@ -227,6 +227,34 @@ raw() {
 	[ ! -e "$SOCK" ]
 }
 
+@test "fc-qemu: QEMU exiting before QMP is reported at once, its words sanitised" {
+	# a stand-in QEMU: escape sequences and a bidi override on stderr, then exit 5
+	local fake="$BATS_TEST_TMPDIR/fake-qemu" t0 el
+	cat >"$fake" <<-'EOF'
+	#!/bin/sh
+	sleep 0.5
+	printf 'qemu: \033[31mboom\033]0;owned\007 \342\200\256evil\302\233[2J\n' >&2
+	exit 5
+	EOF
+	chmod +x "$fake"
+	FCVM_QEMU="$fake" FCVM_QEMU_ACCEL=tcg start_fcq
+	echo "not a kernel" >"$BATS_TEST_TMPDIR/k"
+	api PUT /boot-source "{\"kernel_image_path\": \"$BATS_TEST_TMPDIR/k\"}"
+	t0=$SECONDS
+	api PUT /actions '{"action_type": "InstanceStart"}'
+	el=$((SECONDS - t0))
+	expect_fault 400 "QEMU exited (5): qemu: ?[31mboom?]0;owned? ?evil?[2J" "QEMU's exit code and last line, controls replaced"
+	# noticed while waiting for QMP, not at the 30 s start timeout
+	[ "$el" -lt 15 ] || { echo "InstanceStart took $el s" >&2; return 1; }
+	# what fc-qemu forwards of QEMU's stderr is sanitised too
+	! LC_ALL=C grep -qP '[\x1b\x07]|\xe2\x80\xae|\xc2\x9b' "$BATS_TEST_TMPDIR/stderr" ||
+		{ echo "raw control bytes forwarded:" >&2; cat -v "$BATS_TEST_TMPDIR/stderr" >&2; return 1; }
+	grep -q 'boom' "$BATS_TEST_TMPDIR/stderr"
+	api GET /
+	assert_eq "$(jq -r .state <<<"$body")" "Not started" "still not started"
+	no_private_dir
+}
+
 @test "fc-qemu: QEMU failing at start is a 400 with its error" {
 	command -v qemu-system-x86_64 >/dev/null || skip "qemu-system-x86_64 not installed"
 	start_fcq

@@ -35,7 +35,7 @@ build_replay() {
 @test "fuzz: http_api_fuzz replays its corpus" {
 	[ "$(id -u)" = 0 ] || skip "needs root (private mount namespace)"
 	build_replay "$BATS_TEST_TMPDIR/http_api_fuzz" "$TOP/fuzz/http_api_fuzz.c" \
-		"$TOP/bin/fc-qemu/api.c" "$TOP"/lib/{http,err,util,log,json}.c
+		"$TOP/bin/fc-qemu/api.c" "$TOP"/lib/{http,err,util,log,json,fsutil,paths}.c
 	run_fc 0 "$BATS_TEST_TMPDIR/http_api_fuzz" "$TOP"/fuzz/corpus/http/*
 	assert_contains "$output" "start: ok" "seed replayed"
 }

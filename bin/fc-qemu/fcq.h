@@ -61,6 +61,7 @@ struct vmm {
 	char err_line[512];		/* QEMU's last complete stderr line */
 	char err_part[512];
 	size_t err_part_len;
+	bool err_cont;			/* err_part continues a longer line */
 	int qemu_status;
 	bool tcg;
 };

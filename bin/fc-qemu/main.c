@@ -24,6 +24,7 @@
 #include "log.h"
 #include "proc.h"
 #include "sock.h"
+#include "text.h"
 #include "util.h"
 
 static const char usage[] =
@@ -166,10 +167,13 @@ int main(int argc, char **argv)
 				if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
 					log_info("QEMU exited: the guest shut down");
 				} else {
+					_cleanup_free_ char *line = text_clean(v->err_line,
+						strlen(v->err_line), sizeof(v->err_line), false);
+
 					log_warn("QEMU exited (%s %d)%s%s",
 						 WIFEXITED(st) ? "status" : "signal",
 						 WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st),
-						 *v->err_line ? ": " : "", v->err_line);
+						 *line ? ": " : "", line);
 					code = 1;
 				}
 				stop = true;

@@ -25,7 +25,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -34,6 +33,8 @@
 #include "log.h"
 #include "paths.h"
 #include "proc.h"
+#include "sock.h"
+#include "text.h"
 #include "util.h"
 
 #define START_TIMEOUT_MS	30000
@@ -244,6 +245,24 @@ static void build_qemu_argv(struct argv *a, const struct fcq_config *c, const st
 
 /* --- child output ---------------------------------------------------------- */
 
+/* Forward a line (or a chunk of a long one) of QEMU's stderr to ours,
+ * sanitised; a complete line also becomes the last line. */
+static void err_emit(struct vmm *v, bool complete)
+{
+	_cleanup_free_ char *t = text_clean(v->err_part, v->err_part_len, v->err_part_len, false);
+	size_t n = strlen(t);
+
+	t[n] = complete ? '\n' : '\0';	/* in place of its NUL */
+	if (write(STDERR_FILENO, t, n + complete) < 0) {
+		/* our stderr is gone; nothing else to tell */
+	}
+	/* the last line: a long one by its first sizeof(err_line) bytes */
+	if (v->err_part_len && !v->err_cont)
+		snprintf(v->err_line, sizeof(v->err_line), "%.*s", (int)v->err_part_len, v->err_part);
+	v->err_cont = !complete;
+	v->err_part_len = 0;
+}
+
 int vmm_read_stderr(struct vmm *v)
 {
 	char buf[4096];
@@ -255,26 +274,19 @@ int vmm_read_stderr(struct vmm *v)
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return 0;
 	if (n <= 0) {
-		if (v->err_part_len) {
-			snprintf(v->err_line, sizeof(v->err_line), "%.*s",
-				 (int)v->err_part_len, v->err_part);
-			v->err_part_len = 0;
-		}
+		if (v->err_part_len)
+			err_emit(v, true);
 		close(v->err_fd);
 		v->err_fd = -1;
 		return -1;
 	}
-	if (write(STDERR_FILENO, buf, n) < 0) {
-		/* our stderr is gone; nothing else to tell */
-	}
 	for (ssize_t i = 0; i < n; i++) {
 		if (buf[i] == '\n') {
-			if (v->err_part_len)
-				snprintf(v->err_line, sizeof(v->err_line), "%.*s",
-					 (int)v->err_part_len, v->err_part);
-			v->err_part_len = 0;
-		} else if (v->err_part_len < sizeof(v->err_part) - 1) {
+			err_emit(v, true);
+		} else {
 			v->err_part[v->err_part_len++] = buf[i];
+			if (v->err_part_len == sizeof(v->err_part))
+				err_emit(v, false);
 		}
 	}
 	return 0;
@@ -373,9 +385,12 @@ static int qmp_exec(struct vmm *v, const char *cmd, json_t **ret, struct fc_err 
 
 		if (!j)
 			return fc_err_wrap(e, "QMP '%s'", cmd);
-		if ((err = json_object_get(j, "error")))
-			return fc_err_set(e, 0, "QMP '%s': %s", cmd,
-					  json_str(err, "desc") ? json_str(err, "desc") : "error");
+		if ((err = json_object_get(j, "error"))) {
+			const char *d = json_str(err, "desc") ? json_str(err, "desc") : "error";
+			_cleanup_free_ char *desc = text_clean(d, strlen(d), 512, false);
+
+			return fc_err_set(e, 0, "QMP '%s': %s", cmd, desc);
+		}
 		if ((r = json_object_get(j, "return"))) {
 			if (ret)
 				*ret = json_incref(r);
@@ -501,38 +516,47 @@ static int start_vsock(struct vmm *v, const struct fcq_config *c, struct fc_err 
 	return 0;
 }
 
+/* "QEMU exited (N): <its last line of error output>", sanitised: QEMU's
+ * output may quote anything (file names, guest-controlled text). */
+static int qemu_exit_err(struct vmm *v, int status, struct fc_err *e)
+{
+	_cleanup_free_ char *line = text_clean(v->err_line, strlen(v->err_line),
+					       sizeof(v->err_line), false);
+
+	return fc_err_set(e, 0, "QEMU exited (%d): %s", exit_code_of(status),
+			  *line ? line : "no message");
+}
+
+/* sock_connect_unix's give-up check while QEMU creates its QMP socket:
+ * QEMU exiting ends the wait with its own words. Its stderr is drained
+ * meanwhile, so it never blocks on a full pipe. */
+static int qemu_gone(void *arg, struct fc_err *e)
+{
+	struct vmm *v = arg;
+	struct pollfd p = { v->err_fd, POLLIN, 0 };
+	int st;
+
+	if (v->err_fd >= 0 && poll(&p, 1, 0) > 0)
+		vmm_read_stderr(v);
+	if (v->qemu > 0 && waitpid(v->qemu, &st, WNOHANG) == v->qemu) {
+		v->qemu = 0;
+		while (vmm_read_stderr(v) == 0)
+			;
+		return qemu_exit_err(v, st, e);
+	}
+	return 0;
+}
+
 /* Connect to QMP while QEMU creates its socket; fails early if QEMU exits. */
 static int qmp_connect(struct vmm *v, struct fc_err *e)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	uint64_t deadline = now_ms() + START_TIMEOUT_MS;
-	int fd, st;
+	_cleanup_free_ char *path = xasprintf("%s/qmp.sock", v->dir);
+	int fd = sock_connect_unix(path, START_TIMEOUT_MS, qemu_gone, v, e);
 
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/qmp.sock", v->dir);
-	for (;;) {
-		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (fd < 0)
-			return fc_err_set(e, errno, "socket");
-		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
-			break;
-		close(fd);
-		if (errno != ENOENT && errno != ECONNREFUSED)
-			return fc_err_set(e, errno, "connect to QMP '%s'", sa.sun_path);
-		if (v->qemu && waitpid(v->qemu, &st, WNOHANG) == v->qemu) {
-			v->qemu = 0;
-			while (vmm_read_stderr(v) == 0)
-				;
-			return fc_err_set(e, 0, "QEMU exited (%d): %s", exit_code_of(st),
-					  *v->err_line ? v->err_line : "no message");
-		}
-		if (now_ms() >= deadline)
-			return fc_err_set(e, ETIMEDOUT, "QEMU did not open its QMP socket");
-		{
-			struct pollfd p = { v->err_fd, POLLIN, 0 };
-
-			if (poll(&p, v->err_fd >= 0, 20) > 0)
-				vmm_read_stderr(v);
-		}
+	if (fd < 0) {
+		if (e->errnum == ETIMEDOUT)
+			fc_err_wrap(e, "QEMU did not open its QMP socket");
+		return -1;
 	}
 	v->qmp_fd = fd;
 	return 0;
@@ -635,8 +659,7 @@ fail:
 			v->qemu = 0;
 			while (vmm_read_stderr(v) == 0)
 				;
-			fc_err_set(e, 0, "QEMU exited (%d): %s", exit_code_of(st),
-				   *v->err_line ? v->err_line : "no message");
+			qemu_exit_err(v, st, e);
 		}
 	}
 	vmm_stop(v);
