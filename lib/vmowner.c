@@ -200,6 +200,10 @@ static int resolve(struct vmowner *o, const struct vm_spec *s, struct fc_err *e)
 	bool boot = !s->configure || s->configure == vm_configure_boot;
 	uint64_t max = s->console_max ? s->console_max : VM_CONSOLE_MAX_DEFAULT;
 
+	/* A data root 'fc-setup storage' did not prepare is refused before
+	 * anything is looked up in it. */
+	if (fc_root_check(e) < 0)
+		return -1;
 	if (!s->name || !fc_valid_name(s->name))
 		return fc_err_set(e, EINVAL, "invalid VM name '%s'", s->name ? s->name : "");
 	if (s->id && !fc_valid_name(s->id))
@@ -448,28 +452,47 @@ static noreturn void janitor(struct vmowner *o, int end)
 	_exit(0);
 }
 
-static int start_janitor(struct vmowner *o, struct fc_err *e)
+/* fork() with a CLOEXEC pipe between parent and child: the child gets the
+ * read end when @child_reads, else the write end; each side keeps only its
+ * own end, in *@end. Returns fork()'s value, or -1 with @e. */
+static pid_t fork_with_pipe(bool child_reads, int *end, struct fc_err *e)
 {
 	int p[2];
+	pid_t pid;
+
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return fc_err_set(e, errno, "pipe");
+	pid = fork();
+	if (pid < 0) {
+		close(p[0]);
+		close(p[1]);
+		return fc_err_set(e, errno, "fork");
+	}
+	/* p[0] reads, p[1] writes: keep the end this side uses. */
+	if ((pid == 0) == child_reads) {
+		close(p[1]);
+		*end = p[0];
+	} else {
+		close(p[0]);
+		*end = p[1];
+	}
+	return pid;
+}
+
+static int start_janitor(struct vmowner *o, struct fc_err *e)
+{
+	int end;
 	pid_t pid;
 
 	o->owner_pid = getpid();
 	if (proc_start_time(o->owner_pid, &o->owner_start, e) < 0)
 		return -1;
-	if (pipe2(p, O_CLOEXEC) < 0)
-		return fc_err_set(e, errno, "janitor pipe");
-	pid = fork();
-	if (pid < 0) {
-		close(p[0]);
-		close(p[1]);
-		return fc_err_set(e, errno, "fork the janitor");
-	}
-	if (pid == 0) {
-		close(p[1]);
-		janitor(o, p[0]);
-	}
-	close(p[0]);
-	o->janitor_fd = p[1];
+	pid = fork_with_pipe(true, &end, e);
+	if (pid < 0)
+		return fc_err_wrap(e, "start the janitor");
+	if (pid == 0)
+		janitor(o, end);
+	o->janitor_fd = end;
 	o->janitor_pid = pid;
 	return 0;
 }
@@ -564,7 +587,8 @@ static int console_open(struct vmowner *o, struct fc_err *e)
 static int console_rotate(struct vmowner *o, struct fc_err *e)
 {
 	cleanup_closep(&o->console_fd);
-	if (rename(o->console, o->console_old) < 0)
+	/* ENOENT: an earlier rotation renamed it but could not open a new one. */
+	if (rename(o->console, o->console_old) < 0 && errno != ENOENT)
 		return fc_err_set(e, errno, "rotate '%s'", o->console);
 	o->console_fd = open(o->console, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC |
 				 O_NOFOLLOW, 0644);
@@ -813,22 +837,15 @@ static void release_fd(int fd)
  * 1 in the parent, 0 in the child (which keeps the pipe's write end). */
 static int detach(struct vmowner *o, struct vm_outcome *out, struct fc_err *e)
 {
-	int p[2], status;
+	int end, status;
 	char buf[16];
 	ssize_t n;
-	pid_t pid;
+	pid_t pid = fork_with_pipe(false, &end, e);
 
-	if (pipe2(p, O_CLOEXEC) < 0)
-		return fc_err_set(e, errno, "pipe");
-	pid = fork();
-	if (pid < 0) {
-		close(p[0]);
-		close(p[1]);
-		return fc_err_set(e, errno, "fork");
-	}
+	if (pid < 0)
+		return fc_err_wrap(e, "detach");
 	if (pid == 0) {
-		close(p[0]);
-		o->detach_fd = p[1];
+		o->detach_fd = end;
 		/* A daemon keeps nothing it inherited: a caller's pipe held
 		 * open here would leave the caller waiting for EOF forever. */
 		for (int fd = 3; fd < 1024; fd++)
@@ -837,15 +854,14 @@ static int detach(struct vmowner *o, struct vm_outcome *out, struct fc_err *e)
 		setsid();
 		return 0;
 	}
-	close(p[1]);
 	if (o->s.ready && o->s.ready_fd > STDERR_FILENO) {
 		close(o->s.ready_fd);	/* only the owner answers on it */
 		o->s.ready = false;
 	}
 	do
-		n = read(p[0], buf, sizeof(buf));
+		n = read(end, buf, sizeof(buf));
 	while (n < 0 && errno == EINTR);
-	close(p[0]);
+	close(end);
 	if (n > 0) {
 		out->detached = pid;
 		out->code = 0;
