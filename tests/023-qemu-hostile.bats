@@ -328,3 +328,38 @@ PY
 	assert_eq "$(jq -r .closed <<<"$res")" 32 "every slow connection was closed"
 	[ "$(jq -r '[.answers | to_entries[] | select(.key | test(" (408|503) ")) | .value] | add' <<<"$res")" -ge 3 ]
 }
+
+@test "hostile: a guest boots through the API while hostile clients hold every slot" {
+	need_guest
+	start_fcq
+	local res fd0 ready="$BATS_TEST_TMPDIR/ready"
+	fd0=$(nfds "$FCQ_PID")
+	timeout 120 python3 "$HOSTILE" fill "$SOCK" 32 "$ready" 60 >"$BATS_TEST_TMPDIR/fill.json" &
+	HOSTILE_PIDS+=($!)
+	wait_for 60 file_has "$ready" || { cat "$BATS_TEST_TMPDIR/fill.json" >&2; return 1; }
+	assert_eq "$(head -1 "$BATS_TEST_TMPDIR/fill.json" | jq -r .held)" 32 "all slots held"
+	# and more of them: one that pipelines without reading, 100 idle ones
+	timeout 120 python3 "$HOSTILE" pipeline "$SOCK" "$FCQ_PID" 20 >"$BATS_TEST_TMPDIR/p.json" &
+	HOSTILE_PIDS+=($!)
+	timeout 120 python3 "$HOSTILE" idle "$SOCK" 100 "$BATS_TEST_TMPDIR/ready2" 30 \
+		>"$BATS_TEST_TMPDIR/idle.json" &
+	HOSTILE_PIDS+=($!)
+	wait_for 60 file_has "$BATS_TEST_TMPDIR/ready2" || { cat "$BATS_TEST_TMPDIR/idle.json" >&2; return 1; }
+	[ "$(nfds "$FCQ_PID")" -le "$((fd0 + 40))" ] || { ls -l "/proc/$FCQ_PID/fd" >&2; return 1; }
+	# the owner: the same requests fc-boot makes
+	api PUT /machine-config '{"vcpu_count": 2, "mem_size_mib": 256}'
+	assert_eq "$code" 204 "machine-config: $body"
+	api PUT /boot-source "{\"kernel_image_path\": \"$FCVM_TEST_KERNEL/vmlinux\", \"initrd_path\": \"$FCVM_TEST_KERNEL/initrd.img\", \"boot_args\": \"console=ttyS0 reboot=k panic=1 pci=off\"}"
+	assert_eq "$code" 204 "boot-source: $body"
+	api PUT /actions '{"action_type": "InstanceStart"}'
+	assert_eq "$code" 204 "InstanceStart: $body"
+	api GET /
+	assert_eq "$(jq -r .state <<<"$body")" "Running" "state after InstanceStart"
+	wait_line "$BATS_TEST_TMPDIR/console" 'fcvm-dev: ready|fcvm-init:|fc-agent: ready' 90 "$FCQ_PID" ||
+		{ cat "$BATS_TEST_TMPDIR/stderr" >&2; return 1; }
+	kill -TERM "$FCQ_PID"
+	local st=0
+	wait "$FCQ_PID" || st=$?
+	assert_eq "$st" 0 "fc-qemu exit after SIGTERM"
+	FCQ_PID=
+}
