@@ -85,6 +85,21 @@ def status(path):
     assert len(fr) == 1 and fr[0][0] == STATUS, fr
     return json.loads(fr[0][1])
 
+def vconn(uds, port=1024, timeout=120):
+    """A hybrid vsock connection (Firecracker's CONNECT protocol)."""
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(timeout)
+    s.connect(uds)
+    s.sendall(b"CONNECT %d\n" % port)
+    line = b""
+    while not line.endswith(b"\n"):
+        d = s.recv(1)
+        if not d:
+            raise EOFError("closed during CONNECT")
+        line += d
+    assert line.startswith(b"OK "), line
+    return s
+
 def plan(disk, cmd, **extra):
     p = {"version": 1, "image": {"disk": disk}, "cmd": cmd}
     p.update(extra)
@@ -98,7 +113,15 @@ teardown() {
 		wait "$AGENT_PID" 2>/dev/null || true
 	fi
 	rm -f "$SOCK"
-	leak_check
+	if [ -n "${VM_OWNER:-}" ]; then
+		kill -TERM "$VM_OWNER" 2>/dev/null || true
+		local i
+		for ((i = 0; i < 100; i++)); do kill -0 "$VM_OWNER" 2>/dev/null || break; sleep 0.1; done
+	fi
+	local r=0
+	leak_check || r=$?
+	[ -z "${VM_ROOT:-}" ] || rm -rf "$VM_ROOT"
+	return $r
 }
 
 start_agent() {
@@ -382,4 +405,66 @@ EOF
 		cat /proc/self/mountinfo > "$1/after"' sh "$BATS_TEST_TMPDIR" "$agent"
 	assert_contains "$output" "rc=2" "--port without --listen-unix: exit 2 too"
 	diff "$BATS_TEST_TMPDIR/before" "$BATS_TEST_TMPDIR/after"
+}
+
+@test "agent-multi (VM): status answers and busy through vsock while a real container runs" {
+	need_rootfs
+	# A data root on the fixture btrfs, so fc-disk can reflink the rootfs.
+	export FCVM_ROOT="$FCVM_TEST_BTRFS/multi-$BATS_TEST_NUMBER-$$"
+	VM_ROOT=$FCVM_ROOT
+	mkdir -p "$FCVM_ROOT"
+	fc-setup storage --dir "$FCVM_ROOT" >/dev/null
+	mkdir -p "$FCVM_ROOT/kernels" "$FCVM_ROOT/rootfs"
+	ln -s "$FCVM_TEST_KERNEL" "$FCVM_ROOT/kernels/default"
+	ln -s "$FCVM_TEST_ROOTFS" "$FCVM_ROOT/rootfs/default"
+	export FCVM_VMM=fc-qemu
+	local img="$BATS_TEST_TMPDIR/busybox.oci.tar" disk rootfs
+	"$BATS_TEST_DIRNAME/lib/mkimage" "$img" --name localhost/fcvm-test:latest >/dev/null
+	disk=$(fc-disk image --json "$img" | jq -r .path)
+	rootfs=$(fc-disk rootfs --vm multi)
+	VM_OWNER=$(fc-boot --name multi --id multi --rootfs "$rootfs" --drive "$disk:ro" \
+		--console "$BATS_TEST_TMPDIR/console.log" --detach 3>&-)
+	wait_line "$BATS_TEST_TMPDIR/console.log" "fc-agent: ready" 120 "$VM_OWNER"
+	run py "$FCVM_ROOT/run/multi/vsock.sock" <<'EOF'
+import json, sys
+from ag import *
+uds = sys.argv[4]
+r = vconn(uds)
+hello(r)
+r.sendall(plan("/dev/vdb", ["sh", "-c", "echo up >&2; sleep 15; echo done"],
+               container_name="multi-vm"))
+while True:
+    t, p = read_frame(r)
+    if t == STDERR and b"up" in p:
+        break
+    assert t in (STARTED, HEARTBEAT, STDERR), (t, p)
+# 8 more connections at once while it runs: 7 status requests, one plan.
+st = [vconn(uds) for _ in range(7)]
+busy = vconn(uds)
+for s in st:
+    hello(s)
+    s.sendall(frame(STATUS_REQ))
+hello(busy)
+busy.sendall(plan("/dev/vdb", ["true"]))
+for s in st:
+    j = json.loads(rest(s)[0][1])
+    print("status", j["state"], j["container"], j["sessions"])
+print("busy", [(t, json.loads(p)["message"]) for t, p in rest(busy)])
+fr = rest(r)
+print("output", [p for t, p in fr if t == STDOUT])
+print("exit", [p for t, p in fr if t == EXIT])
+s = vconn(uds)
+hello(s)
+s.sendall(frame(STATUS_REQ))
+j = json.loads(rest(s)[0][1])
+print("after", j["state"], j["container"], j["exit_code"])
+EOF
+	echo "$output"
+	[ "$status" -eq 0 ]
+	assert_eq "$(grep -c '^status running multi-vm 1$' <<<"$output")" 7 \
+		"7 status answers from the guest while its container runs"
+	assert_contains "$output" "busy [(9, 'busy: a container is already running')]" "a second plan: busy"
+	assert_contains "$output" "output [b'done\\n']" "the container's output"
+	assert_contains "$output" 'exit [b'"'"'{"code":0}'"'"']' "the container's exit code"
+	assert_contains "$output" "after exited multi-vm 0" "status after the run"
 }
