@@ -708,18 +708,30 @@ static bool vmm_running(struct vmowner *o, int *status)
 	return false;
 }
 
+/* The first stop signal (SIGTERM, SIGINT, SIGHUP) waiting for the main
+ * loop, or 0. */
+static int pending_stop(void)
+{
+	static const int stops[] = { SIGTERM, SIGINT, SIGHUP };
+	sigset_t pending;
+
+	if (sigpending(&pending) < 0)
+		return 0;
+	for (size_t i = 0; i < ARRAY_SIZE(stops); i++)
+		if (sigismember(&pending, stops[i]))
+			return stops[i];
+	return 0;
+}
+
 /* Between API connection attempts: stop when the VMM died or we were
- * told to stop (the signal stays pending for the main loop). */
+ * told to stop (the signal stays pending). */
 static int api_give_up(void *arg, struct fc_err *e)
 {
 	struct vmowner *o = arg;
-	sigset_t pending;
 
 	if (!vmm_running(o, NULL))
 		return fc_err_set(e, ECHILD, "the VMM exited before its API socket answered");
-	if (sigpending(&pending) == 0 && (sigismember(&pending, SIGTERM) ||
-					  sigismember(&pending, SIGINT) ||
-					  sigismember(&pending, SIGHUP)))
+	if (pending_stop())
 		return fc_err_set(e, EINTR, "stopped by a signal while the VMM was starting");
 	return 0;
 }
@@ -1003,6 +1015,9 @@ int vmowner_run(struct vmowner *o, struct vm_outcome *out, struct fc_err *e)
 		return r < 0 ? -1 : 0;
 	if (o->s.ready && o->s.ready_fd > STDERR_FILENO)
 		fcntl(o->s.ready_fd, F_SETFD, FD_CLOEXEC);
+	/* A reader of the ready fd or the --detach parent may be gone: a
+	 * write there must fail with EPIPE, not kill the VM's owner. */
+	signal(SIGPIPE, SIG_IGN);
 	o->sfd = signalfd_for((const int[]){ SIGCHLD, SIGTERM, SIGINT, SIGHUP, 0 }, 0, e);
 	if (o->sfd < 0)
 		return -1;
@@ -1014,11 +1029,19 @@ int vmowner_run(struct vmowner *o, struct vm_outcome *out, struct fc_err *e)
 	/* "running" is a promise to whoever waits: if it cannot be recorded
 	 * (a full data root), the start failed. */
 	if (start(o, e) < 0 || set_status(o, "running", e) < 0) {
+		int sig = e->errnum == EINTR ? pending_stop() : 0;
+
 		if (o->vmm_pid > 0)
 			kill_wait(o->vmm_pid, STOP_GRACE_MS);
 		o->vmm_pid = -1;
 		undo_claim(o);
 		stop_janitor(o);
+		/* Told to stop while starting: that is no failure. */
+		if (sig) {
+			log_info("VM %s stopped on signal %d while starting", o->id, sig);
+			out->code = 128 + sig;
+			return 0;
+		}
 		return -1;
 	}
 	log_info("VM %s running (VMM pid %d, console %s)", o->id, (int)o->vmm_pid, o->console);

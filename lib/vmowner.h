@@ -110,8 +110,11 @@ struct vmowner *vmowner_new(const struct vm_spec *s, struct fc_err *e);
 /* Own the VM (steps 2-7 above) until it stops. 0 with *@out filled, or -1
  * with @e: a failure before "running" (everything this call made is
  * removed), or a VMM that exited with an error ("the VMM exited with
- * status N: <its last line>"). In the --detach parent it returns once the
- * owner runs (or has failed and said why on stderr). */
+ * status N: <its last line>"). A stop signal while starting is no failure
+ * (code 128+N). In the --detach parent it returns once the owner runs (or
+ * has failed and said why on stderr). The calling process blocks SIGCHLD,
+ * SIGTERM, SIGINT and SIGHUP (served through a signalfd) and ignores
+ * SIGPIPE from here on. */
 int vmowner_run(struct vmowner *o, struct vm_outcome *out, struct fc_err *e);
 
 void vmowner_free(struct vmowner *o);

@@ -99,6 +99,24 @@ wait_status() {
 	assert_eq "$status" 0 "the request validates against Firecracker's spec: $output"
 }
 
+@test "fc-boot: SIGTERM while the VMM starts stops at once (128+15) and leaves nothing" {
+	FAKE_VMM=run FAKE_VMM_DELAY=120 FCVM_VMM="$FAKE" fc-boot --name slow --kernel "$KERNEL" 3>&- &
+	local pid=$!
+	wait_status starting 30 "$pid"
+	local vmm="" i
+	for ((i = 0; i < 100 && -z "$vmm"; i++)); do
+		vmm=$(jq -r '.vmm_pid // empty' "$FCVM_ROOT"/state/*.json 2>/dev/null); sleep 0.1
+	done
+	kill -TERM "$pid"
+	# Bounded far below the VMM's 120 s delay: the wait for its API must end.
+	for ((i = 0; i < 300; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+	! kill -0 "$pid" 2>/dev/null || { kill -9 "$pid"; echo "fc-boot ignored SIGTERM while starting" >&2; false; }
+	run wait "$pid"
+	assert_eq "$status" 143 "stopped by SIGTERM, not a failure"
+	[ -z "$vmm" ] || ! kill -0 "$vmm" 2>/dev/null || { echo "VMM $vmm still runs" >&2; false; }
+	assert_nothing_left "stopped while starting"
+}
+
 # --- item 3: the janitor survives a SIGKILL of the whole process group -------
 
 @test "fc-boot: kill -9 of fc-boot's whole process group still removes record and sockets" {
