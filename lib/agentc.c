@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +29,9 @@
 #define CONSOLE_TAIL	  4096	/* read from the end of the console log */
 #define CONSOLE_LINE_MAX  300
 #define OWNER_POLL_MS	  250	/* without a pidfd: how often to look */
-#define LOST_GRACE_MS	  2000	/* a lost connection: time for the owner to be seen dying */
+#define LOST_GRACE_MS	  2000	/* a lost connection: time for the owner to be seen dying;
+				   the owner dead: time to read what the agent had sent */
+#define FRAMES_PER_WAKE	  64	/* then signals are looked at again */
 
 enum phase { PH_HELLO, PH_STATUS, PH_RUN };
 
@@ -41,6 +42,7 @@ struct agentc {
 	int pidfd;		/* the owner's, or -1 (then polled with proc_alive) */
 	int console_fd;
 	bool owner_dead;
+	uint64_t dead_at;	/* when its death was seen */
 	bool hello_ok;		/* the agent answered */
 	bool hardened;		/* nothing can be opened any more */
 	int sig;		/* the signal that ended the session */
@@ -73,22 +75,6 @@ struct agentc {
 	int exit_code;
 	char *status;
 };
-
-/* Fill @e with a message that says it all (no strerror appended) and
- * @errnum for callers that tell causes apart. Returns -1. */
-static int say(struct fc_err *e, int errnum, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int say(struct fc_err *e, int errnum, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
-	va_end(ap);
-	e->errnum = errnum;
-	return -1;
-}
 
 struct agentc *agentc_new(const struct agentc_opts *o)
 {
@@ -172,8 +158,8 @@ static int owner_died(struct agentc *s, struct fc_err *e)
 	const char *what = s->hello_ok ? "the VM stopped" : "the VM stopped before its agent answered";
 
 	if (line)
-		return say(e, ESRCH, "%s: %s", what, line);
-	return say(e, ESRCH, "%s: its owner (pid %d) exited", what, (int)s->o.owner_pid);
+		return fc_err_say(e, ESRCH, "%s: %s", what, line);
+	return fc_err_say(e, ESRCH, "%s: its owner (pid %d) exited", what, (int)s->o.owner_pid);
 }
 
 /* Open the owner's pidfd (a start time that differs means the pid was
@@ -208,6 +194,8 @@ static bool owner_check(struct agentc *s)
 		s->owner_dead = !proc_alive(s->o.owner_pid, s->o.owner_start);
 		s->next_owner_check = now_ms() + OWNER_POLL_MS;
 	}
+	if (s->owner_dead)
+		s->dead_at = now_ms();
 	return s->owner_dead;
 }
 
@@ -226,7 +214,7 @@ static int signal_next(struct agentc *s)
 static int end_by_signal(struct agentc *s, int sig, struct fc_err *e)
 {
 	s->sig = sig;
-	return say(e, EINTR, "ended by signal %d", sig);
+	return fc_err_say(e, EINTR, "ended by signal %d", sig);
 }
 
 /* sock_retry's question between attempts: stop for a signal or a dead owner. */
@@ -324,7 +312,7 @@ static int rx_step(struct agentc *s, struct fc_err *e)
 		if (n <= 0) {
 			if (!s->hgot)
 				return lost(s, e);
-			return say(e, EPROTO,
+			return fc_err_say(e, EPROTO,
 					  "agent protocol error: connection closed inside a %s",
 					  in_hdr ? "frame header" : "frame");
 		}
@@ -359,7 +347,7 @@ static int lost(struct agentc *s, struct fc_err *e)
 		if (s->owner_dead)
 			return owner_died(s, e);
 	}
-	return say(e, ECONNRESET, "connection to the agent lost");
+	return fc_err_say(e, ECONNRESET, "connection to the agent lost");
 }
 
 static int timed_out(struct agentc *s, enum phase ph, struct fc_err *e)
@@ -367,9 +355,9 @@ static int timed_out(struct agentc *s, enum phase ph, struct fc_err *e)
 	unsigned secs = (s->o.timeout_ms + 999) / 1000;
 
 	if (ph == PH_STATUS)
-		return say(e, ETIMEDOUT, "agent did not answer the status request on %s within %u s",
+		return fc_err_say(e, ETIMEDOUT, "agent did not answer the status request on %s within %u s",
 				  s->where, secs);
-	return say(e, ETIMEDOUT,
+	return fc_err_say(e, ETIMEDOUT,
 			  "agent did not answer on %s within %u s (is the VM booting? see its console log)",
 			  s->where, secs);
 }
@@ -390,14 +378,20 @@ static int exit_from(const uint8_t *buf, size_t len, struct fc_err *e)
 {
 	_cleanup_json_ json_t *j = json_parse((const char *)buf, len, e);
 	long long code = -1, sig = -1;
+	int r;
 
 	if (!j || !json_is_object(j) || json_object_size(j) != 1)
-		return say(e, EPROTO, "agent protocol error: bad exit message");
-	if (json_int(j, "code", 0, 255, &code, e) == 0)
+		return fc_err_say(e, EPROTO, "agent protocol error: bad exit message");
+	r = json_int(j, "code", 0, 255, &code, e);
+	if (r == 0)
 		return code;
-	if (json_int(j, "signal", 1, 64, &sig, e) == 0)
+	if (r == 1)
+		r = json_int(j, "signal", 1, 64, &sig, e);
+	if (r == 0)
 		return 128 + sig;
-	return say(e, EPROTO, "agent protocol error: bad exit message: %s", e->msg);
+	if (r == 1)
+		return fc_err_say(e, EPROTO, "agent protocol error: bad exit message");
+	return fc_err_wrap(e, "agent protocol error: bad exit message");
 }
 
 static int check_hello(const uint8_t *buf, size_t len, struct fc_err *e)
@@ -406,9 +400,9 @@ static int check_hello(const uint8_t *buf, size_t len, struct fc_err *e)
 	long long version = 0;
 
 	if (!j || !json_is_object(j) || json_int(j, "version", 0, 1000000, &version, e) != 0)
-		return say(e, EPROTO, "agent protocol error: bad hello message");
+		return fc_err_say(e, EPROTO, "agent protocol error: bad hello message");
 	if (version != PROTO_VERSION)
-		return say(e, EPROTO, "the agent speaks protocol version %lld, this host %d",
+		return fc_err_say(e, EPROTO, "the agent speaks protocol version %lld, this host %d",
 				  version, PROTO_VERSION);
 	return 0;
 }
@@ -420,7 +414,7 @@ static int take_status(struct agentc *s, const uint8_t *buf, size_t len, struct 
 	_cleanup_json_ json_t *j = json_parse((const char *)buf, len, e);
 
 	if (!j || !json_is_object(j) || !json_str(j, "state"))
-		return say(e, EPROTO, "agent protocol error: bad status message");
+		return fc_err_say(e, EPROTO, "agent protocol error: bad status message");
 	s->status = json_dumps(j, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_PRESERVE_ORDER);
 	if (!s->status)
 		abort();
@@ -438,9 +432,9 @@ static int on_frame(struct agentc *s, enum phase ph, struct fc_err *e)
 		if (type == MSG_ERROR) {
 			_cleanup_free_ char *m = error_text(s->pay, s->h.len);
 
-			return say(e, EPROTO, "the agent refused the connection: %s", m);
+			return fc_err_say(e, EPROTO, "the agent refused the connection: %s", m);
 		}
-		return say(e, EPROTO, "agent protocol error: expected hello, got a %s frame",
+		return fc_err_say(e, EPROTO, "agent protocol error: expected hello, got a %s frame",
 				  proto_type_name(type));
 	}
 	switch (type) {
@@ -449,7 +443,7 @@ static int on_frame(struct agentc *s, enum phase ph, struct fc_err *e)
 	case MSG_ERROR: {
 		_cleanup_free_ char *m = error_text(s->pay, s->h.len);
 
-		return say(e, EPROTO, "%s", m);
+		return fc_err_say(e, EPROTO, "%s", m);
 	}
 	case MSG_STATUS:
 		if (ph != PH_STATUS)
@@ -483,7 +477,8 @@ static int on_frame(struct agentc *s, enum phase ph, struct fc_err *e)
 		s->exit_code = exit_from(s->pay, s->h.len, e);
 		return s->exit_code < 0 ? -1 : 1;
 	}
-	return say(e, EPROTO, "agent protocol error: unexpected %s frame", proto_type_name(type));
+	return fc_err_say(e, EPROTO, "agent protocol error: unexpected %s frame",
+			  proto_type_name(type));
 }
 
 /* Write a piece of the pending output; a closed stdout (| head) only
@@ -554,6 +549,27 @@ static void until(uint64_t *t, uint64_t when)
 		*t = when;
 }
 
+/* Frames that have arrived, while no output waits (a data frame stops
+ * the reading) and at most FRAMES_PER_WAKE. 1: the phase is done, -1: an
+ * error, 0: go on; *@drained when all that was there has been read. */
+static int take_frames(struct agentc *s, enum phase ph, bool *drained, struct fc_err *e)
+{
+	*drained = false;
+	for (int i = 0; i < FRAMES_PER_WAKE && !s->out; i++) {
+		int r = rx_step(s, e);
+
+		if (r == 0)
+			*drained = true;
+		if (r <= 0)
+			return r;
+		r = on_frame(s, ph, e);
+		rx_reset(s);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
 /* The poll loop of every phase, until the phase is done (1) or fails. */
 static int pump(struct agentc *s, enum phase ph, struct fc_err *e)
 {
@@ -562,24 +578,23 @@ static int pump(struct agentc *s, enum phase ph, struct fc_err *e)
 	for (;;) {
 		struct pollfd p[P_N];
 		uint64_t now = now_ms(), wake = UINT64_MAX;
-		bool reading = !s->out;
+		bool reading = !s->out, drained;
 		int n, r, sig;
 
 		/* deadlines */
 		if (ph != PH_RUN && now >= s->deadline)
 			return timed_out(s, ph, e);
 		if (s->frame_t0 && now >= s->frame_t0 + (uint64_t)s->o.frame_ms)
-			return say(e, ETIMEDOUT,
+			return fc_err_say(e, ETIMEDOUT,
 					  "the agent stopped in the middle of a frame (not whole within %d s)",
 					  s->o.frame_ms / 1000);
 		if (s->txlen && now >= s->tx_t0 + (uint64_t)s->o.frame_ms)
-			return say(e, ETIMEDOUT,
-					  "the agent stopped reading (a frame not taken within %d s)",
+			return fc_err_say(e, ETIMEDOUT, "the agent stopped reading (a frame not taken within %d s)",
 					  s->o.frame_ms / 1000);
 		/* (a frame begun has its own bound) */
 		if (ph == PH_RUN && reading && !s->frame_t0 && s->o.heartbeat_ms &&
 		    now >= s->last_rx + (uint64_t)s->o.heartbeat_ms)
-			return say(e, ETIMEDOUT, "the agent stopped answering (no heartbeat for %d s)",
+			return fc_err_say(e, ETIMEDOUT, "the agent stopped answering (no heartbeat for %d s)",
 					  s->o.heartbeat_ms / 1000);
 		if (ph != PH_RUN)
 			until(&wake, s->deadline);
@@ -592,17 +607,19 @@ static int pump(struct agentc *s, enum phase ph, struct fc_err *e)
 		if (s->o.owner_pid > 0 && s->pidfd < 0)
 			until(&wake, s->next_owner_check);
 
-		/* The owner is gone: read what the agent had sent, then stop. */
-		if (owner_check(s) && reading) {
-			r = rx_step(s, e);
-			if (r == 0)
+		/* The owner is gone: read what the agent had sent, then stop
+		 * (within a bound: our output may be stuck, the guest may flood). */
+		if (owner_check(s)) {
+			if (now >= s->dead_at + LOST_GRACE_MS)
 				return owner_died(s, e);
-			if (r < 0)
-				return -1;
-			r = on_frame(s, ph, e);
-			rx_reset(s);
+			until(&wake, s->dead_at + LOST_GRACE_MS);
+		}
+		if (s->owner_dead && reading) {
+			r = take_frames(s, ph, &drained, e);
 			if (r)
 				return r;
+			if (drained)
+				return owner_died(s, e);
 			continue;
 		}
 
@@ -610,7 +627,7 @@ static int pump(struct agentc *s, enum phase ph, struct fc_err *e)
 		p[P_SOCK] = (struct pollfd){ .fd = reading || s->txlen ? s->sock : -1,
 					     .events = (reading ? POLLIN : 0) | (s->txlen ? POLLOUT : 0) };
 		p[P_SIG] = (struct pollfd){ .fd = s->o.sigfd, .events = POLLIN };
-		p[P_OWNER] = (struct pollfd){ .fd = s->pidfd, .events = POLLIN };
+		p[P_OWNER] = (struct pollfd){ .fd = s->owner_dead ? -1 : s->pidfd, .events = POLLIN };
 		p[P_IN] = (struct pollfd){ .fd = -1 };
 		if (ph == PH_RUN && s->o.in_fd >= 0 && !s->in_eof && s->req_sent && !s->txlen)
 			p[P_IN] = (struct pollfd){ .fd = s->o.in_fd, .events = POLLIN };
@@ -636,15 +653,9 @@ static int pump(struct agentc *s, enum phase ph, struct fc_err *e)
 			return s->fwd_sig ? end_by_signal(s, s->fwd_sig, e) : -1;
 		if (!reading || !(p[P_SOCK].revents & (POLLIN | POLLERR | POLLHUP)))
 			continue;
-		/* Frames while no output waits; a data frame stops the reading. */
-		while (!s->out && (r = rx_step(s, e)) != 0) {
-			if (r < 0)
-				return -1;
-			r = on_frame(s, ph, e);
-			rx_reset(s);
-			if (r)
-				return r;
-		}
+		r = take_frames(s, ph, &drained, e);
+		if (r)
+			return r;
 	}
 }
 
@@ -713,7 +724,7 @@ int agentc_harden(struct agentc *s, struct fc_err *e)
 int agentc_run(struct agentc *s, uint8_t type, const void *req, size_t len, struct fc_err *e)
 {
 	if (len > PROTO_MAX_PAYLOAD)
-		return say(e, EMSGSIZE, "a %s request of %zu bytes (at most %u)",
+		return fc_err_say(e, EMSGSIZE, "a %s request of %zu bytes (at most %u)",
 				  proto_type_name(type), len, PROTO_MAX_PAYLOAD);
 	tx_queue(s, type, req, len);
 	s->req_queued = true;

@@ -1,5 +1,6 @@
 /* err.c - error objects: see err.h */
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,19 +8,35 @@
 #include "err.h"
 #include "log.h"
 
-int fc_err_set(struct fc_err *e, int errnum, const char *fmt, ...)
+static void err_vset(struct fc_err *e, int errnum, bool cause, const char *fmt, va_list ap)
 {
-	va_list ap;
 	int n;
 
 	e->errnum = errnum;
-	va_start(ap, fmt);
 	n = vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
-	va_end(ap);
 	if (n < 0)
 		n = 0;
-	if (errnum && (size_t)n < sizeof(e->msg))
+	if (cause && errnum && (size_t)n < sizeof(e->msg))
 		snprintf(e->msg + n, sizeof(e->msg) - n, ": %s", strerror(errnum));
+}
+
+int fc_err_set(struct fc_err *e, int errnum, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	err_vset(e, errnum, true, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+int fc_err_say(struct fc_err *e, int errnum, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	err_vset(e, errnum, false, fmt, ap);
+	va_end(ap);
 	return -1;
 }
 

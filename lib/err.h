@@ -21,6 +21,12 @@ struct fc_err {
 int fc_err_set(struct fc_err *e, int errnum, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/* Like fc_err_set, for a message that names the cause in words already:
+ * @errnum is kept for callers that tell causes apart, no strerror is
+ * appended ("the agent stopped answering ..."). Returns -1. */
+int fc_err_say(struct fc_err *e, int errnum, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 /* Prepend "context: " to @e->msg. Returns -1. */
 int fc_err_wrap(struct fc_err *e, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

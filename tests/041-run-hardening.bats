@@ -154,6 +154,13 @@ console_with_panic() {
 		"the cause, although the connection is still open"
 }
 
+@test "owner dies just after the agent sent EXIT: the exit code still wins" {
+	owner
+	FAKE_OWNER=$OWNER fake exit-kill
+	run_fc 3 --timeout 30 fc-run --unix "$SOCK" --owner-pid "$OWNER" "$PLAN"
+	assert_eq "$output" bye "the output before EXIT, and no error"
+}
+
 # --- item 2: signals are served whatever the guest does ---
 
 @test "a guest that sends a frame header then 1 byte/s: SIGINT twice ends fc-run" {
