@@ -6,113 +6,15 @@
 # to run on a host by mistake.
 
 load helpers
+load lib/agent-test
 
 setup() {
 	fc_setup_root
-	RUN="$FCVM_ROOT/run"
-	mkdir -p "$RUN"
-	SOCK="$RUN/agent.sock"
-	FAKE="$BATS_TEST_TMPDIR/fake-podman"
-	DISK="$BATS_TEST_TMPDIR/disk.img"
-	AGENT_PID=""
-	echo "an image" > "$DISK"
-	# Stands in for podman (as in 040-agent.bats): "load" prints podman's
-	# success line; "run" records its argv and runs what follows the image.
-	cat > "$FAKE" <<'EOF'
-#!/bin/sh
-while [ $# -gt 0 ]; do case "$1" in --*) shift ;; *) break ;; esac; done
-sub=$1; shift
-case "$sub" in
-load) echo "Loaded image: localhost/fake:latest" ;;
-run)
-	[ -n "${FAKE_ARGS:-}" ] && printf '%s\n' "$@" > "$FAKE_ARGS"
-	while [ $# -gt 0 ]; do case "$1" in -*) shift ;; *) break ;; esac; done
-	shift
-	exec "$@"
-	;;
-*) exit 125 ;;
-esac
-EOF
-	chmod +x "$FAKE"
-	# The test client: frames over the agent's Unix socket.
-	cat > "$BATS_TEST_TMPDIR/ag.py" <<'EOF'
-import json, socket, struct, time
-HELLO, PLAN, STARTED, STDOUT, STDERR, EXIT, ERROR, HEARTBEAT = 1, 2, 3, 4, 5, 8, 9, 10
-STATUS_REQ, STATUS = 12, 13
-
-def frame(t, p=b""):
-    return struct.pack("<IBBHI", 0x31564346, 1, t, 0, len(p)) + p
-
-def conn(path, timeout=20):
-    s = socket.socket(socket.AF_UNIX)
-    s.settimeout(timeout)
-    s.connect(path)
-    return s
-
-def recv_exact(s, n):
-    b = b""
-    while len(b) < n:
-        d = s.recv(n - len(b))
-        if not d:
-            raise EOFError("closed after %d of %d bytes" % (len(b), n))
-        b += d
-    return b
-
-def read_frame(s):
-    h = recv_exact(s, 12)
-    assert h[:4] == b"FCV1", h
-    return h[5], recv_exact(s, struct.unpack("<I", h[8:12])[0])
-
-def hello(s):
-    t, p = read_frame(s)
-    assert t == HELLO, (t, p)
-    return json.loads(p)
-
-def rest(s):
-    """Every frame until the agent closes: [(type, payload)]."""
-    out = []
-    while True:
-        try:
-            out.append(read_frame(s))
-        except EOFError:
-            return out
-
-def status(path):
-    s = conn(path)
-    hello(s)
-    s.sendall(frame(STATUS_REQ))
-    fr = rest(s)
-    assert len(fr) == 1 and fr[0][0] == STATUS, fr
-    return json.loads(fr[0][1])
-
-def vconn(uds, port=1024, timeout=120):
-    """A hybrid vsock connection (Firecracker's CONNECT protocol)."""
-    s = socket.socket(socket.AF_UNIX)
-    s.settimeout(timeout)
-    s.connect(uds)
-    s.sendall(b"CONNECT %d\n" % port)
-    line = b""
-    while not line.endswith(b"\n"):
-        d = s.recv(1)
-        if not d:
-            raise EOFError("closed during CONNECT")
-        line += d
-    assert line.startswith(b"OK "), line
-    return s
-
-def plan(disk, cmd, **extra):
-    p = {"version": 1, "image": {"disk": disk}, "cmd": cmd}
-    p.update(extra)
-    return frame(PLAN, json.dumps(p).encode())
-EOF
+	agent_test_setup
 }
 
 teardown() {
-	if [ -n "$AGENT_PID" ] && kill -0 "$AGENT_PID" 2>/dev/null; then
-		kill "$AGENT_PID"
-		wait "$AGENT_PID" 2>/dev/null || true
-	fi
-	rm -f "$SOCK"
+	stop_agent
 	if [ -n "${VM_OWNER:-}" ]; then
 		kill -TERM "$VM_OWNER" 2>/dev/null || true
 		local i
@@ -124,22 +26,10 @@ teardown() {
 	return $r
 }
 
-start_agent() {
-	FAKE_ARGS="$BATS_TEST_TMPDIR/args" fc-agent --listen-unix "$SOCK" --runner "$FAKE" \
-		2>"$BATS_TEST_TMPDIR/agent.log" &
-	AGENT_PID=$!
-	local i
-	for ((i = 0; i < 100; i++)); do
-		grep -qx "fc-agent: ready" "$BATS_TEST_TMPDIR/agent.log" 2>/dev/null && return 0
-		sleep 0.05
-	done
-	cat "$BATS_TEST_TMPDIR/agent.log" >&2
-	return 1
-}
-
-# py SCRIPT-ARGS...: run a python scenario from stdin with ag.py importable.
+# py [ARGS...]: a python scenario from stdin, with tests/lib/agentproto.py
+# importable; argv: SOCK DISK TMPDIR ARGS...
 py() {
-	AGENT_PID="$AGENT_PID" PYTHONPATH="$BATS_TEST_TMPDIR" timeout 120 python3 - "$SOCK" "$DISK" "$BATS_TEST_TMPDIR" "$@"
+	AGENT_PID="$AGENT_PID" PYTHONDONTWRITEBYTECODE=1 PYTHONPATH="$BATS_TEST_DIRNAME/lib" timeout 120 python3 - "$SOCK" "$DISK" "$BATS_TEST_TMPDIR" "$@"
 }
 
 # wait_for FILE PATTERN: until FILE contains PATTERN (at most 20 s).
@@ -165,7 +55,7 @@ wait_for() {
 	wait_for "$BATS_TEST_TMPDIR/err" up
 	run py <<'EOF'
 import json, socket, sys, time
-from ag import *
+from agentproto import *
 path, disk = sys.argv[1], sys.argv[2]
 # Everyone connects first: 7 status clients, a second plan, a mute client
 # that never reads nor writes; all hold their connections open at once.
@@ -208,7 +98,7 @@ EOF
 	assert_eq "$(sed -n 2p "$BATS_TEST_TMPDIR/args")" "--name=multi-1" "podman run --name"
 	run py <<'EOF'
 import sys
-from ag import *
+from agentproto import *
 j = status(sys.argv[1])
 print(j["state"], j["container"], j["exit_code"], j["sessions"])
 EOF
@@ -219,7 +109,7 @@ EOF
 	start_agent
 	run py <<'EOF'
 import json, os, sys, time
-from ag import *
+from agentproto import *
 path, disk, tmp = sys.argv[1], sys.argv[2], sys.argv[3]
 agent_pid = int(os.environ["AGENT_PID"])
 def rss_kb():
@@ -259,7 +149,7 @@ EOF
 	start_agent
 	run py <<'EOF'
 import sys, threading, time
-from ag import *
+from agentproto import *
 path, disk = sys.argv[1], sys.argv[2]
 r = conn(path)
 hello(r)
@@ -297,7 +187,7 @@ EOF
 	start_agent
 	run py <<'EOF'
 import json, sys
-from ag import *
+from agentproto import *
 path, disk = sys.argv[1], sys.argv[2]
 print("idle:", json.dumps(status(path), sort_keys=True))
 s = conn(path)
@@ -334,7 +224,7 @@ EOF
 	start_agent
 	run py <<'EOF'
 import json, sys, time
-from ag import *
+from agentproto import *
 path, disk, tmp = sys.argv[1], sys.argv[2], sys.argv[3]
 r = conn(path)
 hello(r)
@@ -362,7 +252,7 @@ EOF
 	start_agent
 	run py <<'EOF'
 import os, signal, sys
-from ag import *
+from agentproto import *
 path, disk = sys.argv[1], sys.argv[2]
 r = conn(path)
 hello(r)
@@ -427,7 +317,7 @@ EOF
 	wait_line "$BATS_TEST_TMPDIR/console.log" "fc-agent: ready" 120 "$VM_OWNER"
 	run py "$FCVM_ROOT/run/multi/vsock.sock" <<'EOF'
 import json, sys
-from ag import *
+from agentproto import *
 uds = sys.argv[4]
 r = vconn(uds)
 hello(r)
