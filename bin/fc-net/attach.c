@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "json.h"
@@ -54,55 +55,100 @@ static int pump(int from, int to, char *buf, size_t size)
 	return 0;
 }
 
-int attach_run(json_t *rec, const char *netns, int ready_fd, struct fc_err *e)
+/* Enter the rootless record's namespaces (user first, then net), after
+ * checking that its holder is still the process that made them. */
+static int enter_holder(json_t *rec, struct fc_err *e)
+{
+	json_t *ns = json_object_get(rec, "netns");
+	long long pid = 0, start = 0;
+	_cleanup_close_ int ufd = -1, nfd = -1;
+	char path[64];
+
+	if (json_int(ns, "pid", 1, 1LL << 31, &pid, e) != 0 ||
+	    json_int(ns, "pid_start", 1, 1LL << 62, &start, e) != 0)
+		return fc_err_set(e, EINVAL, "the record has no namespace holder");
+	snprintf(path, sizeof(path), "/proc/%lld/ns/user", pid);
+	ufd = open(path, O_RDONLY | O_CLOEXEC);
+	snprintf(path, sizeof(path), "/proc/%lld/ns/net", pid);
+	nfd = open(path, O_RDONLY | O_CLOEXEC);
+	/* Checked after opening: the fds cannot be a reused pid's. */
+	if (ufd < 0 || nfd < 0 || !proc_alive((pid_t)pid, (uint64_t)start))
+		return fc_err_set(e, ESRCH, "the namespace holder (pid %lld) is gone", pid);
+	if (setns(ufd, CLONE_NEWUSER) < 0)
+		return fc_err_set(e, errno, "enter the user namespace of pid %lld", pid);
+	if (setns(nfd, CLONE_NEWNET) < 0)
+		return fc_err_set(e, errno, "enter the network namespace of pid %lld", pid);
+	return 0;
+}
+
+int attach_run(json_t *rec, const char *netns, char **cmd, int ready_fd, int *code,
+	       struct fc_err *e)
 {
 	_cleanup_close_ int host = -1, guest = -1, ns = -1, sfd = -1;
 	_cleanup_free_ char *nspath = NULL, *buf = NULL;
 	_cleanup_nl_ struct nl nl = { NULL, 0, 0 };
-	const char *tap = json_str(rec, "tap");
+	const char *tap = json_str(rec, "tap"), *mode = json_str(rec, "mode");
 	const char *gip = json_str(rec, "guest_ip"), *gws = json_str(rec, "gateway");
-	static const int sigs[] = { SIGTERM, SIGINT, SIGHUP, 0 };
+	static const int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGCHLD, 0 };
+	bool rootless = mode && !strcmp(mode, "rootless");
 	struct in_addr addr, gw;
 	long long prefix = 0;
+	pid_t child = -1;
 	uint8_t mac[6];
 	struct nl_link l;
 	int r;
 
+	*code = 0;
 	if (!tap || !gip || !gws || inet_pton(AF_INET, gip, &addr) != 1 ||
 	    inet_pton(AF_INET, gws, &gw) != 1 || parse_mac(json_str(rec, "mac"), mac) < 0 ||
 	    json_int(rec, "prefix", 1, 32, &prefix, e) != 0)
-		return fc_err_set(e, EINVAL, "the record has no usable bridged network");
-	nspath = strchr(netns, '/') ? xstrdup(netns) : xasprintf("/run/netns/%s", netns);
-	ns = open(nspath, O_RDONLY | O_CLOEXEC);
-	if (ns < 0)
-		return fc_err_set(e, errno, "open network namespace '%s'", nspath);
+		return fc_err_set(e, EINVAL, "the record has no usable network");
+	if (netns) {
+		nspath = strchr(netns, '/') ? xstrdup(netns) : xasprintf("/run/netns/%s", netns);
+		ns = open(nspath, O_RDONLY | O_CLOEXEC);
+		if (ns < 0)
+			return fc_err_set(e, errno, "open network namespace '%s'", nspath);
+	} else {
+		nspath = xstrdup("a new network namespace");
+	}
 	sfd = signalfd_for(sigs, SFD_NONBLOCK, e);
 	if (sfd < 0)
+		return -1;
+	/* The VMM's end of the VM's TAP: on the host, or (rootless) inside
+	 * the holder's namespaces, where the VMM runs. */
+	if (rootless && enter_holder(rec, e) < 0)
 		return -1;
 	host = tap_open(tap, false, false, (uid_t)-1, e);
 	if (host < 0)
 		return -1;
-	if (setns(ns, CLONE_NEWNET) < 0)
-		return fc_err_set(e, errno, "enter network namespace '%s'", nspath);
+	if (ns >= 0 ? setns(ns, CLONE_NEWNET) : unshare(CLONE_NEWNET))
+		return fc_err_set(e, errno, "enter %s", nspath);
 	/* Not persistent: eth0 disappears with this process. */
 	guest = tap_open("eth0", true, false, (uid_t)-1, e);
 	if (guest < 0)
-		return fc_err_wrap(e, "in '%s'", nspath);
+		return fc_err_wrap(e, "in %s", nspath);
 	if (nl_open(&nl, NETLINK_ROUTE, e) < 0)
 		return -1;
 	if (nl_link_get(&nl, "lo", &l, e) != 0 || nl_link_set(&nl, l.ifindex, NULL, 0, 0, true, e) < 0)
-		return fc_err_wrap(e, "bring up 'lo' in '%s'", nspath);
+		return fc_err_wrap(e, "bring up 'lo' in %s", nspath);
 	r = nl_link_get(&nl, "eth0", &l, e);
 	if (r != 0)
 		return r < 0 ? -1 : fc_err_set(e, ENODEV, "tap 'eth0' vanished");
 	if (nl_link_set(&nl, l.ifindex, mac, 0, 0, true, e) < 0 ||
 	    nl_addr_add(&nl, l.ifindex, addr, (int)prefix, e) < 0 || nl_route_default(&nl, gw, e) < 0)
-		return fc_err_wrap(e, "configure 'eth0' in '%s'", nspath);
+		return fc_err_wrap(e, "configure 'eth0' in %s", nspath);
 	if (fcntl(host, F_SETFL, O_NONBLOCK) < 0 || fcntl(guest, F_SETFL, O_NONBLOCK) < 0)
 		return fc_err_set(e, errno, "non-blocking tap");
 	if (ready_fd >= 0) {
 		(void)!write(ready_fd, "ready\n", 6);
 		close(ready_fd);
+	}
+	if (cmd) {
+		struct spawn_opts so = { -1, -1, -1, true, false };
+
+		child = spawn(cmd, &so, e);
+		if (child < 0)
+			return -1;
 	}
 	buf = xmalloc(65536 + 64);
 	for (;;) {
@@ -113,8 +159,22 @@ int attach_run(json_t *rec, const char *netns, int ready_fd, struct fc_err *e)
 				continue;
 			return fc_err_set(e, errno, "poll");
 		}
-		if (p[2].revents)
-			return 0;
+		if (p[2].revents) {
+			struct signalfd_siginfo si;
+			int st;
+
+			while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
+				if (si.ssi_signo != SIGCHLD) {
+					if (child > 0)
+						kill_wait(child, 2000);
+					return 0;
+				}
+			}
+			if (child > 0 && waitpid(child, &st, WNOHANG) == child) {
+				*code = exit_code_of(st);
+				return 0;
+			}
+		}
 		if ((p[0].revents & POLLIN) && pump(host, guest, buf, 65536 + 64) < 0)
 			return fc_err_set(e, errno, "copy frames from tap '%s'", tap);
 		if ((p[1].revents & POLLIN) && pump(guest, host, buf, 65536 + 64) < 0)

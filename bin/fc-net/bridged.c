@@ -354,6 +354,40 @@ static int link_exists(struct nl *nl, const char *name, bool *exists, struct fc_
 	return 0;
 }
 
+int net_derive(const char *id, json_t *records, struct nl *nl, char tap[IFNAMSIZ],
+	       struct in_addr *loopback, uint8_t mac[6], char mac_s[18], struct fc_err *e)
+{
+	unsigned int probe;
+
+	for (probe = 0;; probe++) {
+		uint32_t h = id_hash(id, probe);
+		bool exists = false;
+
+		if (probe == 64)
+			return fc_err_set(e, 0, "no free interface name or loopback address for VM '%s'", id);
+		snprintf(tap, IFNAMSIZ, "fc%08x", h);
+		if (records_have(records, "tap", tap))
+			continue;
+		if (nl && link_exists(nl, tap, &exists, e) < 0)
+			return -1;
+		if (exists)
+			continue;
+		loopback->s_addr = htonl(0x7f000000u | (1 + (h >> 16 & 0xff) % 254) << 16 |
+					 (1 + (h >> 8 & 0xff) % 254) << 8 | (1 + (h & 0xff) % 254));
+		if (records_have(records, "loopback_ip", ip_str(*loopback)))
+			continue;
+		mac[0] = 0x0a;	/* locally administered, unicast */
+		mac[1] = 0xfc;
+		mac[2] = (uint8_t)(h >> 24);
+		mac[3] = (uint8_t)(h >> 16);
+		mac[4] = (uint8_t)(h >> 8);
+		mac[5] = (uint8_t)h;
+		snprintf(mac_s, 18, "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3],
+			 mac[4], mac[5]);
+		return 0;
+	}
+}
+
 /* Host resolvers from /etc/resolv.conf (IPv4 only, at most 3). */
 static size_t host_dns(struct in_addr *out, size_t max)
 {
@@ -483,7 +517,6 @@ int bridged_up(struct up_opts *o, json_t **out, struct fc_err *e)
 	struct in_addr subnet = { 0 }, gw, guest, loopback = { 0 }, resolvers[3], dns_target = { 0 };
 	char tap[IFNAMSIZ], mac_s[18];
 	uint8_t mac[6];
-	unsigned int probe;
 	size_t nres, i;
 	bool dns_dnat = false, made_tap = true, made_table = true;
 	struct nl_link l;
@@ -510,30 +543,8 @@ int bridged_up(struct up_opts *o, json_t **out, struct fc_err *e)
 	gw.s_addr = htonl(ntohl(subnet.s_addr) + 1);
 	guest.s_addr = htonl(ntohl(subnet.s_addr) + 2);
 
-	/* TAP name, MAC, loopback: derived from the id; next probe on clash. */
-	for (probe = 0;; probe++) {
-		uint32_t h = id_hash(o->id, probe);
-		bool exists;
-
-		if (probe == 64)
-			return fc_err_set(e, 0, "no free interface name for VM '%s'", o->id);
-		snprintf(tap, sizeof(tap), "fc%08x", h);
-		if (records_have(records, "tap", tap))
-			continue;
-		if (link_exists(&nl, tap, &exists, e) < 0)
-			return -1;
-		if (exists)
-			continue;
-		loopback.s_addr = htonl(0x7f000000u | (1 + (h >> 16 & 0xff) % 254) << 16 |
-					(1 + (h >> 8 & 0xff) % 254) << 8 | (1 + (h & 0xff) % 254));
-		if (records_have(records, "loopback_ip", ip_str(loopback)))
-			continue;
-		mac[0] = 0x0a; mac[1] = 0xfc;	/* locally administered, unicast */
-		mac[2] = h >> 24; mac[3] = h >> 16; mac[4] = h >> 8; mac[5] = h;
-		break;
-	}
-	snprintf(mac_s, sizeof(mac_s), "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2],
-		 mac[3], mac[4], mac[5]);
+	if (net_derive(o->id, records, &nl, tap, &loopback, mac, mac_s, e) < 0)
+		return -1;
 	if (ports_check(o->ports, o->nports, loopback, records, e) < 0)
 		return -1;
 

@@ -23,7 +23,7 @@ static const char usage_text[] =
 	"       fc-net down --vm ID\n"
 	"       fc-net gc [-n] [--json]\n"
 	"       fc-net ls [--json]\n"
-	"       fc-net attach --vm ID --netns NAME|PATH [--ready-fd N]\n"
+	"       fc-net attach --vm ID [--netns NAME|PATH] [--ready-fd N] [-- COMMAND [ARG]...]\n"
 	"       fc-net -h | --help\n"
 	"common options: -v (more log), -q (less log)\n";
 
@@ -39,6 +39,7 @@ struct args {
 	long long tap_uid, ready_fd;
 	struct port_map ports[NET_MAX_PORTS];
 	size_t nports;
+	char **cmd;
 };
 
 static long long num_arg(const char *s, uint64_t min, uint64_t max, const char *what)
@@ -97,7 +98,9 @@ static void parse(int argc, char **argv, struct args *a, const char *allowed)
 		default: usage(2);
 		}
 	}
-	if (optind < argc)
+	if (optind < argc && strstr(allowed, "command") && !strcmp(argv[optind - 1], "--"))
+		a->cmd = argv + optind;
+	else if (optind < argc)
 		usage_err(usage_text, "unexpected argument '%s'", argv[optind]);
 	if (strstr(allowed, "vm")) {
 		if (!a->vm)
@@ -283,18 +286,19 @@ static int cmd_attach(int argc, char **argv)
 	struct args *a = xcalloc(1, sizeof(*a));
 	_cleanup_json_ json_t *rec = NULL;
 	struct fc_err e;
+	int code = 0;
 
-	parse(argc, argv, a, "vm netns ready-fd");
-	if (!a->netns)
-		usage_err(usage_text, "'attach' needs --netns NAME");
+	parse(argc, argv, a, "vm netns ready-fd command");
+	if (!a->netns && !a->cmd)
+		usage_err(usage_text, "'attach' needs --netns NAME or -- COMMAND");
 	log_set_tag(a->vm);
 	rec = net_record_load(a->vm, &e);
 	if (!rec)
 		fc_err_exit(&e, 1);
-	if (attach_run(rec, a->netns, (int)a->ready_fd, &e) < 0)
+	if (attach_run(rec, a->netns, a->cmd, (int)a->ready_fd, &code, &e) < 0)
 		fc_err_exit(&e, 1);
 	free(a);
-	return 0;
+	return code;
 }
 
 int main(int argc, char **argv)

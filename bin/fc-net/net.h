@@ -94,13 +94,23 @@ int rootless_down(json_t *rec, struct fc_err *e);
 
 /* ---- attach.c ---- */
 
-/* The guest stand-in: open the VM's TAP like a VMM would, make a TAP named
- * eth0 in network namespace @netns configured as the guest (MAC, address,
- * default route), and copy frames both ways until SIGTERM/SIGINT. Writes
- * "ready\n" to @ready_fd (if >= 0) once frames flow. 0 or -1 with @e. */
-int attach_run(json_t *rec, const char *netns, int ready_fd, struct fc_err *e);
+/* The guest stand-in: open the VM's TAP like a VMM would (bridged: on the
+ * host; rootless: inside the holder's user and network namespaces), make a
+ * TAP named eth0 in network namespace @netns (NULL: a new one) configured
+ * as the guest (MAC, address, default route), and copy frames both ways.
+ * With @cmd, run it in that namespace and end when it ends (*@code: its
+ * exit code); without, until SIGTERM/SIGINT. Writes "ready\n" to
+ * @ready_fd (if >= 0) once frames flow. 0 or -1 with @e. */
+int attach_run(json_t *rec, const char *netns, char **cmd, int ready_fd, int *code,
+	       struct fc_err *e);
 
 /* ---- shared helpers (bridged.c) ---- */
+struct nl;
+/* The VM's TAP name "fcXXXXXXXX", loopback address 127.x.y.z and MAC
+ * 0a:fc:..., derived from @id (FNV-1a); on a clash with a record (or,
+ * with @nl, an existing host interface) the next candidate. 0 or -1. */
+int net_derive(const char *id, json_t *records, struct nl *nl, char tap[16],
+	       struct in_addr *loopback, uint8_t mac[6], char mac_s[18], struct fc_err *e);
 int write_sysctl(const char *path, const char *value, struct fc_err *e);
 /* Open TAP @name (create: a new one, IFF_TUN_EXCL; persist: it outlives
  * the fd; @uid: TUNSETOWNER unless -1). Returns the CLOEXEC fd or -1. */
