@@ -1,0 +1,253 @@
+/* test_agentc - the host end of an agent session (lib/agentc) against a
+ * scripted agent in a thread, on a Unix socket: what fc-exec needs beyond
+ * fc-run (stdin forwarded, then STDIN_EOF), signal forwarding, STARTED,
+ * STATUS, and an owner that is gone before anything starts.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "agentc.h"
+#include "proc.h"
+#include "proto.h"
+#include "sock.h"
+#include "util.h"
+
+#include "check.h"
+
+enum scenario { SC_STDIN, SC_SIGNAL, SC_STATUS };
+
+struct agent {
+	int lfd;
+	enum scenario sc;
+	char got[256];		/* what it received: frame types and data, in words */
+	size_t got_len;
+};
+
+static void note(struct agent *a, const char *s)
+{
+	size_t n = strlen(s);
+
+	if (a->got_len + n < sizeof(a->got)) {
+		memcpy(a->got + a->got_len, s, n + 1);
+		a->got_len += n;
+	}
+}
+
+/* The scripted agent: one connection. */
+static void *agent_main(void *arg)
+{
+	struct agent *a = arg;
+	struct fc_err e;
+	struct proto_hdr h;
+	uint8_t *buf = NULL;
+	int c = accept4(a->lfd, NULL, NULL, SOCK_CLOEXEC);
+
+	if (c < 0)
+		return NULL;
+	proto_send_str(c, MSG_HELLO, "{\"version\":1,\"agent\":\"test\"}", &e);
+	while (proto_recv(c, &h, &buf, &e) == 1) {
+		char w[96];
+
+		snprintf(w, sizeof(w), "%s%s%.*s ", proto_type_name(h.type), h.len ? ":" : "",
+			 (int)(h.len > 40 ? 40 : h.len), (char *)buf);
+		note(a, w);
+		if (a->sc == SC_STDIN && h.type == MSG_STDIN_EOF) {
+			proto_send(c, MSG_STDOUT, "echoed", 6, &e);
+			proto_send_str(c, MSG_EXIT, "{\"code\":7}", &e);
+		}
+		if (a->sc == SC_SIGNAL && h.type == MSG_PLAN) {
+			proto_send_str(c, MSG_STARTED, "{}", &e);
+			kill(getpid(), SIGUSR1);
+		}
+		if (a->sc == SC_SIGNAL && h.type == MSG_SIGNAL)
+			proto_send_str(c, MSG_EXIT, "{\"signal\":10}", &e);
+		if (a->sc == SC_STATUS && h.type == MSG_STATUS_REQ)
+			proto_send_str(c, MSG_STATUS,
+				       "{\"version\":1,\"state\":\"idle\",\"container\":null,"
+				       "\"sessions\":1,\"x\":\"\\u009b\"}",
+				       &e);
+		free(buf);
+		buf = NULL;
+	}
+	close(c);
+	return NULL;
+}
+
+static char sock_path[108];
+
+static pthread_t start_agent(struct agent *a, enum scenario sc)
+{
+	struct fc_err e;
+	pthread_t t;
+
+	memset(a, 0, sizeof(*a));
+	a->sc = sc;
+	a->lfd = sock_listen_unix(sock_path, 0, 4, &e);
+	if (a->lfd < 0) {
+		fprintf(stderr, "listen: %s\n", e.msg);
+		exit(1);
+	}
+	pthread_create(&t, NULL, agent_main, a);
+	return t;
+}
+
+static void stop_agent(struct agent *a, pthread_t t)
+{
+	pthread_join(t, NULL);
+	close(a->lfd);
+	unlink(sock_path);
+}
+
+/* Everything written to memfd @fd so far. */
+static void read_back(int fd, char *out, size_t max)
+{
+	ssize_t n = pread(fd, out, max - 1, 0);
+
+	out[n > 0 ? n : 0] = '\0';
+}
+
+static void test_stdin(void)
+{
+	struct agentc_opts o = AGENTC_OPTS_INIT;
+	struct agent a;
+	struct fc_err e;
+	int in[2], out = memfd_create("out", MFD_CLOEXEC), code;
+	char text[64];
+	pthread_t t;
+	struct agentc *s;
+
+	if (pipe2(in, O_CLOEXEC) < 0 || out < 0)
+		abort();
+	if (write(in[1], "abc", 3) != 3)
+		abort();
+	close(in[1]);
+	o.in_fd = in[0];
+	o.out_fd = out;
+	o.timeout_ms = 10000;
+	t = start_agent(&a, SC_STDIN);
+	s = agentc_new(&o);
+	code = agentc_session(s, sock_path, 0, MSG_PLAN, "{}", 2, &e);
+	if (!CHECK(code == 7, "stdin session: the agent's exit code"))
+		printf("#   code %d: %s\n", code, code < 0 ? e.msg : "");
+	agentc_free(s);
+	stop_agent(&a, t);
+	if (!CHECK(!strcmp(a.got, "plan:{} stdin:abc stdin-eof "),
+		   "the request, stdin as STDIN frames, then STDIN_EOF"))
+		printf("#   got '%s'\n", a.got);
+	read_back(out, text, sizeof(text));
+	CHECK(!strcmp(text, "echoed"), "STDOUT bytes to out_fd");
+	close(in[0]);
+	close(out);
+}
+
+static void test_signal(int sigfd)
+{
+	struct agentc_opts o = AGENTC_OPTS_INIT;
+	struct agent a;
+	struct fc_err e;
+	int started = memfd_create("started", MFD_CLOEXEC), dup_started, code;
+	char text[32];
+	pthread_t t;
+	struct agentc *s;
+
+	dup_started = dup(started);	/* the session closes its copy */
+	o.sigfd = sigfd;
+	o.started_fd = started;
+	o.timeout_ms = 10000;
+	t = start_agent(&a, SC_SIGNAL);
+	s = agentc_new(&o);
+	code = agentc_session(s, sock_path, 0, MSG_PLAN, "{}", 2, &e);
+	if (!CHECK(code == 138, "a forwarded signal: the container's 128+N"))
+		printf("#   code %d: %s\n", code, code < 0 ? e.msg : "");
+	CHECK(agentc_signal(s) == 0, "the session was not ended by the signal itself");
+	agentc_free(s);
+	stop_agent(&a, t);
+	if (!CHECK(!strcmp(a.got, "plan:{} signal:{\"signal\":10} "),
+		   "the first signal after the request went out as a SIGNAL frame"))
+		printf("#   got '%s'\n", a.got);
+	read_back(dup_started, text, sizeof(text));
+	CHECK(!strcmp(text, "started\n"), "started_fd got its line");
+	CHECK(fcntl(started, F_GETFD) < 0, "and was closed");
+	close(dup_started);
+}
+
+static void test_status(void)
+{
+	struct agentc_opts o = AGENTC_OPTS_INIT;
+	struct agent a;
+	struct fc_err e;
+	char *json = NULL;
+	pthread_t t;
+	struct agentc *s;
+
+	o.timeout_ms = 10000;
+	t = start_agent(&a, SC_STATUS);
+	s = agentc_new(&o);
+	if (!CHECK(agentc_connect(s, sock_path, 0, &e) == 0 && agentc_status(s, &json, &e) == 0,
+		   "status: connect and ask"))
+		printf("#   %s\n", e.msg);
+	agentc_free(s);
+	stop_agent(&a, t);
+	if (!CHECK(json && !strcmp(json, "{\"version\":1,\"state\":\"idle\",\"container\":null,"
+					 "\"sessions\":1,\"x\":\"\\u009B\"}"),
+		   "the answer in order, non-ASCII escaped"))
+		printf("#   got '%s'\n", json ? json : "(null)");
+	CHECK(!strcmp(a.got, "status-request "), "one empty STATUS_REQ");
+	free(json);
+}
+
+static void test_dead_owner(void)
+{
+	struct agentc_opts o = AGENTC_OPTS_INIT;
+	struct fc_err e;
+	pid_t child = fork();
+	struct agentc *s;
+	uint64_t t0;
+	int r;
+
+	if (child == 0)
+		_exit(0);
+	waitpid(child, NULL, 0);
+	o.owner_pid = child;
+	o.timeout_ms = 20000;
+	s = agentc_new(&o);
+	t0 = now_ms();
+	r = agentc_connect(s, sock_path, 0, &e);
+	CHECK(r < 0 && e.errnum == ESRCH && now_ms() - t0 < 5000,
+	      "an owner already gone fails at once, ESRCH");
+	CHECK(strstr(e.msg, "the VM stopped before its agent answered: its owner") != NULL,
+	      "and says so");
+	agentc_free(s);
+}
+
+int main(void)
+{
+	struct fc_err e;
+	char dir[] = "/tmp/test_agentc.XXXXXX";
+	int sigfd;
+
+	signal(SIGPIPE, SIG_IGN);
+	if (!mkdtemp(dir))
+		abort();
+	snprintf(sock_path, sizeof(sock_path), "%s/agent.sock", dir);
+	/* Blocked before any thread starts, so every thread has it blocked. */
+	sigfd = signalfd_for((const int[]){ SIGUSR1, 0 }, SFD_NONBLOCK, &e);
+	if (sigfd < 0)
+		abort();
+	test_stdin();
+	test_signal(sigfd);
+	test_status();
+	test_dead_owner();
+	rmdir(dir);
+	return check_done();
+}
