@@ -58,7 +58,7 @@ api() {
 		-w '%{http_code}' "http://localhost$2")
 	[ $# -ge 3 ] && args+=(-H 'Content-Type: application/json' -d "$3")
 	code=$(curl "${args[@]}") || true
-	body=$(cat "$BATS_TEST_TMPDIR/body" 2>/dev/null)
+	body=$(cat "$BATS_TEST_TMPDIR/body" 2>/dev/null) || body=
 }
 
 # wait_for SECS CMD...: until CMD succeeds, at most SECS seconds.
@@ -362,4 +362,49 @@ PY
 	wait "$FCQ_PID" || st=$?
 	assert_eq "$st" 0 "fc-qemu exit after SIGTERM"
 	FCQ_PID=
+}
+
+# An FCVM_VMM for fc-boot: fc-qemu, but on a hidden path first, so that 32
+# slow clients hold every API slot before fc-boot can see the socket; only
+# then is the socket moved where fc-boot waits for it.
+write_hostile_vmm() {
+	cat >"$1" <<-'SH'
+	#!/bin/bash
+	args=("$@") sock=
+	for ((i = 0; i < $#; i++)); do
+		[ "${args[i]}" = --api-sock ] && { sock=${args[i + 1]}; args[i + 1]="$sock.h"; }
+	done
+	[ -n "$sock" ] || { echo "hostile-vmm: no --api-sock" >&2; exit 2; }
+	trap 'kill -TERM $qp 2>/dev/null' TERM INT HUP
+	# fc-qemu dies with this wrapper (which dies with fc-boot)
+	setpriv --pdeathsig KILL fc-qemu "${args[@]}" & qp=$!
+	for ((i = 0; i < 100; i++)); do [ -S "$sock.h" ] && break; sleep 0.1; done
+	timeout 120 python3 "$HOSTILE" fill "$sock.h" 32 "$HOSTILE_READY" 60 >"$HOSTILE_OUT" &
+	echo $! >"$HOSTILE_OUT.pid"
+	for ((i = 0; i < 300; i++)); do [ -s "$HOSTILE_READY" ] && break; sleep 0.1; done
+	mv "$sock.h" "$sock"
+	st=0
+	while kill -0 "$qp" 2>/dev/null; do wait "$qp"; st=$?; done
+	rm -f "$sock"
+	exit "$st"
+	SH
+	chmod +x "$1"
+}
+
+@test "hostile: fc-boot boots a VM through fc-qemu whose every slot a slow client holds" {
+	need_guest
+	command -v setpriv >/dev/null || skip "needs setpriv (util-linux)"
+	local vmm="$BATS_TEST_TMPDIR/hostile-vmm" res
+	write_hostile_vmm "$vmm"
+	export HOSTILE HOSTILE_READY="$BATS_TEST_TMPDIR/ready" HOSTILE_OUT="$BATS_TEST_TMPDIR/fill.json"
+	FCVM_VMM="$vmm" run_fc 0 --timeout 150 fc-boot --name hostile \
+		--kernel "$FCVM_TEST_KERNEL/vmlinux" --initrd "$FCVM_TEST_KERNEL/initrd.img" \
+		--console "$BATS_TEST_TMPDIR/console.log"
+	[ -s "$HOSTILE_OUT.pid" ] && HOSTILE_PIDS+=("$(cat "$HOSTILE_OUT.pid")")
+	res=$(head -1 "$HOSTILE_OUT")
+	echo "$res" >&2
+	# the slow clients really held every slot before fc-boot connected
+	assert_eq "$(jq -r .held <<<"$res")" 32 "all 32 slots held by unfinished requests"
+	grep -q "fcvm-init: ready (no root)" "$BATS_TEST_TMPDIR/console.log" ||
+		{ cat "$BATS_TEST_TMPDIR/console.log" >&2; false; }
 }
