@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <net/if.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -246,6 +247,11 @@ static int resolve(struct vmowner *o, const struct vm_spec *s, struct fc_err *e)
 		if (check_input("drive", s->drives[i].path, "pass an existing file to --drive",
 				true, &o->drive_paths[i], e) < 0)
 			return -1;
+	/* In our network namespace, where the VMM will open it. */
+	if (s->tap && if_nametoindex(s->tap) == 0)
+		return fc_err_set(e, errno == ENODEV ? 0 : errno,
+				  "tap '%s' does not exist%s", s->tap,
+				  errno == ENODEV ? ": create it first (fc-net up)" : "");
 	if (choose_vmm(s->vmm, &o->vmm, e) < 0)
 		return -1;
 
@@ -416,9 +422,10 @@ static void undo_claim(struct vmowner *o)
 }
 
 /* The janitor: in its own session, holding nothing of the owner's but the
- * pipe's read end. When that pipe closes it cleans up after the owner -
- * if the record is still the owner's (the owner may have cleaned up and a
- * new VM reused nothing, but never remove someone else's record). */
+ * pipe's read end. When that pipe closes it cleans up after the owner, but
+ * only while the record is still the owner's (same pid and start time):
+ * an owner that cleaned up itself leaves nothing to do, and someone else's
+ * record is never touched. */
 static noreturn void janitor(struct vmowner *o, int end)
 {
 	_cleanup_json_ json_t *rec = NULL;

@@ -79,6 +79,12 @@ wait_status() {
 	assert_nothing_left "non-ELF kernel"
 }
 
+@test "fc-boot: a tap that does not exist is refused before anything is made" {
+	FCVM_VMM=fc-qemu run_fc 1 --timeout 30 fc-boot --name x --kernel "$KERNEL" --tap fcnotap0
+	assert_contains "$output" "tap 'fcnotap0' does not exist" "names the tap"
+	assert_nothing_left "missing tap"
+}
+
 @test "fc-boot: an API 400 reports the sanitised fault_message, not 'Input/output error', and cleans up" {
 	FAKE_VMM=fault400 FCVM_VMM="$FAKE" run_fc 1 --timeout 30 fc-boot --name x --kernel "$KERNEL"
 	assert_contains "$output" "PUT /machine-config: HTTP 400: bad machine ?[31mconfig? (fake)" \
