@@ -21,6 +21,7 @@
 #define FRAMES_PER_ROUND 16	/* then the others get their turn */
 
 struct conn {
+	struct conn *next, *prev;	/* every open connection */
 	struct ev_loop *loop;
 	struct ev_watch w;
 	const struct conn_ops *ops;
@@ -40,6 +41,7 @@ struct conn {
 };
 
 static unsigned nconns;
+static struct conn *conns;
 
 unsigned conn_count(void)
 {
@@ -67,6 +69,12 @@ static void conn_close(struct conn *c, const char *why)
 	c->w.fd = -1;
 	proto_rx_reset(&c->rx);
 	nconns--;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
 	ev_defer(c->loop, conn_release, c);
 	if (why)
 		log_debug("%s connection closed: %s", ops->name, why);
@@ -317,6 +325,16 @@ static void conn_event(struct ev_watch *w, short revents)
 	arm(c);
 }
 
+void conn_close_all(void)
+{
+	static const struct conn_ops silent = { .name = "exit" };
+
+	while (conns) {
+		conns->ops = &silent;
+		conn_close(conns, NULL);
+	}
+}
+
 struct conn *conn_new(struct ev_loop *l, int fd, const struct conn_ops *ops, void *sess)
 {
 	struct conn *c = xcalloc(1, sizeof(*c));
@@ -330,6 +348,10 @@ struct conn *conn_new(struct ev_loop *l, int fd, const struct conn_ops *ops, voi
 	ev_watch_init(&c->w, fd, conn_event, c);
 	ev_link(l, &c->w);
 	nconns++;
+	c->next = conns;
+	if (conns)
+		conns->prev = c;
+	conns = c;
 	conn_send_json(c, MSG_HELLO, json_pack("{s:i,s:s}", "version", PROTO_VERSION, "agent",
 					       "fc-agent"));
 	return c;

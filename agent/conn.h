@@ -91,6 +91,10 @@ void conn_finish(struct conn *c);
 /* Close at once; ops->gone(@why) is called. */
 void conn_abort(struct conn *c, const char *why);
 
+/* At exit: close every connection without telling its session (the
+memory goes with the loop's deferred releases: ev_free). */
+void conn_close_all(void);
+
 /* Connections open now. */
 unsigned conn_count(void);
 

@@ -239,6 +239,13 @@ int main(int argc, char **argv)
 	}
 	if (a.end == AGENT_POWEROFF && a.pid1)
 		sys_poweroff();
+	conn_close_all();
+	run_free(a.run);
+	ev_unlink(a.loop, &ls[0].w);
+	ev_unlink(a.loop, &sw.w);
+	ev_free(a.loop);
+	close(lfd);
+	close(sigfd);
 	if (unix_path)
 		unlink(unix_path);
 	return 0;
