@@ -57,6 +57,7 @@ api() {
 	local args=(-s --max-time 20 --unix-socket "$SOCK" -X "$1" -o "$BATS_TEST_TMPDIR/body"
 		-w '%{http_code}' "http://localhost$2")
 	[ $# -ge 3 ] && args+=(-H 'Content-Type: application/json' -d "$3")
+	rm -f "$BATS_TEST_TMPDIR/body"
 	code=$(curl "${args[@]}") || true
 	body=$(cat "$BATS_TEST_TMPDIR/body" 2>/dev/null) || body=
 }
