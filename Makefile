@@ -50,6 +50,9 @@ $(BUILD)/bin/%: bin/%.sh
 # rule's prerequisites would be replaced by the stem.
 tool_objs = $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard bin/$(1)/*.c))
 
+# fc-setup embeds the QEMU patch (.incbin): rebuild it when the patch changes.
+$(BUILD)/obj/bin/fc-setup/qemu.o: bin/fc-setup/qemu-vhost-user-vsock-migration.patch
+
 # Keep objects: they are not throw-away intermediates.
 .SECONDARY:
 
@@ -84,8 +87,23 @@ check-asan:
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
 		tests/run-tests build-asan
 
-# Debian packages from .ci/packages (needs root).
+# Debian packages from .ci/packages (needs root). fc-setup qemu builds
+# fcvm's QEMU from Debian's own source package, so a deb-src entry for
+# bookworm is added once (a fresh Debian 12 has none; nothing is touched
+# when one exists).
+DEB_SRC_LIST := /etc/apt/sources.list.d/fcvm-deb-src.sources
 deps:
+	@if ! grep -rqsE '^(Types:.*deb-src|deb-src .*bookworm)' \
+		/etc/apt/sources.list /etc/apt/sources.list.d/; then \
+		echo "deps: adding $(DEB_SRC_LIST) (deb-src for bookworm, for fc-setup qemu)"; \
+		printf '%s\n' 'Types: deb-src' 'URIs: http://deb.debian.org/debian' \
+			'Suites: bookworm bookworm-updates' 'Components: main' \
+			'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg' '' \
+			'Types: deb-src' 'URIs: http://deb.debian.org/debian-security' \
+			'Suites: bookworm-security' 'Components: main' \
+			'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg' \
+			> $(DEB_SRC_LIST).tmp && mv $(DEB_SRC_LIST).tmp $(DEB_SRC_LIST); \
+	fi
 	apt-get update -q
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
 		$$(grep -v '^#' .ci/packages)

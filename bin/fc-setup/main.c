@@ -13,6 +13,7 @@
 	"       fc-setup rootfs [--agent FILE] [--suite SUITE] [--mirror URL] [--size MIB]\n" \
 	"       fc-setup storage [--size GIB] [--image FILE] [--unmount]\n"       \
 	"       fc-setup preflight [--json] [--no-probe] [--probe-timeout SEC]\n"                       \
+	"       fc-setup qemu [--dsc FILE] [--jobs N] [--nice N] [--check]\n"      \
 	"       fc-setup -h\n"
 
 int main(int argc, char **argv)
@@ -37,5 +38,7 @@ int main(int argc, char **argv)
 		return cmd_storage(argc - 1, argv + 1);
 	if (!strcmp(cmd, "preflight"))
 		return cmd_preflight(argc - 1, argv + 1);
+	if (!strcmp(cmd, "qemu"))
+		return cmd_qemu(argc - 1, argv + 1);
 	usage_err(USAGE, "unknown command '%s'", cmd);
 }

@@ -32,6 +32,7 @@ int cmd_kernel(int argc, char **argv);
 int cmd_rootfs(int argc, char **argv);
 int cmd_storage(int argc, char **argv);
 int cmd_preflight(int argc, char **argv);
+int cmd_qemu(int argc, char **argv);
 
 /* Install the signal handlers and the atexit temp-dir cleanup. */
 void setup_signals(void);
