@@ -30,20 +30,6 @@ teardown() {
 	return $r
 }
 
-# vm_root: a data root on the fixture btrfs (fc-disk reflinks the rootfs),
-# with the cached kernel and rootfs as its defaults.
-vm_root() {
-	need_rootfs
-	export FCVM_ROOT="$FCVM_TEST_BTRFS/client-$BATS_TEST_NUMBER-$$"
-	VM_ROOT=$FCVM_ROOT
-	mkdir -p "$FCVM_ROOT"
-	fc-setup storage --dir "$FCVM_ROOT" >/dev/null
-	mkdir -p "$FCVM_ROOT/kernels" "$FCVM_ROOT/rootfs"
-	ln -s "$FCVM_TEST_KERNEL" "$FCVM_ROOT/kernels/default"
-	ln -s "$FCVM_TEST_ROOTFS" "$FCVM_ROOT/rootfs/default"
-	export FCVM_VMM=fc-qemu
-}
-
 # fake SCENARIO: the scripted agent on $SOCK, started in the background.
 fake() {
 	"$FAKE_AGENT" "$SOCK" "$1" 2>"$BATS_TEST_TMPDIR/fake.err" &
@@ -282,7 +268,8 @@ console_with_panic() {
 # --- in a VM ---
 
 @test "vm: the owner killed while the VM boots: fc-run fails within seconds, not at --timeout" {
-	vm_root
+	fc_vm_root client
+	VM_ROOT=$FCVM_ROOT
 	local rootfs owner
 	rootfs=$(fc-disk rootfs --vm dying)
 	owner=$(fc-boot --name dying --id dying --rootfs "$rootfs" --detach 3>&-)
@@ -303,7 +290,8 @@ console_with_panic() {
 }
 
 @test "vm: --status from the real agent while it is idle" {
-	vm_root
+	fc_vm_root client
+	VM_ROOT=$FCVM_ROOT
 	local rootfs owner status
 	rootfs=$(fc-disk rootfs --vm st)
 	owner=$(fc-boot --name st --id st --rootfs "$rootfs" --detach 3>&-)

@@ -108,6 +108,27 @@ static void stop_agent(struct agent *a, pthread_t t)
 	unlink(sock_path);
 }
 
+/* One session with the plan "{}" against the agent playing @sc (what it
+ * got in @a). Returns agentc_session's code; *@sig: agentc_signal(). */
+static int run_plan(struct agent *a, enum scenario sc, struct agentc_opts *o, int *sig)
+{
+	struct fc_err e;
+	pthread_t t;
+	struct agentc *s;
+	int code;
+
+	o->timeout_ms = 10000;
+	t = start_agent(a, sc);
+	s = agentc_new(o);
+	code = agentc_session(s, sock_path, 0, MSG_PLAN, "{}", 2, &e);
+	if (code < 0)
+		printf("#   session failed: %s\n", e.msg);
+	*sig = agentc_signal(s);
+	agentc_free(s);
+	stop_agent(a, t);
+	return code;
+}
+
 /* Everything written to memfd @fd so far. */
 static void read_back(int fd, char *out, size_t max)
 {
@@ -120,11 +141,8 @@ static void test_stdin(void)
 {
 	struct agentc_opts o = AGENTC_OPTS_INIT;
 	struct agent a;
-	struct fc_err e;
-	int in[2], out = memfd_create("out", MFD_CLOEXEC), code;
+	int in[2], out = memfd_create("out", MFD_CLOEXEC), sig;
 	char text[64];
-	pthread_t t;
-	struct agentc *s;
 
 	if (pipe2(in, O_CLOEXEC) < 0 || out < 0)
 		abort();
@@ -133,14 +151,7 @@ static void test_stdin(void)
 	close(in[1]);
 	o.in_fd = in[0];
 	o.out_fd = out;
-	o.timeout_ms = 10000;
-	t = start_agent(&a, SC_STDIN);
-	s = agentc_new(&o);
-	code = agentc_session(s, sock_path, 0, MSG_PLAN, "{}", 2, &e);
-	if (!CHECK(code == 7, "stdin session: the agent's exit code"))
-		printf("#   code %d: %s\n", code, code < 0 ? e.msg : "");
-	agentc_free(s);
-	stop_agent(&a, t);
+	CHECK(run_plan(&a, SC_STDIN, &o, &sig) == 7 && !sig, "stdin session: the agent's exit code");
 	if (!CHECK(!strcmp(a.got, "plan:{} stdin:abc stdin-eof "),
 		   "the request, stdin as STDIN frames, then STDIN_EOF"))
 		printf("#   got '%s'\n", a.got);
@@ -154,24 +165,14 @@ static void test_signal(int sigfd)
 {
 	struct agentc_opts o = AGENTC_OPTS_INIT;
 	struct agent a;
-	struct fc_err e;
-	int started = memfd_create("started", MFD_CLOEXEC), dup_started, code;
+	int started = memfd_create("started", MFD_CLOEXEC), dup_started, sig;
 	char text[32];
-	pthread_t t;
-	struct agentc *s;
 
 	dup_started = dup(started);	/* the session closes its copy */
 	o.sigfd = sigfd;
 	o.started_fd = started;
-	o.timeout_ms = 10000;
-	t = start_agent(&a, SC_SIGNAL);
-	s = agentc_new(&o);
-	code = agentc_session(s, sock_path, 0, MSG_PLAN, "{}", 2, &e);
-	if (!CHECK(code == 138, "a forwarded signal: the container's 128+N"))
-		printf("#   code %d: %s\n", code, code < 0 ? e.msg : "");
-	CHECK(agentc_signal(s) == 0, "the session was not ended by the signal itself");
-	agentc_free(s);
-	stop_agent(&a, t);
+	CHECK(run_plan(&a, SC_SIGNAL, &o, &sig) == 138, "a forwarded signal: the container's 128+N");
+	CHECK(sig == 0, "the session was not ended by the signal itself");
 	if (!CHECK(!strcmp(a.got, "plan:{} signal:{\"signal\":10} "),
 		   "the first signal after the request went out as a SIGNAL frame"))
 		printf("#   got '%s'\n", a.got);
