@@ -25,7 +25,8 @@ int fs_lock_named(const char *name, int flags, struct fc_err *e);
 
 /* The one way to publish: @tmp, a file or a directory made beside @final
  * in the same directory, becomes @final. @tmp itself is fsync'ed (for a
- * directory only its entries; files in it are their writer's to fsync),
+ * directory only its entries; files in it are their writer's to fsync; a
+ * symbolic link needs none),
  * renamed (RENAME_NOREPLACE unless @replace: EEXIST then), and the parent
  * directory is fsync'ed so the rename survives a crash. On failure @tmp is
  * left in place for the caller to remove. 0 or -1 with @e. */

@@ -1,6 +1,10 @@
 /* paths.c - see paths.h */
 #include <errno.h>
+#include <dirent.h>
 #include <ftw.h>
+#include <limits.h>
+#include <signal.h>
+#include <time.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +52,22 @@ bool fc_valid_name(const char *name)
 
 #define NOT_PREPARED "run 'fc-setup storage' (or set FCVM_ROOT)"
 
+/* fc_err_set() keeping @errnum without its strerror: these messages say
+ * the cause in words. */
+static int root_err(struct fc_err *e, int errnum, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int root_err(struct fc_err *e, int errnum, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+	va_end(ap);
+	e->errnum = errnum;
+	return -1;
+}
+
 int fc_root_check(struct fc_err *e)
 {
 	_cleanup_free_ char *marker = fc_path(FC_ROOT_MARKER);
@@ -57,25 +77,28 @@ int fc_root_check(struct fc_err *e)
 	unsigned version;
 	char extra;
 
-	if (stat(fc_root(), &st) < 0)
-		return fc_err_set(e, errno, "data root '%s' does not exist: " NOT_PREPARED, fc_root());
+	if (stat(fc_root(), &st) < 0) {
+		if (errno != ENOENT)
+			return fc_err_set(e, errno, "data root '%s'", fc_root());
+		return root_err(e, ENOENT, "data root '%s' does not exist: " NOT_PREPARED, fc_root());
+	}
 	if (!S_ISDIR(st.st_mode))
-		return fc_err_set(e, ENOTDIR, "data root '%s' is not a directory: " NOT_PREPARED,
-				  fc_root());
+		return root_err(e, ENOTDIR, "data root '%s' is not a directory: " NOT_PREPARED,
+				fc_root());
 	text = read_file_max(marker, MARKER_MAX, NULL, &why);
 	if (!text) {
 		if (why.errnum == ENOENT)
-			return fc_err_set(e, ENOENT, "data root '%s' is not prepared: " NOT_PREPARED,
-					  fc_root());
+			return root_err(e, ENOENT, "data root '%s' is not prepared: " NOT_PREPARED,
+					fc_root());
 		return fc_err_set(e, why.errnum, "data root '%s': %s", fc_root(), why.msg);
 	}
 	if (sscanf(text, "fcvm-root %u%c", &version, &extra) != 2 || extra != '\n' || version == 0)
-		return fc_err_set(e, EINVAL, "data root '%s': marker '%s' is damaged: " NOT_PREPARED,
-				  fc_root(), marker);
+		return root_err(e, EINVAL, "data root '%s': marker '%s' is damaged: " NOT_PREPARED,
+				fc_root(), marker);
 	if (version > FC_ROOT_VERSION)
-		return fc_err_set(e, EINVAL,
-				  "data root '%s' has format %u, newer than this fcvm's %d: upgrade fcvm",
-				  fc_root(), version, FC_ROOT_VERSION);
+		return root_err(e, EINVAL,
+				"data root '%s' has format %u, newer than this fcvm's %d: upgrade fcvm",
+				fc_root(), version, FC_ROOT_VERSION);
 	return 0;
 }
 
@@ -99,11 +122,14 @@ int fc_root_init(struct fc_err *e)
 	struct stat st;
 	size_t i;
 
-	if (stat(fc_root(), &st) < 0)
-		return fc_err_set(e, errno, "data root '%s' does not exist: " NOT_PREPARED, fc_root());
+	if (stat(fc_root(), &st) < 0) {
+		if (errno != ENOENT)
+			return fc_err_set(e, errno, "data root '%s'", fc_root());
+		return root_err(e, ENOENT, "data root '%s' does not exist: " NOT_PREPARED, fc_root());
+	}
 	if (!S_ISDIR(st.st_mode))
-		return fc_err_set(e, ENOTDIR, "data root '%s' is not a directory: " NOT_PREPARED,
-				  fc_root());
+		return root_err(e, ENOTDIR, "data root '%s' is not a directory: " NOT_PREPARED,
+				fc_root());
 	for (i = 0; i < ARRAY_SIZE(dirs); i++) {
 		_cleanup_free_ char *d = fc_path("%s", dirs[i]);
 
@@ -132,10 +158,8 @@ int fc_err_enospc(struct fc_err *e, const char *path)
 		n--;
 	if (!strncmp(path, root, n) && path[n] == '/')
 		rel = path + n + 1;
-	fc_err_set(e, 0, "data root '%s' is full (ENOSPC writing %s): free space or move FCVM_ROOT",
-		   root, rel);
-	e->errnum = ENOSPC;	/* kept for callers; strerror would only repeat it */
-	return -1;
+	return root_err(e, ENOSPC, "data root '%s' is full (ENOSPC writing %s): free space or move FCVM_ROOT",
+			root, rel);
 }
 
 /* Mount points at or below @path, from /proc/self/mountinfo, deepest first. */
@@ -194,4 +218,78 @@ int fc_rm_tree(const char *path, struct fc_err *e)
 	if (nftw(path, rm_one, 32, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) < 0)
 		return fc_err_set(e, errno, "remove '%s'", path);
 	return 0;
+}
+
+/* Is the link /proc/@pid/@what at or below @dir (@len bytes)? */
+static bool link_below(const char *link, const char *dir, size_t len)
+{
+	char buf[PATH_MAX];
+	ssize_t n = readlink(link, buf, sizeof(buf) - 1);
+
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	return !strncmp(buf, dir, len) && (buf[len] == '/' || buf[len] == '\0');
+}
+
+static bool uses_path(pid_t pid, const char *dir, size_t len)
+{
+	char p[64];
+	DIR *d;
+	struct dirent *de;
+	bool hit = false;
+
+	snprintf(p, sizeof(p), "/proc/%d/cwd", (int)pid);
+	if (link_below(p, dir, len))
+		return true;
+	snprintf(p, sizeof(p), "/proc/%d/root", (int)pid);
+	if (link_below(p, dir, len))
+		return true;
+	snprintf(p, sizeof(p), "/proc/%d/fd", (int)pid);
+	d = opendir(p);
+	if (!d)
+		return false;
+	while (!hit && (de = readdir(d))) {
+		char fd[320];
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(fd, sizeof(fd), "/proc/%d/fd/%s", (int)pid, de->d_name);
+		hit = link_below(fd, dir, len);
+	}
+	closedir(d);
+	return hit;
+}
+
+int fc_kill_users(const char *path, struct fc_err *e)
+{
+	char real[PATH_MAX];
+	int killed = 0;
+
+	if (!realpath(path, real))
+		return errno == ENOENT ? 0 : fc_err_set(e, errno, "resolve '%s'", path);
+	for (int round = 0; round < 40; round++) {
+		DIR *d = opendir("/proc");
+		struct dirent *de;
+		int found = 0;
+		struct timespec ts = { 0, 50 * 1000 * 1000 };
+
+		if (!d)
+			return fc_err_set(e, errno, "read /proc");
+		while ((de = readdir(d))) {
+			char *end;
+			long pid = strtol(de->d_name, &end, 10);
+
+			if (*end || pid <= 0 || pid == getpid() || !uses_path(pid, real, strlen(real)))
+				continue;
+			found++;
+			if (kill((pid_t)pid, SIGKILL) == 0 && round == 0)
+				killed++;
+		}
+		closedir(d);
+		if (!found)
+			return killed;
+		nanosleep(&ts, NULL);
+	}
+	return fc_err_set(e, EBUSY, "processes still use '%s'", path);
 }

@@ -58,4 +58,12 @@ bool fc_errno_full(int errnum);
  * crossing into other file systems. Missing is fine. 0 or -1 with @e. */
 int fc_rm_tree(const char *path, struct fc_err *e);
 
+/* SIGKILL every process (not us) whose working directory, root or an open
+ * file is at or below @path, and wait (at most 2 s) until none is left:
+ * what a SIGKILLed builder's grandchildren (tar under dpkg-deb, say) would
+ * otherwise go on writing into a temporary being removed. Only for stale
+ * temporaries whose owner is known to be gone. Returns how many it killed,
+ * or -1 with @e. */
+int fc_kill_users(const char *path, struct fc_err *e);
+
 #endif

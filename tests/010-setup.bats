@@ -9,6 +9,7 @@ load helpers
 setup_file() {
 	export KROOT="$BATS_FILE_TMPDIR/kroot"
 	mkdir -p "$KROOT"
+	"$FCVM_BUILD/bin/fc-setup" storage --dir "$KROOT" --without-reflink >/dev/null 2>&1 || true
 	FCVM_ROOT="$KROOT" timeout 300 "$FCVM_BUILD/bin/fc-setup" kernel \
 		>"$BATS_FILE_TMPDIR/kernel.out" 2>"$BATS_FILE_TMPDIR/kernel.err" || true
 }
@@ -24,6 +25,15 @@ teardown() {
 		return 1
 	fi
 	leak_check
+}
+
+# A bare '! cmd' in the middle of a test cannot fail it (bats' errexit
+# ignores '!'), so assert this way.
+assert_not_mounted() {
+	if mountpoint -q "$1"; then
+		echo "FAILED: $1 is still a mount point" >&2
+		return 1
+	fi
 }
 
 kdir() {
@@ -218,6 +228,63 @@ SH
 	[ "$status" -eq 0 ]	# the guest shut down by itself (QEMU -no-reboot), no timeout
 }
 
+@test "data root: a missing or unprepared FCVM_ROOT is refused before anything is written" {
+	local nope="$BATS_TEST_TMPDIR/no/such/root" plain="$BATS_TEST_TMPDIR/plain"
+	# a mistyped root is not created, nor are its parents (issue 7, item 12)
+	FCVM_ROOT="$nope" run_fc 1 fc-setup kernel --deb "$BATS_TEST_TMPDIR/x.deb"
+	assert_contains "$output" "data root '$nope' does not exist: run 'fc-setup storage' (or set FCVM_ROOT)" "says why and what to do"
+	[ ! -e "$BATS_TEST_TMPDIR/no" ]
+	# an existing directory that fc-setup storage did not prepare stays as it was
+	mkdir "$plain"
+	FCVM_ROOT="$plain" run_fc 1 fc-setup kernel --deb "$BATS_TEST_TMPDIR/x.deb"
+	assert_contains "$output" "data root '$plain' is not prepared: run 'fc-setup storage' (or set FCVM_ROOT)" "refused"
+	FCVM_ROOT="$plain" run_fc 1 fc-state ls
+	assert_contains "$output" "is not prepared" "fc-state refuses it too"
+	FCVM_ROOT="$plain" run_fc 1 fc-setup preflight --no-probe
+	grep -qE "^FAIL +reflink .*is not prepared.*\[fix: fc-setup storage\]" <<<"$output"
+	assert_eq "$(ls -A "$plain")" "" "nothing was written into it"
+	# --dir prepares an existing directory; without reflink only when asked
+	run_fc 1 fc-setup storage --dir "$plain"
+	assert_contains "$output" "without reflink" "a non-reflink directory is refused"
+	assert_eq "$(ls -A "$plain")" "" "still untouched"
+	run_fc 2 fc-setup storage --without-reflink
+	run_fc 0 fc-setup storage --dir "$plain" --without-reflink
+	assert_eq "${lines[-1]}" "$plain" "prints the prepared root"
+	assert_eq "$(cat "$plain/.fcvm-root")" "fcvm-root 1" "the marker names the format"
+	[ -d "$plain/state" ]
+	FCVM_ROOT="$plain" run_fc 0 fc-state ls
+	# a marker of a newer format is not ours to write into
+	echo "fcvm-root 99" >"$plain/.fcvm-root"
+	FCVM_ROOT="$plain" run_fc 1 fc-state ls
+	assert_contains "$output" "format 99, newer than" "newer format refused"
+}
+
+@test "kernel: a build killed with SIGKILL leaves a temporary that the next build removes" {
+	local deb pid i
+	deb=$(jq -r .inputs.deb.path "$(kdir)/manifest.json")
+	fc-setup kernel --deb "$deb" >"$BATS_TEST_TMPDIR/out" 2>&1 &
+	pid=$!
+	for ((i = 0; i < 600; i++)); do
+		[ -n "$(find "$FCVM_ROOT/kernels" -maxdepth 1 -name '.tmp-*')" ] && break
+		sleep 0.05
+	done
+	kill -KILL "$pid"
+	wait "$pid" || true
+	[ -n "$(find "$FCVM_ROOT/kernels" -maxdepth 1 -name '.tmp-*')" ] ||
+		{ echo "no temporary seen: $(cat "$BATS_TEST_TMPDIR/out")" >&2; return 1; }
+	# one of a builder that is alive but not building (the lock is free) goes too
+	sleep 1000 &
+	local other=$!
+	mkdir "$FCVM_ROOT/kernels/.tmp-0123456789abcdef-$other"
+	run_fc 0 fc-setup kernel --deb "$deb"
+	kill "$other"
+	assert_contains "$output" "removed stale temporary" "says what it collected"
+	assert_eq "$(find "$FCVM_ROOT/kernels" -maxdepth 1 -name '.tmp-*' | wc -l)" 0 "no temporary left"
+	# the killed build's grandchildren (tar under dpkg-deb) wrote on: gone too
+	assert_eq "$(pgrep -f "dpkg-deb -x .*$FCVM_ROOT/kernels/" | wc -l)" 0 "no orphan extractor left"
+	[ -f "${lines[-1]}/vmlinux" ]
+}
+
 @test "storage: a non-reflink root gets a loop-mounted btrfs; --unmount undoes it" {
 	local img="$BATS_TEST_TMPDIR/data.img"
 	run_fc 0 fc-setup storage --image "$img" --size 1
@@ -225,11 +292,13 @@ SH
 	assert_eq "$(findmnt -n -o FSTYPE "$FCVM_ROOT")" btrfs "root is a btrfs mount"
 	echo hello >"$FCVM_ROOT/a"
 	cp --reflink=always "$FCVM_ROOT/a" "$FCVM_ROOT/b"
-	[ -d "$FCVM_ROOT/kernels" ] && [ -d "$FCVM_ROOT/locks" ]
+	[ -d "$FCVM_ROOT/kernels" ]
+	[ -d "$FCVM_ROOT/locks" ]
+	[ -f "$FCVM_ROOT/.fcvm-root" ]	# the mounted root is prepared too
 	run_fc 0 fc-setup storage --image "$img" --size 1
 	assert_contains "$output" "reflinks work" "second run: already fine"
 	run_fc 0 fc-setup storage --unmount
-	! mountpoint -q "$FCVM_ROOT"
+	assert_not_mounted "$FCVM_ROOT"
 	assert_eq "$(losetup -j "$img" | wc -l)" 0 "loop device released"
 	run_fc 0 fc-setup storage --unmount
 	assert_contains "$output" "nothing to unmount" "unmount is idempotent"
@@ -240,7 +309,7 @@ SH
 	run_fc 1 fc-setup storage --image "$BATS_TEST_TMPDIR/data.img" --size 1
 	assert_contains "$output" "not empty" "explains why"
 	[ ! -e "$BATS_TEST_TMPDIR/data.img" ]
-	! mountpoint -q "$FCVM_ROOT"
+	assert_not_mounted "$FCVM_ROOT"
 }
 
 @test "preflight: a line per requirement, the KVM verdict and the exit status" {
@@ -264,7 +333,13 @@ SH
 	fi
 	[ -z "$(pgrep -f "qemu-system-x86_64.*-accel kvm.*$k")" ]
 	run_fc 1 fc-setup preflight --json --no-probe
-	echo "$output" | jq -e '.ok == false and (.items | length) == 12' >/dev/null
+	# every text line's requirement is in the JSON too, one item per line
+	echo "$output" | jq -e --argjson n "$(grep -cE '^(OK|WARN|FAIL) ' <<<"$(fc-setup preflight --no-probe 2>&1)")" \
+		'.ok == false and (.items | length) == $n and (.items | length) >= 12' >/dev/null
+	for name in kvm vmm qemu tun userfaultfd reflink nftables slirp4netns podman setup-tools kernel rootfs; do
+		echo "$output" | jq -e --arg n "$name" '.items | map(.name) | index($n) != null' >/dev/null ||
+			{ echo "no JSON item for $name" >&2; return 1; }
+	done
 }
 
 @test "preflight: without a kernel KVM cannot be probed and says so" {
@@ -303,6 +378,25 @@ need_base() {
 	run_fc 0 fc-setup rootfs --agent "$BATS_TEST_TMPDIR/agent" --size 1024
 	assert_eq "${lines[-1]}" "$r" "same inputs, same path"
 	assert_contains "$output" "up to date" "no rebuild"
+}
+
+@test "rootfs: a SIGKILLed build's temporary is removed by the next build (issue 7, item 6)" {
+	need_base
+	local pid i
+	printf '#!/bin/sh\necho killed-%s\n' "$$" >"$BATS_TEST_TMPDIR/agent"
+	fc-setup rootfs --agent "$BATS_TEST_TMPDIR/agent" --size 1024 \
+		>"$BATS_TEST_TMPDIR/out" 2>"$BATS_TEST_TMPDIR/err" &
+	pid=$!
+	for ((i = 0; i < 300; i++)); do
+		ls -d "$FCVM_ROOT"/rootfs/.tmp-*/tree/usr >/dev/null 2>&1 && break
+		sleep 0.1
+	done
+	kill -KILL "$pid"
+	wait "$pid" || true
+	assert_eq "$(find "$FCVM_ROOT/rootfs" -maxdepth 1 -name '.tmp-*' | wc -l)" 1 "SIGKILL leaves the temporary"
+	run_fc 0 --timeout 600 fc-setup rootfs --agent "$BATS_TEST_TMPDIR/agent" --size 1024
+	[ -f "${lines[-1]}/rootfs.ext4" ]
+	assert_eq "$(find "$FCVM_ROOT/rootfs" -maxdepth 1 -name '.tmp-*' | wc -l)" 0 "the next build removed it"
 }
 
 @test "rootfs: an interrupted build leaves nothing half made; a rerun succeeds" {

@@ -2,21 +2,21 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
-#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "fsutil.h"
 #include "log.h"
 #include "paths.h"
 #include "proc.h"
 #include "setup.h"
+#include "state.h"
 #include "util.h"
 
 volatile sig_atomic_t g_interrupted;
@@ -147,27 +147,31 @@ int rm_tree(const char *path, struct fc_err *e)
 	return fc_rm_tree(path, e);
 }
 
-int lock_build(const char *name, struct fc_err *e)
+/* The named lock @name, or the lock file @path when not NULL. */
+static int lock_wait(const char *name, const char *path, int flags, struct fc_err *e)
 {
-	_cleanup_free_ char *dir = fc_path("locks");
-	_cleanup_free_ char *p = fc_path("locks/%s.lock", name);
-	_cleanup_close_ int fd = -1;
+#define TRY(f) (path ? fs_lock(path, (f), e) : fs_lock_named(name, (f), e))
+	int fd = TRY(FS_LOCK_NB);
 
-	if (mkdir_p(dir, 0755, e) < 0)
-		return -1;
-	fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
-	if (fd < 0)
-		return fc_err_set(e, errno, "open lock '%s'", p);
-	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-		if (errno != EWOULDBLOCK)
-			return fc_err_set(e, errno, "lock '%s'", p);
-		log_info("another fc-setup is building %s; waiting for it", name);
-		while (flock(fd, LOCK_EX) < 0) {
-			if (errno != EINTR || check_interrupted(e) < 0)
-				return errno == EINTR ? -1 : fc_err_set(e, errno, "lock '%s'", p);
-		}
-	}
-	return steal_fd(&fd);
+	if (fd >= 0 || e->errnum != EWOULDBLOCK || (flags & FS_LOCK_NB))
+		return fd;
+	log_info("another fc-setup is building %s; waiting for it", name);
+	/* FS_LOCK_EINTR: our SIGINT/SIGTERM (no SA_RESTART) ends the wait */
+	while ((fd = TRY(FS_LOCK_EINTR)) < 0 && e->errnum == EINTR)
+		if (check_interrupted(e) < 0)
+			return -1;
+	return fd;
+#undef TRY
+}
+
+int lock_build(const char *name, int flags, struct fc_err *e)
+{
+	return lock_wait(name, NULL, flags, e);
+}
+
+int lock_file(const char *path, const char *what, struct fc_err *e)
+{
+	return lock_wait(what, path, 0, e);
 }
 
 int point_default(const char *dir, const char *target, struct fc_err *e)
@@ -178,13 +182,84 @@ int point_default(const char *dir, const char *target, struct fc_err *e)
 	unlink(tmp);
 	if (symlink(target, tmp) < 0)
 		return fc_err_set(e, errno, "create symlink '%s'", tmp);
-	if (rename(tmp, dst) < 0) {
-		int err = errno;
-
+	if (fs_publish(tmp, dst, true, e) < 0) {
 		unlink(tmp);
-		return fc_err_set(e, err, "replace '%s'", dst);
+		return -1;
 	}
 	return 0;
+}
+
+/* The pid at the end of a ".tmp-KEY-PID" or ".default.PID" name, or 0. */
+static pid_t name_pid(const char *name, char sep)
+{
+	const char *p = strrchr(name, sep);
+	char *end;
+	long pid;
+
+	if (!p)
+		return 0;
+	pid = strtol(p + 1, &end, 10);
+	return *end || pid <= 0 || pid > INT_MAX ? 0 : (pid_t)pid;
+}
+
+void sweep_build_temps(const char *dir, const char *prefix)
+{
+	struct dirent **names = NULL;
+	int n = scandir(dir, &names, NULL, alphasort);
+
+	for (int i = 0; i < n; i++) {
+		const char *name = names[i]->d_name;
+		bool stale = false;
+		pid_t pid;
+
+		if (!strncmp(name, prefix, strlen(prefix))) {
+			/* we hold the build lock, which every builder holds while
+			 * its .tmp- dir exists: whoever made this one is gone */
+			pid = name_pid(name, '-');
+			stale = pid != getpid();
+		} else if (!strncmp(name, ".default.", 9)) {
+			/* made without the lock: only a dead maker's is stale */
+			pid = name_pid(name, '.');
+			stale = pid > 0 && pid != getpid() && !state_pid_live(pid, 0);
+		}
+		if (stale) {
+			_cleanup_free_ char *p = xasprintf("%s/%s", dir, name);
+			struct fc_err e;
+
+			/* a SIGKILLed builder's grandchildren may still write there */
+			if (fc_kill_users(p, &e) < 0 || fc_rm_tree(p, &e) < 0)
+				log_warn("stale temporary: %s", e.msg);
+			else
+				log_info("removed stale temporary '%s' of an interrupted build", p);
+		}
+		free(names[i]);
+	}
+	free(names);
+}
+
+/* fsync the regular files directly in @dir: fs_publish() syncs the
+ * directory's entries, the data is ours to sync. */
+static int sync_files(const char *dir, struct fc_err *e)
+{
+	struct dirent **names = NULL;
+	int n = scandir(dir, &names, NULL, alphasort), r = 0;
+
+	if (n < 0)
+		return fc_err_set(e, errno, "read '%s'", dir);
+	for (int i = 0; i < n; i++) {
+		_cleanup_free_ char *p = xasprintf("%s/%s", dir, names[i]->d_name);
+		_cleanup_close_ int fd = -1;
+		struct stat st;
+
+		if (r == 0 && lstat(p, &st) == 0 && S_ISREG(st.st_mode)) {
+			fd = open(p, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+			if (fd < 0 || fsync(fd) < 0)
+				r = fc_err_set(e, errno, "fsync '%s'", p);
+		}
+		free(names[i]);
+	}
+	free(names);
+	return r;
 }
 
 int publish_build(const char *subdir, const char *what, const char *key16, build_fn build,
@@ -196,11 +271,13 @@ int publish_build(const char *subdir, const char *what, const char *key16, build
 	_cleanup_close_ int lock = -1;
 	struct stat st;
 
-	if (stat(final, &st) < 0) {
-		lock = lock_build(what, e);
-		if (lock < 0)
-			return -1;
-	}
+	/* Up to date: no need to wait for another build, but when none runs
+	 * (the lock is free) collect what interrupted ones left. */
+	lock = lock_build(what, stat(final, &st) == 0 ? FS_LOCK_NB : 0, e);
+	if (lock < 0 && (e->errnum != EWOULDBLOCK || stat(final, &st) < 0))
+		return -1;
+	if (lock >= 0)
+		sweep_build_temps(dir, ".tmp-");
 	/* again: whoever held the lock may have just built it */
 	if (stat(final, &st) == 0) {
 		log_info("%s %s is up to date", what, key16);
@@ -211,10 +288,9 @@ int publish_build(const char *subdir, const char *what, const char *key16, build
 		if (mkdir(tmp, 0755) < 0)
 			return fc_err_set(e, errno, "create '%s'", tmp);
 		tmp_register(tmp);
-		if (build(tmp, arg, e) < 0 || check_interrupted(e) < 0)
-			return -1;
-		if (rename(tmp, final) < 0)
-			return fc_err_set(e, errno, "rename '%s' to '%s'", tmp, final);
+		if (build(tmp, arg, e) < 0 || check_interrupted(e) < 0 || sync_files(tmp, e) < 0 ||
+		    fs_publish(tmp, final, false, e) < 0)
+			return fc_errno_full(e->errnum) ? fc_err_enospc(e, tmp) : -1;
 		tmp_keep(tmp);
 		log_info("%s %s built in %.1f s", what, key16, (double)(now_ms() - t0) / 1000);
 	}

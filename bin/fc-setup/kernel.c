@@ -28,6 +28,7 @@
 
 #include "cpio.h"
 #include "json.h"
+#include "fsutil.h"
 #include "kimage.h"
 #include "log.h"
 #include "paths.h"
@@ -387,17 +388,15 @@ static bool stamp_read(const char *path, char hex[SHA256_HEX_LEN + 1])
 static void stamp_write(const char *path, const char *hex)
 {
 	_cleanup_free_ char *stamp = xasprintf("%s.sha256", path);
-	_cleanup_free_ char *tmp = xasprintf("%s.%d", stamp, (int)getpid());
 	_cleanup_free_ char *line = stamp_line(path), *text = NULL;
-	_cleanup_close_ int fd = -1;
+	struct fc_err e;
 
 	if (!line)
 		return;
 	text = xasprintf("%s%s\n", line, hex);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	/* only a cache: failing to write it costs time, not correctness */
-	if (fd < 0 || write_full(fd, text, strlen(text)) < 0 || rename(tmp, stamp) < 0)
-		unlink(tmp);
+	if (fs_write_atomic(stamp, text, strlen(text), 0644, &e) < 0)
+		log_debug("%s", e.msg);
 }
 
 /* The value of field @name ("Depends") in apt-cache show output, NUL-ended
@@ -632,7 +631,7 @@ int cmd_kernel(int argc, char **argv)
 	}
 	if (optind != argc)
 		usage_err(KERNEL_USAGE, "unexpected argument '%s'", argv[optind]);
-	if (fc_root_init(&e) < 0)
+	if (fc_root_check(&e) < 0 || fc_root_init(&e) < 0)
 		fc_err_exit(&e, 1);
 	if (deb) {
 		if (stat(deb, &st) < 0 || !S_ISREG(st.st_mode))

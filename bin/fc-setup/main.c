@@ -12,6 +12,7 @@
 	"usage: fc-setup kernel [--deb FILE] [--agent FILE] [--busybox FILE]\n"   \
 	"       fc-setup rootfs [--agent FILE] [--suite SUITE] [--mirror URL] [--size MIB]\n" \
 	"       fc-setup storage [--size GIB] [--image FILE] [--unmount]\n"       \
+	"       fc-setup storage --dir PATH [--without-reflink]\n"              \
 	"       fc-setup preflight [--json] [--no-probe] [--probe-timeout SEC]\n"                       \
 	"       fc-setup qemu [--dsc FILE] [--jobs N] [--nice N] [--check]\n"      \
 	"       fc-setup -h\n"

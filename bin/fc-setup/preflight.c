@@ -90,6 +90,10 @@ static char *tool_version(const char *tool, const char *arg)
 	return out;
 }
 
+/* Whether the data root is prepared: only then is the probe recorded
+ * there (preflight never populates a root fc-setup storage did not make). */
+static bool g_prepared;
+
 static void write_probe(bool usable, const char *detail)
 {
 	_cleanup_free_ char *p = fc_path("kvm-probe.json");
@@ -97,6 +101,8 @@ static void write_probe(bool usable, const char *detail)
 	struct fc_err e;
 	char now[32];
 
+	if (!g_prepared)
+		return;
 	iso_now(now);
 	j = json_pack("{s:b,s:s,s:s}", "usable", usable, "checked", now, "detail", detail);
 	if (!j || json_write_atomic(p, j, &e) < 0)
@@ -301,6 +307,11 @@ static void check_reflink(struct report *r)
 		item(r, ST_FAIL, true, "reflink", "fc-setup storage", "data root %s: %s", root, strerror(errno));
 		return;
 	}
+	if (!g_prepared) {
+		fc_root_check(&e);
+		item(r, ST_FAIL, true, "reflink", "fc-setup storage", "%s", e.msg);
+		return;
+	}
 	if (reflink_probe(root, &e) == 0)
 		item(r, ST_OK, true, "reflink", NULL, "data root %s (%s) clones files", root,
 		     fs_type_name(sf.f_type));
@@ -393,8 +404,9 @@ int cmd_preflight(int argc, char **argv)
 	}
 	if (optind != argc)
 		usage_err(PREFLIGHT_USAGE, "unexpected argument '%s'", argv[optind]);
-	if (access(fc_root(), F_OK) == 0 && fc_root_init(&e) < 0)
-		log_warn("%s", e.msg);
+	g_prepared = fc_root_check(&e) == 0 && fc_root_init(&e) == 0;
+	if (!g_prepared)
+		log_debug("not recording the KVM probe: %s", e.msg);
 
 	check_kvm(&r, probe, (int)timeout_s);
 	check_vmm(&r, &need_qemu);

@@ -19,10 +19,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fsutil.h"
 #include "json.h"
 #include "log.h"
 #include "paths.h"
@@ -162,8 +162,8 @@ static int build_base(const char *tarball, const char *suite, const char *mirror
 
 	if (run_ok(tar_argv, NULL, -1, -1, e) < 0)
 		return fc_err_wrap(e, "pack the base root filesystem");
-	if (rename(tmptar, tarball) < 0)
-		return fc_err_set(e, errno, "rename '%s' to '%s'", tmptar, tarball);
+	if (fs_publish(tmptar, tarball, true, e) < 0)
+		return -1;
 	log_info("base cached as %s (%.0f s)", tarball, (double)(now_ms() - t0) / 1000);
 	if (rm_tree(tmp, e) < 0)
 		return -1;
@@ -237,11 +237,11 @@ static int build_job(const char *tmp, void *arg, struct fc_err *e)
 
 		if (mkdir_p(fc_cache(), 0755, e) < 0)
 			return -1;
-		bl = open(baselock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+		bl = lock_file(baselock, "the rootfs base", e);
 		if (bl < 0)
-			die("open '%s'", baselock);
-		if (flock(bl, LOCK_EX) < 0)
-			die("lock '%s'", baselock);
+			return -1;
+		/* every base build holds this lock: older temporaries are stale */
+		sweep_build_temps(fc_cache(), ".tmp-base-");
 		if (access(tarball, R_OK) < 0 &&
 		    build_base(tarball, j->suite, j->mirror, j->basekey16, e) < 0)
 			return -1;
@@ -315,7 +315,7 @@ int cmd_rootfs(int argc, char **argv)
 		fc_err_wrap(&e, "--agent");
 		fc_err_exit(&e, 1);
 	}
-	if (fc_root_init(&e) < 0)
+	if (fc_root_check(&e) < 0 || fc_root_init(&e) < 0)
 		fc_err_exit(&e, 1);
 
 	sha256_init(&s);

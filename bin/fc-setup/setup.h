@@ -62,9 +62,21 @@ void tmp_keep(const char *path);
  * without crossing into other file systems. 0 or -1 with @e. */
 int rm_tree(const char *path, struct fc_err *e);
 
-/* flock $FCVM_ROOT/locks/<name>.lock exclusively, waiting; logs once if
- * someone else holds it. Returns the fd (keep it open) or -1. */
-int lock_build(const char *name, struct fc_err *e);
+/* flock $FCVM_ROOT/locks/<name>.lock exclusively (fs_lock_named), waiting
+ * until our SIGINT/SIGTERM ends the wait; logs once if someone else holds
+ * it. With @flags FS_LOCK_NB it does not wait (errnum EWOULDBLOCK). Returns
+ * the fd (keep it open) or -1. */
+int lock_build(const char *name, int flags, struct fc_err *e);
+
+/* lock_build() on the lock file @path (outside the data root: the cache);
+ * @what names the build in the log line. */
+int lock_file(const char *path, const char *what, struct fc_err *e);
+
+/* Remove what interrupted builds left in the directory @dir: every entry
+ * named @prefix* (".tmp-": call it holding the build lock, which each
+ * builder holds while its temporary exists) and ".default.PID" links of
+ * dead processes. Logs what it removed. */
+void sweep_build_temps(const char *dir, const char *prefix);
 
 /* Atomically point the symlink @dir/default at @target (a relative name). */
 int point_default(const char *dir, const char *target, struct fc_err *e);

@@ -128,8 +128,8 @@ static int make_image(const char *image, uint64_t gib, struct fc_err *e)
 
 	if (run_ok(argv, NULL, -1, -1, e) < 0)
 		return fc_err_wrap(e, "format '%s' (install btrfs-progs)", tmp);
-	if (rename(tmp, image) < 0)
-		return fc_err_set(e, errno, "rename '%s' to '%s'", tmp, image);
+	if (fs_publish(tmp, image, false, e) < 0)
+		return -1;
 	tmp_keep(tmp);
 	return 0;
 }

@@ -60,7 +60,9 @@ static void drop(struct gc *g, const char *kind, const char *path, const char *r
 {
 	struct fc_err e;
 
-	if (!g->dry && fc_rm_tree(path, &e) < 0) {
+	/* a temporary's writer is gone, but its children may not be */
+	if (!g->dry && ((!strcmp(kind, "temporary") && fc_kill_users(path, &e) < 0) ||
+			fc_rm_tree(path, &e) < 0)) {
 		if (!g->failures++)
 			g->first = e;
 		log_warn("%s", e.msg);
