@@ -119,10 +119,19 @@ int agentc_signal(const struct agentc *s)
 
 /* ---- the owner and its console ---- */
 
-static void console_open(struct agentc *s)
+/* Open the console log (again, with @fresh: it may have been rotated
+ * since), unless hardened; a FIFO or a missing file is no hang. */
+static void console_open(struct agentc *s, bool fresh)
 {
-	if (s->console_fd < 0 && s->o.console && !s->hardened)
-		s->console_fd = open(s->o.console, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	int fd;
+
+	if (!s->o.console || s->hardened || (s->console_fd >= 0 && !fresh))
+		return;
+	fd = open(s->o.console, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0)
+		return;
+	cleanup_closep(&s->console_fd);
+	s->console_fd = fd;
 }
 
 /* The last non-empty line of the console log, cleaned; NULL if none. */
@@ -134,8 +143,8 @@ static char *console_last_line(struct agentc *s)
 	ssize_t n;
 	size_t end, start;
 
-	console_open(s);
-	if (s->console_fd < 0 || fstat(s->console_fd, &st) < 0)
+	console_open(s, true);
+	if (s->console_fd < 0 || fstat(s->console_fd, &st) < 0 || !S_ISREG(st.st_mode))
 		return NULL;
 	from = st.st_size > CONSOLE_TAIL ? st.st_size - CONSOLE_TAIL : 0;
 	n = pread(s->console_fd, buf, sizeof(buf), from);
@@ -170,7 +179,7 @@ static int owner_watch(struct agentc *s, struct fc_err *e)
 
 	if (pid <= 0 || s->pidfd >= 0)
 		return 0;
-	console_open(s);
+	console_open(s, false);
 	s->pidfd = syscall(SYS_pidfd_open, pid, 0);
 	if (s->pidfd < 0 && errno != ENOSYS && errno != EPERM)
 		s->owner_dead = true;
@@ -225,7 +234,7 @@ static int connect_give_up(void *arg, struct fc_err *e)
 
 	if (sig)
 		return end_by_signal(s, sig, e);
-	console_open(s);
+	console_open(s, false);
 	if (owner_check(s))
 		return owner_died(s, e);
 	return 0;
@@ -709,7 +718,7 @@ int agentc_harden(struct agentc *s, struct fc_err *e)
 	size_t n = ARRAY_SIZE(base);
 
 	memcpy(allowed, base, sizeof(base));
-	console_open(s);
+	console_open(s, false);
 	/* Without a pidfd the owner is looked up in /proc (proc_alive). */
 	if (s->o.owner_pid > 0 && s->pidfd < 0) {
 		allowed[n++] = SYS_openat;

@@ -116,6 +116,10 @@ console_with_panic() {
 	wait "$gone"
 	run_fc 125 --timeout 10 fc-run --unix "$RUN/nobody.sock" --timeout 100 --owner-pid "$gone" "$PLAN"
 	assert_contains "$output" "the VM stopped before its agent answered" "a pid that is gone"
+	mkfifo "$BATS_TEST_TMPDIR/fifo"
+	run_fc 125 --timeout 10 fc-run --unix "$RUN/nobody.sock" --owner-pid "$gone" \
+		--console "$BATS_TEST_TMPDIR/fifo" "$PLAN"
+	assert_contains "$output" "its owner (pid $gone) exited" "a FIFO as the console is not read (no hang)"
 	local start
 	start=$(awk '{ sub(/.*\) /, ""); print $20 }' /proc/$$/stat)
 	run_fc 125 --timeout 30 fc-run --unix "$RUN/nobody.sock" --timeout 1 --owner-pid "$$:$start" "$PLAN"
