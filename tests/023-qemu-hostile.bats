@@ -169,7 +169,7 @@ elif mode == "slow":
 elif mode in ("idle", "fill"):
     # idle: N connections that send nothing. fill: N that each send an
     # unfinished request head (a byte every 0.5 s). Then proof that the
-    # server is full (one more connection is answered 503), a wait of
+    # server is full (idle: one more connection is answered 503), a wait of
     # EVICT (so that each of ours may give way to a newcomer), the ready
     # file, and HOLD seconds watching which of ours the server closed.
     n, ready, hold = int(sys.argv[3]), sys.argv[4], float(sys.argv[5])
@@ -179,12 +179,16 @@ elif mode in ("idle", "fill"):
         if mode == "fill":
             s.send(b"PUT /machine-config HTTP/1.1\r\nHost: x\r\n")
         socks.append(s)
-    # one more, at once: a full server answers it 503 (or, had ours
-    # been quiet for EVICT already, serves it)
-    extra = conn(path)
-    extra.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-    d, eof = drain(extra, 5)
-    extra.close()
+    # idle: one more, at once: a full server answers it 503 (or, had
+    # ours been quiet for EVICT already, serves it)
+    # (fill: not done, so that every slot stays ours: 32 of ours held
+    # is the proof that the server is full)
+    d = b""
+    if mode == "idle":
+        extra = conn(path)
+        extra.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        d, eof = drain(extra, 5)
+        extra.close()
     # what the server told ours meanwhile (0.5 s, all at once)
     got = {s: b"" for s in socks}
     gone = set()
@@ -314,7 +318,6 @@ PY
 	res=$(head -1 "$BATS_TEST_TMPDIR/fill.json")
 	echo "$res" >&2
 	assert_eq "$(jq -r .held <<<"$res")" 32 "all 32 slots held by unfinished requests"
-	extra_answered "$res"
 	# the owner's configuration goes through at once, connection by connection
 	api PUT /machine-config '{"vcpu_count": 1, "mem_size_mib": 128}'
 	assert_eq "$code" 204 "PUT /machine-config while full of slow clients: $body"
