@@ -11,6 +11,7 @@
 #include "imgarchive.h"
 #include "json.h"
 #include "sha256.h"
+#include "text.h"
 #include "util.h"
 
 #define BLK 512
@@ -387,8 +388,12 @@ static json_t *read_json(int fd, const struct tar_entry *t, const char *what, st
 		return NULL;
 	}
 	j = json_parse(buf, t->size, e);
-	if (!j)
-		fc_err_wrap(e, "%s", what);
+	if (!j) {
+		/* the parser quotes the text near the error: archive bytes */
+		_cleanup_free_ char *m = text_clean(e->msg, strlen(e->msg), sizeof(e->msg), false);
+
+		snprintf(e->msg, sizeof(e->msg), "%s: %s", what, m);
+	}
 	return j;
 }
 
@@ -397,18 +402,54 @@ static bool valid_hex64(const char *s)
 	return s && strlen(s) == 64 && strspn(s, "0123456789abcdef") == 64;
 }
 
-/* An image name we are willing to hand to podman: printable, no spaces. */
-static int check_ref(const char *ref, struct fc_err *e)
+/* Archive text (names, paths) as it may be shown: sanitised and bounded
+ * (lib/text.h). Caller frees. */
+static char *shown(const char *s)
 {
-	size_t i, n = strlen(ref);
+	return text_clean(s, strlen(s), IMG_MAX_REF, false);
+}
 
-	if (n == 0 || n > IMG_MAX_REF)
-		return fc_err_set(e, 0, "image name in archive has %zu characters (1..%d allowed)",
-				  n, IMG_MAX_REF);
-	for (i = 0; i < n; i++)
-		if (!isgraph((unsigned char)ref[i]))
-			return fc_err_set(e, 0, "image name in archive contains a control or space character");
-	return 0;
+/* The name an OCI descriptor's annotations give the image, sanitised, or
+ * NULL. containerd's full name wins over ref.name, which skopeo and podman
+ * may fill with the tag alone ("latest"). Only ever shown, never run:
+ * what the guest runs is the image ID. */
+static char *oci_name(json_t *desc)
+{
+	json_t *ann = json_object_get(desc, "annotations");
+	const char *n;
+
+	if (!json_is_object(ann))
+		return NULL;
+	n = json_str(ann, "io.containerd.image.name");
+	if (!n || !*n)
+		n = json_str(ann, "org.opencontainers.image.ref.name");
+	return n && *n ? shown(n) : NULL;
+}
+
+/* "more than one image" with the names the archive gives them. @names
+ * holds @n sanitised strings (NULL for an unnamed image). */
+static int many_images(size_t n, char **names, const char *transport, struct fc_err *e)
+{
+	char list[512] = "";
+	size_t i, used = 0;
+
+	for (i = 0; i < n && i < 8; i++) {
+		int w = snprintf(list + used, sizeof(list) - used, "%s'%s'", i ? ", " : "",
+				 names[i] ? names[i] : "(no name)");
+
+		if (w < 0 || (size_t)w >= sizeof(list) - used)
+			break;
+		used += w;
+	}
+	return fc_err_set(e, 0, "the archive holds %zu images (%s%s); a VM runs one: copy the one you want into its own archive, e.g. 'skopeo copy %s:ARCHIVE:NAME oci-archive:ONE.tar'",
+			  n, list, n > 8 ? ", ..." : "", transport);
+}
+
+static void free_names(char **names, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
 }
 
 /* The blob a "sha256:<hex>" descriptor names, checked for presence and size. */
@@ -459,15 +500,27 @@ static int inspect_oci(int fd, const struct tar_index *ix, const struct tar_entr
 		       struct img_info *info, struct fc_err *e)
 {
 	_cleanup_json_ json_t *top = read_json(fd, idx, "index.json", e);
-	json_t *cur = top, *desc, *ann, *layers, *l;
+	json_t *cur = top, *desc, *layers, *l, *top_ms;
 	_cleanup_json_ json_t *man = NULL;
 	const struct tar_entry *t;
-	const char *ref = NULL;
 	size_t i;
 	int depth;
 
 	if (!top)
 		return -1;
+	/* One image per archive: podman load refuses an oci-archive with more
+	 * ("more than one image in oci, choose an image"), so say it here. */
+	top_ms = json_object_get(top, "manifests");
+	if (json_is_array(top_ms) && json_array_size(top_ms) > 1) {
+		size_t n = json_array_size(top_ms);
+		char **names = xcalloc(n, sizeof(*names));
+
+		for (i = 0; i < n; i++)
+			names[i] = oci_name(json_array_get(top_ms, i));
+		many_images(n, names, "oci-archive", e);
+		free_names(names, n);
+		return -1;
+	}
 	/* Follow first descriptors through nested indexes down to a manifest. */
 	for (depth = 0;; depth++) {
 		json_t *ms = json_object_get(cur, "manifests");
@@ -478,17 +531,8 @@ static int inspect_oci(int fd, const struct tar_index *ix, const struct tar_entr
 		if (!json_is_array(ms) || json_array_size(ms) == 0)
 			return fc_err_set(e, 0, "%s: no manifests", depth ? "nested index" : "index.json");
 		desc = json_array_get(ms, 0);
-		ann = json_object_get(desc, "annotations");
-		if (!ref && json_is_object(ann)) {
-			ref = json_str(ann, "org.opencontainers.image.ref.name");
-			if (!ref)
-				ref = json_str(ann, "io.containerd.image.name");
-			if (ref) {
-				if (check_ref(ref, e) < 0)
-					return -1;
-				info->ref = xstrdup(ref);
-			}
-		}
+		if (!info->ref)
+			info->ref = oci_name(desc);
 		t = oci_blob(ix, desc, "index.json manifest", e);
 		if (!t)
 			return -1;
@@ -534,13 +578,30 @@ static int inspect_docker(int fd, const struct tar_index *ix, const struct tar_e
 		return -1;
 	if (!json_is_array(top) || json_array_size(top) == 0)
 		return fc_err_set(e, 0, "manifest.json: expected a non-empty array");
+	if (json_array_size(top) > 1) {
+		size_t n = json_array_size(top);
+		char **names = xcalloc(n, sizeof(*names));
+
+		for (i = 0; i < n; i++) {
+			const char *tag = json_string_value(
+				json_array_get(json_object_get(json_array_get(top, i), "RepoTags"), 0));
+
+			names[i] = tag && *tag ? shown(tag) : NULL;
+		}
+		many_images(n, names, "docker-archive", e);
+		free_names(names, n);
+		return -1;
+	}
 	m = json_array_get(top, 0);
 	cfg = json_str(m, "Config");
 	if (!cfg)
 		return fc_err_set(e, 0, "manifest.json: missing 'Config'");
 	t = tar_resolve(ix, cfg);
-	if (!t)
-		return fc_err_set(e, 0, "manifest.json: config '%s' missing from the archive", cfg);
+	if (!t) {
+		_cleanup_free_ char *c = shown(cfg);
+
+		return fc_err_set(e, 0, "manifest.json: config '%s' missing from the archive", c);
+	}
 	if (config_id(fd, t, info->image_id, e) < 0)
 		return -1;
 	tags = json_object_get(m, "RepoTags");
@@ -549,9 +610,8 @@ static int inspect_docker(int fd, const struct tar_index *ix, const struct tar_e
 
 		if (!ref)
 			return fc_err_set(e, 0, "manifest.json: RepoTags must hold strings");
-		if (check_ref(ref, e) < 0)
-			return -1;
-		info->ref = xstrdup(ref);
+		if (*ref)
+			info->ref = shown(ref);
 	}
 	layers = json_object_get(m, "Layers");
 	if (!json_is_array(layers))
@@ -561,8 +621,11 @@ static int inspect_docker(int fd, const struct tar_index *ix, const struct tar_e
 
 		if (!name)
 			return fc_err_set(e, 0, "manifest.json: Layers must hold strings");
-		if (!tar_resolve(ix, name))
-			return fc_err_set(e, 0, "manifest.json: layer '%s' missing from the archive", name);
+		if (!tar_resolve(ix, name)) {
+			_cleanup_free_ char *n = shown(name);
+
+			return fc_err_set(e, 0, "manifest.json: layer '%s' missing from the archive", n);
+		}
 	}
 	info->layers = json_array_size(layers);
 	info->format = IMG_DOCKER_ARCHIVE;

@@ -47,16 +47,22 @@ enum img_format { IMG_OCI_ARCHIVE = 1, IMG_DOCKER_ARCHIVE };
 
 struct img_info {
 	enum img_format format;
-	char *ref;		/* image name recorded in the archive, or NULL */
-	char image_id[65];	/* sha256 hex of the image config = podman's image ID */
+	char *ref;		/* the name the archive gives the image, sanitised
+				 * (lib/text.h) for display, or NULL; never run:
+				 * it may be a bare tag ("latest") */
+	char image_id[65];	/* sha256 hex of the image config = podman's image
+				 * ID: what the guest runs, whatever the names say */
 	uint64_t tar_size;	/* tar_index.end */
 	unsigned layers;
 };
 
 /* Validate an image archive open on @fd and describe it. An archive is
- * valid when it is a tar with index.json (OCI; its first manifest, its
- * config and layer blobs present with the sizes stated) or manifest.json
- * (docker-archive; its Config and Layers present). 0, or -1 with @e. */
+ * valid when it is a tar with index.json (OCI; exactly one manifest at the
+ * top, its config and layer blobs present with the sizes stated) or
+ * manifest.json (docker-archive; exactly one entry, its Config and Layers
+ * present). An archive of several images is refused with their names and
+ * how to pick one. Every archive-derived text in @info or @e is sanitised.
+ * 0, or -1 with @e. */
 int img_archive_inspect(int fd, struct img_info *info, struct fc_err *e);
 void img_info_free(struct img_info *info);
 

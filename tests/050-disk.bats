@@ -29,6 +29,13 @@ no_temps() {
 	assert_eq "$left" "" "no temporary files left in images/"
 }
 
+# config_sha ARCHIVE: the sha256 of an oci-archive's (first) config blob.
+config_sha() {
+	local m
+	m=$(tar -xOf "$1" index.json | jq -r '.manifests[0].digest | sub("sha256:"; "")')
+	tar -xOf "$1" "blobs/sha256/$m" | jq -r '.config.digest | sub("sha256:"; "")'
+}
+
 img_count() {
 	find "$FCVM_ROOT/images" -maxdepth 1 -name '*.img' | wc -l
 }
@@ -41,6 +48,8 @@ mount_btrfs() {
 	MNT="$BATS_TEST_TMPDIR/mnt"
 	mkdir -p "$MNT"
 	mount -o loop "$BATS_TEST_TMPDIR/btrfs.img" "$MNT"
+	mkdir -p "$MNT/root"
+	fc-setup storage --dir "$MNT/root" >/dev/null
 }
 
 @test "mkimage: deterministic archive that podman-less tools accept" {
@@ -66,7 +75,9 @@ mount_btrfs() {
 	digest=$(sha256sum "$BATS_FILE_TMPDIR/img.tar" | cut -d' ' -f1)
 	assert_eq "$path" "$FCVM_ROOT/images/$digest.img" "named by the sha256 of the archive"
 	assert_eq "$(jq -r .digest <<<"$output")" "sha256:$digest" "digest field"
-	assert_eq "$(jq -r .ref <<<"$output")" "localhost/fcvm-disk-test:1" "ref from the archive"
+	assert_eq "$(jq -r .name <<<"$output")" "localhost/fcvm-disk-test:1" "name from the archive"
+	assert_eq "$(jq -r .ref <<<"$output")" "$(jq -r .image_id <<<"$output")" "the guest runs the image id"
+	assert_eq "$(jq -r .image_id <<<"$output")" "$(config_sha "$BATS_FILE_TMPDIR/img.tar")" "image id is the config blob's sha256"
 	assert_eq "$(jq -r .source <<<"$output")" "file" "source"
 	assert_eq "$(jq -r .format <<<"$output")" "oci-archive" "format"
 	assert_eq "$(jq -r .size <<<"$output")" "$(stat -c %s "$path")" "size is the disk size"
@@ -110,7 +121,8 @@ mount_btrfs() {
 	local path
 	path=$(jq -r .path <<<"$output")
 	assert_eq "$(jq -r .source <<<"$output")" "oci-layout" "source"
-	assert_eq "$(jq -r .ref <<<"$output")" "localhost/fcvm-disk-test:1" "ref from index.json"
+	assert_eq "$(jq -r .name <<<"$output")" "localhost/fcvm-disk-test:1" "name from index.json"
+	assert_eq "$(jq -r .ref <<<"$output")" "$(config_sha "$BATS_FILE_TMPDIR/img.tar")" "ref is the image id"
 	run tar -tf "$path"
 	assert_contains "$output" "oci-layout" "disk holds the layout"
 	# the same layout copied elsewhere gives the same digest
@@ -135,7 +147,8 @@ mount_btrfs() {
 	tar -C "$d" -cf "$BATS_TEST_TMPDIR/docker.tar" manifest.json "$c.json" "$l.tar"
 	run_fc 0 fc-disk image --json "$BATS_TEST_TMPDIR/docker.tar"
 	assert_eq "$(jq -r .format <<<"$output")" "docker-archive" "format"
-	assert_eq "$(jq -r .ref <<<"$output")" "localhost/fcvm-disk-docker:2" "ref from RepoTags"
+	assert_eq "$(jq -r .name <<<"$output")" "localhost/fcvm-disk-docker:2" "name from RepoTags"
+	assert_eq "$(jq -r .ref <<<"$output")" "$c" "ref is the image id"
 	assert_eq "$(jq -r .image_id <<<"$output")" "$c" "image id is the config digest"
 }
 
@@ -150,7 +163,8 @@ mount_btrfs() {
 	local path json=${lines[-1]}
 	path=$(jq -r .path <<<"$json")
 	assert_eq "$(jq -r .source <<<"$json")" "podman" "source"
-	assert_eq "$(jq -r .ref <<<"$json")" "$PODMAN_REF" "ref is the podman name"
+	assert_eq "$(jq -r .name <<<"$json")" "$PODMAN_REF" "name is the podman name"
+	assert_eq "$(jq -r .ref <<<"$json")" "$(jq -r .image_id <<<"$json")" "ref is the image id"
 	assert_eq "$(jq -r .image_id <<<"$json")" "$(podman image inspect --format '{{.Id}}' "$PODMAN_REF")" \
 		"image id matches podman's"
 	# cached without saving again: the disk is not rewritten
@@ -196,7 +210,7 @@ mount_btrfs() {
 	assert_contains "$output" "invalid --vm '../etc'" "id validated"
 	run_fc 2 fc-disk image --vm x "$BATS_FILE_TMPDIR/img.tar"
 	run_fc 0 fc-disk -h
-	assert_contains "$output" "usage: fc-disk image [--json] IMAGE" "usage on stdout"
+	assert_contains "$output" "usage: fc-disk image [--json] [--] IMAGE" "usage on stdout"
 }
 
 @test "rootfs: reflink copy on btrfs, no overwrite without --force, rm" {
@@ -260,4 +274,134 @@ mount_btrfs() {
 	ln -s "$BATS_TEST_TMPDIR/elsewhere" "$FCVM_ROOT/vm-disks/vm2"
 	run_fc 1 fc-disk rm --vm vm2
 	[ -f "$BATS_TEST_TMPDIR/elsewhere/precious" ]
+}
+
+# Issue 6, deliverable 6: every shape of archive a user meets runs by its
+# image id, whatever (if anything) its annotations name it.
+@test "image: archive shapes - full name, bare tag, no name, containerd name, docker-archive" {
+	local want; want=$(config_sha "$BATS_FILE_TMPDIR/img.tar")
+	local t=$BATS_TEST_TMPDIR shape
+	"$MKIMAGE" "$t/full.tar" --name localhost/shape:1
+	"$MKIMAGE" "$t/tag.tar" --name latest
+	"$MKIMAGE" "$t/none.tar" --no-name
+	"$MKIMAGE" "$t/containerd.tar" --name latest --containerd-name docker.io/library/shape:latest
+	"$MKIMAGE" "$t/docker.tar" --format docker --name localhost/shape:2
+	"$MKIMAGE" "$t/docker-none.tar" --format docker --no-name
+	for shape in full tag none containerd docker docker-none; do
+		run_fc 0 fc-disk image --json "$t/$shape.tar"
+		assert_eq "$(jq -r .ref <<<"$output")" "$want" "$shape: the guest is asked for the image id"
+		assert_eq "$(jq -r .image_id <<<"$output")" "$want" "$shape: image id"
+	done
+	run_fc 0 fc-disk image --json "$t/tag.tar"
+	assert_eq "$(jq -r .name <<<"$output")" latest "bare tag: shown as it is"
+	run_fc 0 fc-disk image --json "$t/none.tar"
+	assert_eq "$(jq -r .name <<<"$output")" null "no name: null"
+	run_fc 0 fc-disk image --json "$t/containerd.tar"
+	assert_eq "$(jq -r .name <<<"$output")" docker.io/library/shape:latest "containerd's full name preferred"
+	run_fc 0 fc-disk image --json "$t/docker.tar"
+	assert_eq "$(jq -r .format <<<"$output")" docker-archive "docker format"
+	assert_eq "$(jq -r .name <<<"$output")" localhost/shape:2 "docker name"
+}
+
+@test "image: what skopeo and podman save write (tag-only oci-archive, docker-archive)" {
+	command -v skopeo >/dev/null || skip "skopeo not installed"
+	local want; want=$(config_sha "$BATS_FILE_TMPDIR/img.tar")
+	local t=$BATS_TEST_TMPDIR
+	timeout 60 skopeo copy -q "oci:$BATS_FILE_TMPDIR/layout" "oci-archive:$t/tag.tar:latest"
+	assert_eq "$(tar -xOf "$t/tag.tar" index.json | jq -r '.manifests[0].annotations["org.opencontainers.image.ref.name"]')" \
+		latest "skopeo wrote only the tag"
+	timeout 60 skopeo copy -q "oci:$BATS_FILE_TMPDIR/layout" "oci-archive:$t/none.tar"
+	timeout 60 skopeo copy -q "oci:$BATS_FILE_TMPDIR/layout" "docker-archive:$t/docker.tar:localhost/shape:3"
+	local shape
+	for shape in tag none docker; do
+		run_fc 0 fc-disk image --json "$t/$shape.tar"
+		assert_eq "$(jq -r .ref <<<"$output")" "$want" "skopeo $shape: runs by image id"
+	done
+	# podman itself loads each of them under that id
+	local p="podman --root $t/storage --runroot $t/run --storage-driver vfs"
+	for shape in tag none docker; do
+		timeout 60 $p load -q -i "$t/$shape.tar" >/dev/null
+	done
+	assert_eq "$(timeout 60 $p image inspect --format '{{.Id}}' "$want")" "$want" "podman finds the image by that id"
+	timeout 60 $p rmi -a -f >/dev/null 2>&1 || true
+}
+
+@test "image: a multi-image archive is refused, naming the images and how to pick one" {
+	local t=$BATS_TEST_TMPDIR
+	"$MKIMAGE" "$t/multi.tar" --name localhost/one:1 --second-name localhost/two:2
+	run_fc 1 fc-disk image "$t/multi.tar"
+	assert_contains "$output" "holds 2 images ('localhost/one:1', 'localhost/two:2')" "names both images"
+	assert_contains "$output" "skopeo copy oci-archive:ARCHIVE:NAME" "says how to choose"
+	"$MKIMAGE" "$t/dmulti.tar" --format docker --name localhost/one:1 --second-name localhost/two:2
+	run_fc 1 fc-disk image "$t/dmulti.tar"
+	assert_contains "$output" "holds 2 images ('localhost/one:1', 'localhost/two:2')" "docker: names both"
+	assert_contains "$output" "skopeo copy docker-archive:ARCHIVE:NAME" "docker: says how to choose"
+	assert_eq "$(img_count)" "0" "no image"
+	no_temps
+	if command -v skopeo >/dev/null; then
+		# the advice works
+		timeout 60 skopeo copy -q "oci-archive:$t/multi.tar:localhost/two:2" "oci-archive:$t/two.tar"
+		run_fc 0 fc-disk image --json "$t/two.tar"
+		assert_eq "$(jq -r .format <<<"$output")" oci-archive "the copied-out image is accepted"
+	fi
+}
+
+# Issue 7, item 9: archive text reaches the terminal sanitised.
+@test "image: names and paths from an archive are printed sanitised" {
+	local t=$BATS_TEST_TMPDIR esc=$'\e]0;owned\a\e[2J'
+	"$MKIMAGE" "$t/evil.tar" --name "localhost/x:1$esc"
+	run_fc 0 fc-disk image --json "$t/evil.tar"
+	assert_eq "$(jq -r .name <<<"$output")" "localhost/x:1?]0;owned??[2J" "control characters became '?'"
+	"$MKIMAGE" "$t/m.tar" --name "a$esc" --second-name $'b\xc2\x9b31m'
+	run_fc 1 fc-disk image "$t/m.tar"
+	assert_contains "$output" "('a?]0;owned??[2J', 'b?31m')" "names in errors sanitised (C0 and C1)"
+	if [[ "$output" == *$'\e'* || "$output" == *$'\xc2\x9b'* ]]; then
+		echo "raw control bytes reached the terminal: $output" >&2
+		return 1
+	fi
+}
+
+# Issue 7, item 10: '--' ends the options; -h/--help before it is help.
+@test "usage: '--' makes an option-like operand an image name" {
+	run_fc 0 fc-disk image --json --help
+	assert_contains "$output" "usage: fc-disk image" "--help after an option is still help"
+	run_fc 1 fc-disk image --json -- --help
+	assert_contains "$output" "image '--help' not found" "after '--' it is an image name"
+	cp "$BATS_FILE_TMPDIR/img.tar" "$BATS_TEST_TMPDIR/-dash.tar"
+	cd "$BATS_TEST_TMPDIR"
+	run_fc 2 fc-disk image -dash.tar
+	run_fc 0 fc-disk image --json -- -dash.tar
+	assert_eq "$(jq -r .format <<<"$output")" oci-archive "a file named '-dash.tar' after '--'"
+}
+
+# Issue 7, item 14: a running VM's files are not removed under it.
+@test "rm: refuses while the VM's owner is live, removes once it is gone" {
+	mkdir -p "$FCVM_ROOT/vm-disks/vm1" "$FCVM_ROOT/state"
+	echo log >"$FCVM_ROOT/vm-disks/vm1/console.log"
+	sleep 600 &
+	local pid=$! start
+	start=$(awk '{sub(/.*\) /, ""); print $20}' "/proc/$pid/stat")
+	jq -n --argjson pid "$pid" --argjson start "$start" \
+		'{version: 1, id: "vm1", name: "one", process_type: "vm", pid: $pid, pid_start: $start,
+		  status: "starting", created: "2026-01-01T00:00:00Z"}' \
+		>"$FCVM_ROOT/state/vm1.json"
+	run_fc 1 fc-disk rm --vm vm1
+	assert_contains "$output" "VM 'vm1' is running (pid $pid)" "refuses, naming the owner"
+	assert_eq "$(cat "$FCVM_ROOT/vm-disks/vm1/console.log")" log "files kept"
+	kill "$pid"; wait "$pid" || true
+	run_fc 0 fc-disk rm --vm vm1
+	assert_eq "$(ls -A "$FCVM_ROOT/vm-disks")" "" "removed once the owner is dead"
+	rm -f "$FCVM_ROOT/state/vm1.json"
+}
+
+# Issue 7, item 13: a full data root says so.
+@test "image: a full data root says 'data root ... is full', leaves no temporary" {
+	mount_btrfs
+	export FCVM_ROOT="$MNT/root"
+	dd if=/dev/zero of="$MNT/fill" bs=1M 2>/dev/null || true
+	sync
+	run_fc 1 fc-disk image "$BATS_FILE_TMPDIR/img.tar"
+	assert_contains "$output" "data root '$FCVM_ROOT' is full" "says the data root is full"
+	no_temps
+	assert_eq "$(find "$FCVM_ROOT/images" -name '*.img' 2>/dev/null | wc -l)" 0 "no image"
 }

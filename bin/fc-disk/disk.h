@@ -12,7 +12,8 @@
 struct image_disk {
 	char *path;		/* $FCVM_ROOT/images/<digest>.img */
 	char digest[72];	/* "sha256:<hex>" */
-	char *ref;		/* image name for podman run, or NULL */
+	char *ref;		/* what the guest runs: the image ID (64 hex) */
+	char *name;		/* the image's name, for display (sanitised), or NULL */
 	const char *source;	/* "file", "oci-layout" or "podman" */
 	uint64_t size;		/* bytes of the disk (multiple of 512) */
 	struct img_info info;

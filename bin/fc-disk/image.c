@@ -231,7 +231,6 @@ static int copy_fd(int in, int out, struct fc_err *e)
 static int publish(int fd, const char *tmp, const char *final, const char *want_digest,
 		   struct fc_err *e)
 {
-	_cleanup_free_ char *dir = NULL;
 	struct img_info info;
 	char got[72];
 	uint64_t size;
@@ -246,19 +245,9 @@ static int publish(int fd, const char *tmp, const char *final, const char *want_
 	if (img_archive_inspect(fd, &info, e) < 0)
 		return -1;
 	img_info_free(&info);
-	if (fs_pad(fd, 512, &size, e) < 0 || fchmod(fd, 0444) < 0 || fsync(fd) < 0)
+	if (fs_pad(fd, 512, &size, e) < 0 || fchmod(fd, 0444) < 0)
 		return fc_err_wrap(e, "seal '%s'", tmp);
-	if (rename(tmp, final) < 0)
-		return fc_err_set(e, errno, "rename '%s' to '%s'", tmp, final);
-	dir = xstrdup(final);
-	*strrchr(dir, '/') = '\0';
-	{
-		_cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-		if (dfd >= 0)
-			fsync(dfd);
-	}
-	return 0;
+	return fs_publish(tmp, final, false, e);
 }
 
 static bool exists(const char *path)
@@ -362,7 +351,7 @@ int image_disk_get(const char *image, struct image_disk *d, struct fc_err *e)
 	memset(d, 0, sizeof(*d));
 	if (find_source(image, &src, e) < 0)
 		return -1;
-	if (fc_root_init(e) < 0)
+	if (fc_root_check(e) < 0 || fc_root_init(e) < 0)
 		return -1;
 	sweep_stale(images);
 	b.src = src;
@@ -454,10 +443,13 @@ layout_fail:
 	d->path = steal_ptr(&final);
 	d->size = st.st_size;
 	d->source = source_names[src];
-	if (d->info.ref)
-		d->ref = xstrdup(d->info.ref);
-	else if (src == SRC_PODMAN)
-		d->ref = xstrdup(image);
+	/* The guest runs what it loaded by its ID: names in archives may be a
+	 * bare tag ("latest") or missing, and podman would not find those. */
+	d->ref = xstrdup(d->info.image_id);
+	if (src == SRC_PODMAN)
+		d->name = xstrdup(image);
+	else if (d->info.ref)
+		d->name = xstrdup(d->info.ref);
 	return 0;
 }
 
@@ -465,6 +457,7 @@ void image_disk_free(struct image_disk *d)
 {
 	free(d->path);
 	free(d->ref);
+	free(d->name);
 	img_info_free(&d->info);
 	memset(d, 0, sizeof(*d));
 }

@@ -16,10 +16,11 @@
 #include "json.h"
 #include "log.h"
 #include "paths.h"
+#include "state.h"
 #include "util.h"
 
 static const char usage_text[] =
-	"usage: fc-disk image [--json] IMAGE\n"
+	"usage: fc-disk image [--json] [--] IMAGE\n"
 	"       fc-disk rootfs --vm ID [--base PATH] [--force]\n"
 	"       fc-disk rm --vm ID\n"
 	"       fc-disk -h | --help\n"
@@ -29,6 +30,16 @@ static noreturn void usage(int code)
 {
 	fputs(usage_text, code ? stderr : stdout);
 	exit(code);
+}
+
+/* Report @e and exit 1; a write that failed for lack of space says so
+ * first (also when a helper - tar, podman save - hit it). */
+static noreturn void fail(struct fc_err *e)
+{
+	if (!strstr(e->msg, "is full") &&
+	    (fc_errno_full(e->errnum) || strstr(e->msg, strerror(ENOSPC))))
+		fc_err_wrap(e, "data root '%s' is full", fc_root());
+	fc_err_exit(e, 1);
 }
 
 struct args {
@@ -87,11 +98,11 @@ static int cmd_image(int argc, char **argv)
 
 	parse(argc, argv, &a, "json operand");
 	if (image_disk_get(a.operand, &d, &e) < 0)
-		fc_err_exit(&e, 1);
+		fail(&e);
 	if (a.json) {
-		_cleanup_json_ json_t *j = json_pack("{s:s, s:s, s:o, s:I, s:s, s:s, s:s, s:i}",
-						     "path", d.path, "digest", d.digest,
-						     "ref", d.ref ? json_string(d.ref) : json_null(),
+		_cleanup_json_ json_t *j = json_pack("{s:s, s:s, s:s, s:o, s:I, s:s, s:s, s:s, s:i}",
+						     "path", d.path, "digest", d.digest, "ref", d.ref,
+						     "name", d.name ? json_string(d.name) : json_null(),
 						     "size", (json_int_t)d.size,
 						     "image_id", d.info.image_id,
 						     "format", img_format_name(d.info.format),
@@ -124,27 +135,33 @@ static int cmd_rootfs(int argc, char **argv)
 		     a.base ? "" : " (run 'fc-setup rootfs')");
 	if (!S_ISREG(st.st_mode))
 		diex("base rootfs '%s' is not a regular file", base);
-	if (fc_root_init(&e) < 0)
-		fc_err_exit(&e, 1);
+	if (fc_root_check(&e) < 0 || fc_root_init(&e) < 0)
+		fail(&e);
 	dir = fc_path("vm-disks/%s", a.vm);
 	dst = xasprintf("%s/rootfs.ext4", dir);
 	if (!a.force && lstat(dst, &st) == 0)
 		diex("'%s' already exists (use --force to replace it)", dst);
 	made_dir = mkdir(dir, 0755) == 0;
-	if (!made_dir && errno != EEXIST)
+	if (!made_dir && errno != EEXIST) {
+		if (fc_errno_full(errno)) {
+			fc_err_enospc(&e, dir);
+			fail(&e);
+		}
 		die("create directory '%s'", dir);
+	}
 	if (fs_reflink(base, dst, 0644, a.force, &e) < 0) {
 		if (made_dir)
 			rmdir(dir);
 		if (fs_reflink_unsupported(e.errnum))
 			diex("%s: the data root must be on btrfs or XFS (run 'fc-setup storage')", e.msg);
-		fc_err_exit(&e, 1);
+		fail(&e);
 	}
 	puts(dst);
 	return 0;
 }
 
-/* Remove vm-disks/ID: its non-directory entries, then the directory. Never
+/* Remove vm-disks/ID unless VM ID is running (exit 1 then): its
+ * non-directory entries, then the directory. Never
  * follows a symlink (the directory itself is opened O_NOFOLLOW; entries are
  * unlinked, not opened) and never recurses. */
 static int cmd_rm(int argc, char **argv)
@@ -157,6 +174,18 @@ static int cmd_rm(int argc, char **argv)
 	int fd, bad = 0;
 
 	parse(argc, argv, &a, "vm");
+	{
+		/* A running VM's disk is in use: its owner removes nothing of
+		 * ours, so neither do we while it lives. */
+		struct fc_err e;
+		_cleanup_json_ json_t *rec = state_load(a.vm, &e);
+
+		if (!rec && e.errnum != ENOENT)
+			fail(&e);
+		if (rec && state_live(rec))
+			diex("VM '%s' is running (pid %lld): stop it first ('fcvm stop %s')", a.vm,
+			     (long long)json_integer_value(json_object_get(rec, "pid")), a.vm);
+	}
 	top = fc_path("vm-disks");
 	dir = fc_path("vm-disks/%s", a.vm);
 	tfd = open(top, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

@@ -98,9 +98,24 @@ static char *hex_of(const char *s)
 
 /* An OCI archive with one layer; knobs to damage it. */
 struct oci_opts {
-	const char *ref;
+	const char *ref;	/* org.opencontainers.image.ref.name */
+	const char *containerd;	/* io.containerd.image.name */
+	const char *second;	/* a second image in index.json, by this ref.name */
 	bool drop_layer, wrong_size, dot_slash, no_index;
 };
+
+/* The annotations object for @ref/@containerd ("" when neither). */
+static char *annotations(const char *ref, const char *containerd)
+{
+	if (ref && containerd)
+		return xasprintf(",\"annotations\":{\"io.containerd.image.name\":\"%s\","
+				 "\"org.opencontainers.image.ref.name\":\"%s\"}", containerd, ref);
+	if (ref || containerd)
+		return xasprintf(",\"annotations\":{\"%s\":\"%s\"}",
+				 ref ? "org.opencontainers.image.ref.name" : "io.containerd.image.name",
+				 ref ? ref : containerd);
+	return xstrdup("");
+}
 
 static struct tarbuf make_oci(const struct oci_opts *o)
 {
@@ -116,13 +131,16 @@ static struct tarbuf make_oci(const struct oci_opts *o)
 			"\"layers\":[{\"digest\":\"sha256:%s\",\"size\":%zu}]}",
 			ch, strlen(config), lh, strlen(layer) + (o->wrong_size ? 1 : 0));
 	mh = hex_of(man);
-	if (o->ref)
-		idx = xasprintf("{\"schemaVersion\":2,\"manifests\":[{\"digest\":\"sha256:%s\",\"size\":%zu,"
-				"\"annotations\":{\"org.opencontainers.image.ref.name\":\"%s\"}}]}",
-				mh, strlen(man), o->ref);
-	else
-		idx = xasprintf("{\"schemaVersion\":2,\"manifests\":[{\"digest\":\"sha256:%s\",\"size\":%zu}]}",
-				mh, strlen(man));
+	{
+		_cleanup_free_ char *ann = annotations(o->ref, o->containerd);
+		_cleanup_free_ char *ann2 = annotations(o->second, NULL);
+		_cleanup_free_ char *two = o->second
+			? xasprintf(",{\"digest\":\"sha256:%s\",\"size\":%zu%s}", mh, strlen(man), ann2)
+			: xstrdup("");
+
+		idx = xasprintf("{\"schemaVersion\":2,\"manifests\":[{\"digest\":\"sha256:%s\",\"size\":%zu%s}%s]}",
+				mh, strlen(man), ann, two);
+	}
 	p = xasprintf("%sblobs/", pre);
 	tb_entry(&t, p, '5', NULL, NULL, 0);
 	free(p);
@@ -206,6 +224,28 @@ static void test_valid(void)
 	o = (struct oci_opts){ .dot_slash = true };
 	t = make_oci(&o);
 	CHECK(inspect(&t, &info, &e) == 0 && info.ref == NULL, "'./' names accepted, no ref when no annotation");
+	CHECK(!strcmp(info.image_id, ch), "an unnamed image still has its id");
+	img_info_free(&info);
+	free(t.b);
+
+	/* skopeo's oci-archive:x.tar:latest: a bare tag in ref.name, the
+	 * full name (if any) in containerd's annotation */
+	o = (struct oci_opts){ .ref = "latest", .containerd = "docker.io/library/busybox:latest" };
+	t = make_oci(&o);
+	CHECK(inspect(&t, &info, &e) == 0 && info.ref &&
+	      !strcmp(info.ref, "docker.io/library/busybox:latest"),
+	      "containerd's full name preferred over a bare-tag ref.name");
+	CHECK(!strcmp(info.image_id, ch), "tag-only archive: the id is the config's hash");
+	img_info_free(&info);
+	free(t.b);
+
+	/* names are only shown: anything is accepted, controls neutralised */
+	o = (struct oci_opts){ .ref = "bad name\\u001b[2J\\u009b31m\\u202e" };
+	t = make_oci(&o);
+	CHECK(inspect(&t, &info, &e) == 0 && info.ref && !strcmp(info.ref, "bad name?[2J?31m?"),
+	      "a name with spaces, ESC, C1 CSI and a bidi override: accepted, sanitised");
+	if (info.ref && strcmp(info.ref, "bad name?[2J?31m?"))
+		printf("#   got: %s\n", info.ref);
 	img_info_free(&info);
 	free(t.b);
 }
@@ -277,9 +317,16 @@ static void test_damage(void)
 	expect_fail(&t, "descriptor says", "layer size differs from its descriptor");
 	free(t.b);
 
-	o = (struct oci_opts){ .ref = "bad name" };
+	o = (struct oci_opts){ .ref = "localhost/a:1", .second = "localhost/b:2" };
 	t = make_oci(&o);
-	expect_fail(&t, "space", "image name with a space");
+	expect_fail(&t, "holds 2 images ('localhost/a:1', 'localhost/b:2')",
+		    "oci-archive of two images: refused, both named");
+	expect_fail(&t, "skopeo copy oci-archive:ARCHIVE:NAME", "... and says how to pick one");
+	free(t.b);
+	o = (struct oci_opts){ .second = "\\u001b]0;owned\\u0007b" };
+	t = make_oci(&o);
+	expect_fail(&t, "('(no name)', '?]0;owned?b')",
+		    "names in the many-images error are sanitised, a missing one said so");
 	free(t.b);
 
 	t = (struct tarbuf){ 0 };
@@ -349,6 +396,33 @@ static void test_docker(void)
 	tb_end(&t);
 	expect_fail(&t, "layer 'abc/layer.tar' missing", "docker-archive with a dangling layer symlink");
 	free(t.b);
+
+	/* archive-derived names in errors are sanitised */
+	{
+		_cleanup_free_ char *evil = xasprintf("[{\"Config\":\"%s\",\"Layers\":[\"x\\u001b[31m.tar\"]}]",
+						      cfgname);
+
+		t = (struct tarbuf){ 0 };
+		tb_file(&t, cfgname, config);
+		tb_file(&t, "manifest.json", evil);
+		tb_end(&t);
+		expect_fail(&t, "layer 'x?[31m.tar' missing", "an escape in a layer name is not echoed");
+		free(t.b);
+	}
+
+	/* podman save -m: several images */
+	{
+		_cleanup_free_ char *two = xasprintf("[{\"Config\":\"%s\",\"RepoTags\":[\"localhost/d:2\"],\"Layers\":[]},"
+						     "{\"Config\":\"%s\",\"Layers\":[]}]", cfgname, cfgname);
+
+		t = (struct tarbuf){ 0 };
+		tb_file(&t, cfgname, config);
+		tb_file(&t, "manifest.json", two);
+		tb_end(&t);
+		expect_fail(&t, "holds 2 images ('localhost/d:2', '(no name)')", "docker-archive of two images");
+		expect_fail(&t, "skopeo copy docker-archive:ARCHIVE:NAME", "... and how to pick one");
+		free(t.b);
+	}
 }
 
 static void test_long_names(void)
