@@ -1,12 +1,31 @@
 #!/usr/bin/env bash
-# fcvm - the front end: composes fc-disk, fc-boot and fc-run into podman-like
-# commands. Each step is one tool; this script only wires them together.
+# fcvm - the front end: composes fc-disk, fc-boot, fc-run and fc-state into
+# podman-like commands. Each step is one tool; this script only wires them.
 #
 #   fcvm podman run [OPTIONS] IMAGE [CMD [ARG...]]
-#   fcvm ls [--json] | fcvm stop NAME | fcvm logs NAME | fcvm rm NAME
+#   fcvm ls [-a] [--json] | fcvm stop NAME | fcvm logs NAME | fcvm rm NAME
+#   fcvm gc [-n] [--json]
 #
-# Exit codes: the container's own for 'podman run' (128+N for a signal);
-# 125 when fcvm or a tool failed before the container could report; 2 usage.
+# Exit codes (podman's): the container's own for 'podman run' (128+N for a
+# signal); 125 when fcvm itself or a tool failed before the container could
+# report - bad arguments included, so no usage error looks like a container's
+# exit code.
+#
+# 'podman run' in order, and why:
+#  1. Validate every argument; nothing is made before all are known good.
+#  2. Check the data root (fc-state ls refuses an unprepared one), the name,
+#     and that the root has space.
+#  3. fc-disk image (cached, nothing per-VM yet).
+#  4. Only now is there something to clean up: the traps are set, and with
+#     --rm a janitor is started in its own session (it outlives a SIGKILL of
+#     fcvm or of fcvm's whole process group); it removes vm-disks/<id> once
+#     fcvm and the processes fcvm named to it are gone and the VM has no live
+#     owner. vm-disks/<id>/.rm names the janitor, for 'fcvm gc'.
+#  5. fc-disk rootfs, the plan (atomically; ENOSPC said as "data root full").
+#  6. fc-boot; fc-state wait --pid: running, or fail at once when fc-boot dies.
+#  7. fc-run --owner-pid: fails at once when the VM's owner dies.
+# A VM that never reached 'running' keeps nothing (--rm or not): there is no
+# container whose files would be worth keeping.
 set -u
 set -o pipefail
 
@@ -21,23 +40,32 @@ done
 unset fd
 root="${FCVM_ROOT:-/mnt/fcvm-btrfs}"
 export FCVM_ROOT="$root"
+self=$(readlink -f "$0")
 # Tools beside this script first (a build tree works uninstalled).
-here=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
+here=$(cd "$(dirname "$self")" && pwd)
 export PATH="$here:$PATH"
+
+# Bounds, the same as the tools' own (checked here, before anything is made).
+CPUS_MAX=32
+MEMORY_MIN=128 MEMORY_MAX=65536
+TIMEOUT_MAX=86400
+# Below this much free space the data root counts as full.
+MIN_FREE_KIB=16384
 
 usage() {
 	cat <<'EOF'
 usage: fcvm podman run [--name NAME] [-e K=V]... [--cpus N] [--memory MIB] [--rm] [-d]
-                       [--timeout S] IMAGE [CMD [ARG...]]
-       fcvm ls [--json]
+                       [--timeout S] [--] IMAGE [CMD [ARG...]]
+       fcvm ls [-a] [--json]
        fcvm stop NAME
        fcvm logs NAME
        fcvm rm NAME
+       fcvm gc [-n] [--json]
 EOF
 }
 
 die() { echo "$prog: $*" >&2; exit 125; }
-usage_die() { echo "$prog: $*" >&2; usage >&2; exit 2; }
+usage_die() { echo "$prog: $*" >&2; usage >&2; exit 125; }
 
 need() {
 	command -v "$1" >/dev/null || die "'$1' not found: build fcvm ('make') or install it"
@@ -45,24 +73,103 @@ need() {
 
 new_id() { printf 'vm-%s' "$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"; }
 
-# live_record FILE: print the record if its owner still runs (same pid and
-# start time: pids are reused), else fail.
-live_record() {
-	local pid start now
-	pid=$(jq -r '.pid // empty' "$1" 2>/dev/null) || return 1
-	[[ "$pid" =~ ^[0-9]+$ ]] || return 1
-	start=$(jq -r .pid_start "$1")
-	now=$(awk '{sub(/.*\) /, ""); print $20}' "/proc/$pid/stat" 2>/dev/null)
-	[ -n "$now" ] && [ "$now" = "$start" ] && cat "$1"
+valid_name() { [[ "$1" =~ ^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$ ]]; }
+
+# num VALUE MIN MAX WHAT: VALUE is a decimal integer in [MIN, MAX].
+num() {
+	[[ "$1" =~ ^[0-9]{1,9}$ ]] && [ "$((10#$1))" -ge "$2" ] && [ "$((10#$1))" -le "$3" ] ||
+		usage_die "invalid $4 '$1': want a whole number from $2 to $3"
 }
 
-# state_of NAME_OR_ID: the live record (jq reads it); fails if none.
-state_of() {
-	local f
-	for f in "$root"/state/*.json; do
-		[ -f "$f" ] || continue
-		live_record "$f" | jq -e --arg k "$1" 'select(.name == $k or .id == $k)' 2>/dev/null && return 0
+# Free KiB on the data root's file system (empty if unknown).
+free_kib() { df -Pk -- "$root" 2>/dev/null | awk 'NR == 2 { print $4 }'; }
+
+root_full() {
+	local f; f=$(free_kib)
+	[ -n "$f" ] && [ "$f" -lt "$MIN_FREE_KIB" ]
+}
+
+full_msg() { echo "data root '$root' is full ($(free_kib) KiB free${1:+, $1}): free space or move FCVM_ROOT"; }
+
+# proc_start PID: the process's start time (field 22 of /proc/PID/stat).
+proc_start() {
+	local s
+	read -r s 2>/dev/null < "/proc/$1/stat" || return 1
+	s=${s##*) }
+	set -- $s
+	echo "${20}"
+}
+
+# alive PID START: that very process still runs (pids are reused).
+alive() { [ "$(proc_start "$1")" = "$2" ]; }
+
+# The live record's FIELD for KEY (id or name); fails if there is none.
+field_of() { fc-state get --field "$2" -- "$1" 2>/dev/null; }
+
+# --- the --rm janitor (internal: 'fcvm _janitor ID') ---------------------
+# Reads "pid PID START" lines on stdin; at end of file (fcvm is gone, however
+# it went) waits for those processes and for the VM to have no live owner,
+# then removes vm-disks/ID. It runs in its own session: a SIGKILL of fcvm's
+# process group does not reach it.
+cmd_janitor() {
+	local id=$1 line p s i round
+	local -a procs=()
+	valid_name "$id" || exit 2
+	while read -r line; do
+		case $line in "pid "*) procs+=("${line#pid }") ;; esac
 	done
+	# fcvm removed it itself (the usual end) and named nothing that lives.
+	if [ ! -e "$root/vm-disks/$id" ]; then
+		local any=0
+		for p in "${procs[@]}"; do
+			alive "${p%% *}" "${p#* }" && any=1
+		done
+		[ "$any" = 0 ] && exit 0
+	fi
+	for round in 1 2 3; do
+		for p in "${procs[@]}"; do
+			s=${p#* }; p=${p%% *}
+			while alive "$p" "$s"; do sleep 0.5; done
+		done
+		# The owner's janitor removes its record right after it; allow it.
+		for ((i = 0; i < 300; i++)); do
+			field_of "$id" id >/dev/null || break
+			sleep 0.2
+		done
+		fc-disk rm --vm "$id" >/dev/null 2>&1
+		# A VM owner may still have been starting when fcvm died: look again.
+		sleep 1
+		[ -e "$root/vm-disks/$id" ] || break
+	done
+}
+
+# start_janitor ID: the janitor as a coprocess. Bash keeps a coprocess's
+# pipe ends close-on-exec, so no tool we start holds the write end: the
+# janitor sees end of file exactly when fcvm is gone.
+jan_fd=""
+start_janitor() {
+	coproc JANITOR { exec setsid "$self" _janitor "$1" >/dev/null 2>&1; }
+	jan_fd=${JANITOR[1]}
+}
+
+# announce PID: the janitor waits for PID (with its start time) too.
+announce() {
+	local s
+	[ -n "$jan_fd" ] || return 0
+	s=$(proc_start "$1") || return 0
+	echo "pid $1 $s" >&"$jan_fd" 2>/dev/null
+}
+
+# write_atomic PATH: stdin into PATH (temporary file beside it, then mv),
+# nothing left on failure; a full data root is named as the cause.
+write_atomic() {
+	local tmp="$1.tmp.$$"
+	if cat > "$tmp" && mv -f -- "$tmp" "$1"; then
+		return 0
+	fi
+	rm -f -- "$tmp"
+	root_full && { echo "$prog: $(full_msg "writing '${1#"$root"/}'")" >&2; return 1; }
+	echo "$prog: cannot write '$1'" >&2
 	return 1
 }
 
@@ -76,8 +183,11 @@ cmd_run() {
 		-e|--env) [ $# -ge 2 ] || usage_die "$1 needs K=V"; env+=("$2"); shift 2 ;;
 		--env=*) env+=("${1#*=}"); shift ;;
 		--cpus) [ $# -ge 2 ] || usage_die "--cpus needs a value"; cpus=$2; shift 2 ;;
+		--cpus=*) cpus=${1#*=}; shift ;;
 		--memory|-m) [ $# -ge 2 ] || usage_die "$1 needs a value"; memory=$2; shift 2 ;;
+		--memory=*) memory=${1#*=}; shift ;;
 		--timeout) [ $# -ge 2 ] || usage_die "--timeout needs seconds"; timeout=$2; shift 2 ;;
+		--timeout=*) timeout=${1#*=}; shift ;;
 		--rm) rm=1; shift ;;
 		-d|--detach) detach=1; shift ;;
 		-h|--help) usage; exit 0 ;;
@@ -88,95 +198,156 @@ cmd_run() {
 	done
 	[ $# -ge 1 ] || usage_die "podman run needs an IMAGE"
 	local image=$1; shift
+	[ -n "$image" ] || usage_die "podman run needs an IMAGE (got '')"
 	local e
 	for e in "${env[@]}"; do
-		[[ "$e" == [A-Za-z_]*=* ]] || usage_die "invalid -e '$e': want NAME=VALUE"
+		[[ "$e" =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || usage_die "invalid -e '$e': want NAME=VALUE"
 	done
-	[[ "$cpus" =~ ^[0-9]+$ ]] || usage_die "invalid --cpus '$cpus'"
-	[[ "$memory" =~ ^[0-9]+$ ]] || usage_die "invalid --memory '$memory'"
-	[[ "$timeout" =~ ^[0-9]+$ ]] || usage_die "invalid --timeout '$timeout'"
-	need fc-disk; need fc-boot; need fc-run; need jq
+	num "$cpus" 1 "$CPUS_MAX" --cpus
+	num "$memory" "$MEMORY_MIN" "$MEMORY_MAX" "--memory (MiB)"
+	num "$timeout" 1 "$TIMEOUT_MAX" "--timeout (seconds)"
+	cpus=$((10#$cpus)) memory=$((10#$memory)) timeout=$((10#$timeout))
+	if [ -n "$name" ] && ! valid_name "$name"; then
+		usage_die "invalid --name '$name': use 1-63 characters of A-Z a-z 0-9 _ . - starting with a letter or digit"
+	fi
+	need fc-disk; need fc-boot; need fc-run; need fc-state; need jq
+
+	# The data root (fc-state refuses an unprepared one), the name, space.
+	local recs
+	recs=$(fc-state ls --json) || exit 125
+	if [ -n "$name" ] && jq -e --arg n "$name" 'any(.[]; .name == $n or .id == $n)' <<<"$recs" >/dev/null; then
+		die "name '$name' is already used by a running VM: 'fcvm stop $name' or choose another --name"
+	fi
+	root_full && die "$(full_msg)"
+
+	local img_json disk ref
+	img_json=$(fc-disk image --json -- "$image") || exit 125
+	disk=$(jq -r .path <<<"$img_json")
+	ref=$(jq -r '.ref // .image_id // empty' <<<"$img_json")
+	[ -n "$disk" ] && [ -n "$ref" ] || die "fc-disk gave no disk or image id for '$image'"
 
 	local id; id=$(new_id)
 	[ -n "$name" ] || name=$id
-	if state_of "$name" >/dev/null; then
-		die "name '$name' is already used by a running VM: 'fcvm stop $name' or choose another --name"
-	fi
+	local vmdir="$root/vm-disks/$id" plan="$root/vm-disks/$id/plan.json"
+	local boot_pid="" run_pid="" running=0 rc
 
-	local img_json disk ref rootfs
-	img_json=$(fc-disk image --json "$image") || exit 125
-	disk=$(jq -r .path <<<"$img_json")
-	ref=$(jq -r '.ref // .image_id // empty' <<<"$img_json")
-	rootfs=$(fc-disk rootfs --vm "$id") || exit 125
-	local vmdir="$root/vm-disks/$id"
-	local plan="$vmdir/plan.json"
-	# The image disk is the second drive: /dev/vdb in the guest.
-	# '--' keeps jq from taking the container's own options (sh -c) as its.
-	local env_json
-	env_json=$(jq -nc '$ARGS.positional' --args -- "${env[@]}")
-	jq -n --arg ref "$ref" --argjson env "$env_json" \
-		'{version: 1, image: ({disk: "/dev/vdb"} + (if $ref == "" then {} else {ref: $ref} end)),
-		  env: $env, poweroff: true} + (if $ARGS.positional | length > 0 then {cmd: $ARGS.positional} else {} end)' \
-		--args -- "$@" > "$plan" || die "cannot write the plan '$plan'"
-
-	local boot_pid="" run_pid="" rc
+	# From here on something may exist: every way out goes through cleanup.
 	cleanup_vm() {
+		local i
 		[ -n "$run_pid" ] && kill -TERM "$run_pid" 2>/dev/null
-		[ -n "$boot_pid" ] && kill -TERM "$boot_pid" 2>/dev/null && wait "$boot_pid" 2>/dev/null
+		if [ -n "$boot_pid" ]; then
+			kill -TERM "$boot_pid" 2>/dev/null
+			if [ "$detach" = 0 ]; then
+				wait "$boot_pid" 2>/dev/null
+			else	# not our child: watch it go
+				for ((i = 0; i < 100; i++)); do
+					kill -0 "$boot_pid" 2>/dev/null || break
+					sleep 0.1
+				done
+			fi
+		fi
 		[ -n "$run_pid" ] && wait "$run_pid" 2>/dev/null
-		[ "$rm" = 1 ] && fc-disk rm --vm "$id" >/dev/null 2>&1
+		run_pid="" boot_pid=""
+		if [ "$rm" = 1 ] || [ "$running" = 0 ]; then
+			fc-disk rm --vm "$id" >/dev/null 2>&1
+		fi
+	}
+	# fail MSG: clean up, then exit 125 (MSG may be empty: the tool said why).
+	fail() {
+		cleanup_vm
+		[ -n "${1:-}" ] && echo "$prog: $1" >&2
+		exit 125
 	}
 	trap 'cleanup_vm; exit 130' INT
-	trap 'cleanup_vm; exit 143' TERM HUP
+	trap 'cleanup_vm; exit 143' TERM
+	trap 'cleanup_vm; exit 129' HUP
+	[ "$rm" = 1 ] && start_janitor "$id"
 
+	if ! fc-disk rootfs --vm "$id" >/dev/null; then
+		fail ""
+	fi
+	if [ -n "$jan_fd" ]; then
+		printf '%s %s\n' "$JANITOR_PID" "$(proc_start "$JANITOR_PID")" |
+			write_atomic "$vmdir/.rm" || fail ""
+	fi
+	# The image disk is the second drive: /dev/vdb in the guest. The guest
+	# runs the image by its id ('ref'): names in archives may be bare tags.
+	local env_json
+	env_json=$(jq -nc '$ARGS.positional' --args -- "${env[@]}") || fail "cannot encode -e values"
+	jq -n --arg ref "$ref" --arg cname "$name" --argjson env "$env_json" \
+		'{version: 1, image: {disk: "/dev/vdb", ref: $ref}, container_name: $cname,
+		  env: $env, poweroff: true} + (if $ARGS.positional | length > 0 then {cmd: $ARGS.positional} else {} end)' \
+		--args -- "$@" | write_atomic "$plan" || fail ""
+
+	local -a boot=(fc-boot --name "$name" --id "$id" --cpus "$cpus" --memory "$memory"
+		--rootfs "$vmdir/rootfs.ext4" --drive "$disk:ro" --boot-args "quiet" -q)
 	if [ "$detach" = 1 ]; then
 		# The VM lives on in a detached fc-boot, which 'fcvm stop' ends;
 		# it returns once the VM runs, or fails saying why.
-		boot_pid=$(fc-boot --name "$name" --id "$id" --cpus "$cpus" --memory "$memory" \
-			--rootfs "$rootfs" --drive "$disk:ro" --boot-args "quiet" -q --detach) || {
+		boot_pid=$("${boot[@]}" --detach) || {
 			boot_pid=""
-			[ "$rm" = 1 ] && fc-disk rm --vm "$id" >/dev/null 2>&1
-			exit 125
+			root_full && fail "$(full_msg)"
+			fail ""
 		}
+		[[ "$boot_pid" =~ ^[0-9]+$ ]] || fail "fc-boot --detach printed no pid"
+		announce "$boot_pid"
 	else
 		# Foreground: the VM dies with us, even on SIGKILL.
-		fc-boot --name "$name" --id "$id" --cpus "$cpus" --memory "$memory" \
-			--rootfs "$rootfs" --drive "$disk:ro" --boot-args "quiet" -q --die-with-parent &
+		"${boot[@]}" --die-with-parent &
 		boot_pid=$!
-		# Wait until the VM runs, or fc-boot has failed (it says why).
-		while :; do
-			if ! kill -0 "$boot_pid" 2>/dev/null; then
-				wait "$boot_pid"; boot_pid=""
-				[ "$rm" = 1 ] && fc-disk rm --vm "$id" >/dev/null 2>&1
-				exit 125
+		announce "$boot_pid"
+		# Until the VM runs, or at once when fc-boot fails (it says why).
+		local why i
+		if ! why=$(fc-state wait --timeout "$timeout" --pid "$boot_pid" -- "$id" running 2>&1); then
+			# fc-boot names the cause as it exits: let it.
+			for ((i = 0; i < 50; i++)); do
+				kill -0 "$boot_pid" 2>/dev/null || break
+				sleep 0.1
+			done
+			if kill -0 "$boot_pid" 2>/dev/null; then
+				echo "$prog: $why" >&2
+			else
+				wait "$boot_pid"
+				boot_pid=""
 			fi
-			[ "$(jq -r .status "$root/state/$id.json" 2>/dev/null)" = running ] && break
-			sleep 0.05
-		done
+			root_full && fail "$(full_msg)"
+			fail ""
+		fi
 	fi
+	running=1
 
-	local vsock="$root/run/$id/vsock.sock"
+	local vsock="$root/run/$id/vsock.sock" owner
+	local start; start=$(field_of "$id" pid_start) || start=""
+	owner=$boot_pid${start:+:$start}
+	local -a run=(fc-run --vsock "$vsock" --timeout "$timeout" --owner-pid "$owner"
+		--console "$vmdir/console.log")
 	if [ "$detach" = 1 ]; then
 		local fifo="$vmdir/started"
-		mkfifo "$fifo" || die "mkfifo '$fifo'"
-		setsid fc-run --vsock "$vsock" --timeout "$timeout" --started-fd 3 "$plan" \
+		mkfifo "$fifo" || fail "cannot make '$fifo'"
+		setsid "${run[@]}" --started-fd 3 -- "$plan" \
 			>"$vmdir/stdout.log" 2>"$vmdir/stderr.log" 3>"$fifo" </dev/null &
-		local started
+		run_pid=$!
+		announce "$run_pid"
+		# Recorded for 'fcvm stop' and people: the detached fc-run.
+		printf '%s %s\n' "$run_pid" "$(proc_start "$run_pid")" | write_atomic "$vmdir/fc-run.pid"
+		local started=""
 		read -r -t "$timeout" started < "$fifo"
 		rm -f "$fifo"
-		trap - INT TERM HUP
 		if [ "${started:-}" != started ]; then
 			cat "$vmdir/stderr.log" >&2
-			cleanup_vm
-			die "container did not start (see 'fcvm logs $name')"
+			# cleanup_vm stops the VM we started: nothing runs in it.
+			[ "$rm" = 1 ] && fail "container did not start"
+			fail "container did not start (see 'fcvm logs $id')"
 		fi
+		trap - INT TERM HUP
 		echo "$id"
 		exit 0
 	fi
 	# In the background with 'wait', so a signal runs our trap at once
 	# (bash defers traps while a foreground child runs).
-	fc-run --vsock "$vsock" --timeout "$timeout" --die-with-parent "$plan" &
+	"${run[@]}" --die-with-parent -- "$plan" &
 	run_pid=$!
+	announce "$run_pid"
 	wait "$run_pid"
 	rc=$?
 	run_pid=""
@@ -189,57 +360,79 @@ cmd_run() {
 	kill -TERM "$boot_pid" 2>/dev/null
 	wait "$boot_pid" 2>/dev/null
 	boot_pid=""
+	trap - INT TERM HUP
 	[ "$rm" = 1 ] && fc-disk rm --vm "$id" >/dev/null 2>&1
+	[ "$rc" = 125 ] && root_full && echo "$prog: $(full_msg)" >&2
 	exit "$rc"
 }
 
 cmd_ls() {
-	local json=0
-	case "${1:-}" in
-	--json) json=1 ;;
-	"") ;;
-	*) usage_die "ls: unknown argument '$1'" ;;
-	esac
-	local recs
-	recs=$(for f in "$root"/state/*.json; do
-		[ -f "$f" ] && live_record "$f"
-	done | jq -s '.')
-	if [ "$json" = 1 ]; then
-		printf '%s\n' "$recs"
-	else
-		jq -r '(["ID", "NAME", "TYPE", "PID", "STATUS", "CREATED"] | @tsv),
-		       (.[] | [.id, .name, .process_type, (.pid | tostring), .status, .created] | @tsv)' \
-			<<<"$recs" | column -t -s $'\t'
+	local -a args=()
+	while [ $# -gt 0 ]; do
+		case "$1" in
+		-a|--all) args+=(-a) ;;
+		--json) args+=(--json) ;;
+		*) usage_die "ls: unknown argument '$1'" ;;
+		esac
+		shift
+	done
+	need fc-state
+	fc-state ls "${args[@]}" || exit 125
+}
+
+# find_stopped NAME: the id of the stopped VM whose id is NAME, or whose plan
+# named its container NAME (only if exactly one did).
+find_stopped() {
+	local d ids=()
+	if valid_name "$1" && [ -d "$root/vm-disks/$1" ] && [ ! -L "$root/vm-disks/$1" ]; then
+		echo "$1"
+		return 0
 	fi
+	for d in "$root"/vm-disks/*/plan.json; do
+		[ -f "$d" ] || continue
+		[ "$(jq -r '.container_name // empty' "$d" 2>/dev/null)" = "$1" ] || continue
+		d=${d%/plan.json}
+		ids+=("${d##*/}")
+	done
+	case ${#ids[@]} in
+	0) return 1 ;;
+	1) echo "${ids[0]}" ;;
+	*) die "several stopped VMs were named '$1' (${ids[*]}): give the id" ;;
+	esac
 }
 
 cmd_stop() {
 	[ $# -eq 1 ] || usage_die "stop needs a NAME"
-	local rec pid i
-	rec=$(state_of "$1") || die "no running VM named '$1' (see 'fcvm ls')"
-	pid=$(jq -r .pid <<<"$rec")
+	need fc-state
+	local pid start i
+	pid=$(field_of "$1" pid) || die "no running VM named '$1' (see 'fcvm ls')"
+	start=$(field_of "$1" pid_start) || start=""
+	[[ "$pid" =~ ^[0-9]+$ ]] || die "VM '$1' has no usable pid"
 	kill -TERM "$pid" 2>/dev/null || die "cannot signal pid $pid"
 	for ((i = 0; i < 100; i++)); do
-		kill -0 "$pid" 2>/dev/null || return 0
+		alive "$pid" "$start" || return 0
 		sleep 0.1
 	done
-	kill -KILL "$pid" 2>/dev/null
+	alive "$pid" "$start" && kill -KILL "$pid" 2>/dev/null
+	return 0
 }
 
-# vm_dir NAME: the disk directory of a live VM by name, or of a stopped one by id.
+# vm_dir NAME: the disk directory of a live VM (by name or id), or of a
+# stopped one (by id, or by the name it ran under).
 vm_dir() {
-	local rec
-	if rec=$(state_of "$1"); then
-		jq -r .disk_dir <<<"$rec"
-	elif [[ "$1" =~ ^[A-Za-z0-9][A-Za-z0-9_.-]*$ ]] && [ -d "$root/vm-disks/$1" ]; then
-		echo "$root/vm-disks/$1"
+	local d id
+	if d=$(field_of "$1" disk_dir); then
+		echo "$d"
+	elif id=$(find_stopped "$1"); then
+		echo "$root/vm-disks/$id"
 	else
-		die "no VM named '$1' (see 'fcvm ls'; stopped VMs are known by id)"
+		die "no VM named '$1' (see 'fcvm ls -a')"
 	fi
 }
 
 cmd_logs() {
 	[ $# -eq 1 ] || usage_die "logs needs a NAME"
+	need fc-state
 	local d; d=$(vm_dir "$1") || exit 125
 	[ -f "$d/stdout.log" ] && cat "$d/stdout.log"
 	[ -f "$d/stderr.log" ] && cat "$d/stderr.log" >&2
@@ -249,11 +442,53 @@ cmd_logs() {
 
 cmd_rm() {
 	[ $# -eq 1 ] || usage_die "rm needs a NAME"
-	if state_of "$1" >/dev/null; then
+	need fc-state; need fc-disk
+	if field_of "$1" id >/dev/null; then
 		die "VM '$1' is running: 'fcvm stop $1' first"
 	fi
-	local d; d=$(vm_dir "$1") || exit 125
-	fc-disk rm --vm "$(basename "$d")"
+	local id; id=$(find_stopped "$1") || die "no stopped VM named '$1' (see 'fcvm ls -a')"
+	fc-disk rm --vm "$id" || exit 125
+}
+
+# gc: fc-state gc, then the disk directories of --rm runs whose janitor is
+# gone (killed itself) and whose VM has no live owner.
+cmd_gc() {
+	local dry=0 json=0
+	local -a args=()
+	while [ $# -gt 0 ]; do
+		case "$1" in
+		-n|--dry-run) dry=1; args+=(-n) ;;
+		--json) json=1; args+=(--json) ;;
+		*) usage_die "gc: unknown argument '$1'" ;;
+		esac
+		shift
+	done
+	need fc-state; need fc-disk; need jq
+	local out; out=$(fc-state gc "${args[@]}") || { [ -n "$out" ] && printf '%s\n' "$out"; exit 125; }
+	local m d id jp js extra=()
+	for m in "$root"/vm-disks/*/.rm; do
+		[ -f "$m" ] || continue
+		d=${m%/.rm}; id=${d##*/}
+		valid_name "$id" || continue
+		read -r jp js < "$m" 2>/dev/null
+		[[ "${jp:-}" =~ ^[0-9]+$ ]] && alive "$jp" "${js:-}" && continue
+		field_of "$id" id >/dev/null && continue
+		if [ "$dry" = 0 ]; then
+			fc-disk rm --vm "$id" >/dev/null || continue
+		fi
+		extra+=("$d")
+	done
+	if [ "$json" = 1 ]; then
+		jq -c --args '. + ($ARGS.positional | map({kind: "vm-disk", path: ., reason: "a --rm run whose janitor is gone"}))' \
+			-- "${extra[@]}" <<<"${out:-[]}"
+	else
+		[ -n "$out" ] && printf '%s\n' "$out"
+		for d in "${extra[@]}"; do
+			printf '%s vm-disk %s (a --rm run whose janitor is gone)\n' \
+			"$([ "$dry" = 1 ] && echo "would remove" || echo removed)" "${d#"$root"/}"
+		done
+	fi
+	return 0
 }
 
 [ $# -ge 1 ] || usage_die "missing command"
@@ -266,6 +501,8 @@ ls|ps) shift; cmd_ls "$@" ;;
 stop) shift; cmd_stop "$@" ;;
 logs) shift; cmd_logs "$@" ;;
 rm) shift; cmd_rm "$@" ;;
+gc) shift; cmd_gc "$@" ;;
+_janitor) shift; cmd_janitor "$@" ;;
 -h|--help|help) usage ;;
 *) usage_die "unknown command '$1'" ;;
 esac

@@ -15,6 +15,7 @@ setup() {
 	# A data root on the fixture btrfs, so fc-disk can reflink the rootfs.
 	export FCVM_ROOT="$FCVM_TEST_BTRFS/run-$BATS_TEST_NUMBER-$$"
 	mkdir -p "$FCVM_ROOT/kernels" "$FCVM_ROOT/rootfs"
+	fc-setup storage --dir "$FCVM_ROOT" >/dev/null
 	ln -s "$FCVM_TEST_KERNEL" "$FCVM_ROOT/kernels/default"
 	ln -s "$FCVM_TEST_ROOTFS" "$FCVM_ROOT/rootfs/default"
 	export FCVM_VMM=fc-qemu
