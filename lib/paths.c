@@ -52,22 +52,6 @@ bool fc_valid_name(const char *name)
 
 #define NOT_PREPARED "run 'fc-setup storage' (or set FCVM_ROOT)"
 
-/* fc_err_set() keeping @errnum without its strerror: these messages say
- * the cause in words. */
-static int root_err(struct fc_err *e, int errnum, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int root_err(struct fc_err *e, int errnum, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
-	va_end(ap);
-	e->errnum = errnum;
-	return -1;
-}
-
 int fc_root_check(struct fc_err *e)
 {
 	_cleanup_free_ char *marker = fc_path(FC_ROOT_MARKER);
@@ -80,25 +64,25 @@ int fc_root_check(struct fc_err *e)
 	if (stat(fc_root(), &st) < 0) {
 		if (errno != ENOENT)
 			return fc_err_set(e, errno, "data root '%s'", fc_root());
-		return root_err(e, ENOENT, "data root '%s' does not exist: " NOT_PREPARED, fc_root());
+		return fc_err_say(e, ENOENT, "data root '%s' does not exist: " NOT_PREPARED, fc_root());
 	}
 	if (!S_ISDIR(st.st_mode))
-		return root_err(e, ENOTDIR, "data root '%s' is not a directory: " NOT_PREPARED,
-				fc_root());
+		return fc_err_say(e, ENOTDIR, "data root '%s' is not a directory: " NOT_PREPARED,
+				  fc_root());
 	text = read_file_max(marker, MARKER_MAX, NULL, &why);
 	if (!text) {
 		if (why.errnum == ENOENT)
-			return root_err(e, ENOENT, "data root '%s' is not prepared: " NOT_PREPARED,
-					fc_root());
+			return fc_err_say(e, ENOENT, "data root '%s' is not prepared: " NOT_PREPARED,
+					  fc_root());
 		return fc_err_set(e, why.errnum, "data root '%s': %s", fc_root(), why.msg);
 	}
 	if (sscanf(text, "fcvm-root %u%c", &version, &extra) != 2 || extra != '\n' || version == 0)
-		return root_err(e, EINVAL, "data root '%s': marker '%s' is damaged: " NOT_PREPARED,
-				fc_root(), marker);
+		return fc_err_say(e, EINVAL, "data root '%s': marker '%s' is damaged: " NOT_PREPARED,
+				  fc_root(), marker);
 	if (version > FC_ROOT_VERSION)
-		return root_err(e, EINVAL,
-				"data root '%s' has format %u, newer than this fcvm's %d: upgrade fcvm",
-				fc_root(), version, FC_ROOT_VERSION);
+		return fc_err_say(e, EINVAL,
+				  "data root '%s' has format %u, newer than this fcvm's %d: upgrade fcvm",
+				  fc_root(), version, FC_ROOT_VERSION);
 	return 0;
 }
 
@@ -125,11 +109,11 @@ int fc_root_init(struct fc_err *e)
 	if (stat(fc_root(), &st) < 0) {
 		if (errno != ENOENT)
 			return fc_err_set(e, errno, "data root '%s'", fc_root());
-		return root_err(e, ENOENT, "data root '%s' does not exist: " NOT_PREPARED, fc_root());
+		return fc_err_say(e, ENOENT, "data root '%s' does not exist: " NOT_PREPARED, fc_root());
 	}
 	if (!S_ISDIR(st.st_mode))
-		return root_err(e, ENOTDIR, "data root '%s' is not a directory: " NOT_PREPARED,
-				fc_root());
+		return fc_err_say(e, ENOTDIR, "data root '%s' is not a directory: " NOT_PREPARED,
+				  fc_root());
 	for (i = 0; i < ARRAY_SIZE(dirs); i++) {
 		_cleanup_free_ char *d = fc_path("%s", dirs[i]);
 
@@ -158,8 +142,8 @@ int fc_err_enospc(struct fc_err *e, const char *path)
 		n--;
 	if (!strncmp(path, root, n) && path[n] == '/')
 		rel = path + n + 1;
-	return root_err(e, ENOSPC, "data root '%s' is full (ENOSPC writing %s): free space or move FCVM_ROOT",
-			root, rel);
+	return fc_err_say(e, ENOSPC, "data root '%s' is full (ENOSPC writing %s): free space or move FCVM_ROOT",
+			  root, rel);
 }
 
 /* Mount points at or below @path, from /proc/self/mountinfo, deepest first. */

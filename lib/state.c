@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,22 +22,6 @@
 
 /* The poll backstop of state_wait(): inotify and pidfds wake us sooner. */
 #define WAIT_TICK_MS 250
-
-/* fc_err_set() that keeps @errnum for callers without appending its
- * strerror: these messages say the cause in words already. */
-static int fail(struct fc_err *e, int errnum, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int fail(struct fc_err *e, int errnum, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
-	va_end(ap);
-	e->errnum = errnum;
-	return -1;
-}
 
 char *state_new_id(void)
 {
@@ -231,66 +214,66 @@ static int check_value(json_t *v, const struct field *f, unsigned type, bool pas
 	switch (f->type) {
 	case F_INT:
 		if (!json_is_integer(v))
-			return fail(e, EINVAL, "field '%s': must be an integer", where);
+			return fc_err_say(e, EINVAL, "field '%s': must be an integer", where);
 		n = json_integer_value(v);
 		if (n < f->min || n > f->max)
-			return fail(e, EINVAL, "field '%s' is %lld: must be from %lld to %lld",
+			return fc_err_say(e, EINVAL, "field '%s' is %lld: must be from %lld to %lld",
 					  where, (long long)n, f->min, f->max);
 		return 0;
 	case F_BOOL:
 		if (!json_is_boolean(v))
-			return fail(e, EINVAL, "field '%s': must be true or false", where);
+			return fc_err_say(e, EINVAL, "field '%s': must be true or false", where);
 		return 0;
 	case F_STR:
 	case F_NAME:
 	case F_PATH:
 	case F_TIME:
 		if (!s)
-			return fail(e, EINVAL, "field '%s': must be a string", where);
+			return fc_err_say(e, EINVAL, "field '%s': must be a string", where);
 		if (!*s || strlen(s) != json_string_length(v) || strlen(s) > 4096 || !is_text(s))
-			return fail(e, EINVAL,
+			return fc_err_say(e, EINVAL,
 					  "field '%s': must be a non-empty line of text (at most 4096 bytes)",
 					  where);
 		if (f->type == F_NAME && !fc_valid_name(s))
-			return fail(e, EINVAL,
+			return fc_err_say(e, EINVAL,
 					  "field '%s': '%s' is not a valid name (1-63 of [A-Za-z0-9_.-], "
 					  "not starting with '.' or '-')", where, s);
 		if (f->type == F_PATH && s[0] != '/')
-			return fail(e, EINVAL, "field '%s': '%s' is not an absolute path", where, s);
+			return fc_err_say(e, EINVAL, "field '%s': '%s' is not an absolute path", where, s);
 		if (f->type == F_TIME && !valid_time(s))
-			return fail(e, EINVAL,
+			return fc_err_say(e, EINVAL,
 					  "field '%s': '%s' is not an RFC 3339 UTC time (YYYY-MM-DDTHH:MM:SSZ)",
 					  where, s);
 		return 0;
 	case F_OBJ:
 		if (!json_is_object(v))
-			return fail(e, EINVAL, "field '%s': must be an object", where);
+			return fc_err_say(e, EINVAL, "field '%s': must be an object", where);
 		return f->sub ? check_fields(v, f->sub, type, past_start, strict, where, e) : 0;
 	case F_ANY_OBJ:
 		if (!json_is_object(v))
-			return fail(e, EINVAL, "field '%s': must be an object", where);
+			return fc_err_say(e, EINVAL, "field '%s': must be an object", where);
 		return 0;
 	case F_ARR:
 	case F_STR_ARR:
 	case F_ANY_ARR:
 		if (!json_is_array(v))
-			return fail(e, EINVAL, "field '%s': must be an array", where);
+			return fc_err_say(e, EINVAL, "field '%s': must be an array", where);
 		for (i = 0; i < json_array_size(v); i++) {
 			json_t *el = json_array_get(v, i);
 			char at[300];
 
 			snprintf(at, sizeof(at), "%s[%zu]", where, i);
 			if (f->type == F_STR_ARR && !json_is_string(el))
-				return fail(e, EINVAL, "field '%s': must be a string", at);
+				return fc_err_say(e, EINVAL, "field '%s': must be a string", at);
 			if (f->type == F_ARR && !json_is_object(el))
-				return fail(e, EINVAL, "field '%s': must be an object", at);
+				return fc_err_say(e, EINVAL, "field '%s': must be an object", at);
 			if (f->type == F_ARR && f->sub &&
 			    check_fields(el, f->sub, type, past_start, strict, at, e) < 0)
 				return -1;
 		}
 		return 0;
 	}
-	return fail(e, EINVAL, "field '%s': unknown type", where);
+	return fc_err_say(e, EINVAL, "field '%s': unknown type", where);
 }
 
 static int check_fields(json_t *obj, const struct field *fields, unsigned type, bool past_start,
@@ -308,11 +291,11 @@ static int check_fields(json_t *obj, const struct field *fields, unsigned type, 
 		v = json_object_get(obj, f->key);
 		if (!v || (json_is_null(v) && f->nullable)) {
 			if (needed)
-				return fail(e, EINVAL, "field '%s' is missing", where);
+				return fc_err_say(e, EINVAL, "field '%s' is missing", where);
 			continue;
 		}
 		if (!(f->types & type))
-			return fail(e, EINVAL, "field '%s' does not belong in a record of this type",
+			return fc_err_say(e, EINVAL, "field '%s' does not belong in a record of this type",
 					  where);
 		if (check_value(v, f, type, past_start, strict, where, e) < 0)
 			return -1;
@@ -323,7 +306,7 @@ static int check_fields(json_t *obj, const struct field *fields, unsigned type, 
 		for (f = fields; f->key && strcmp(f->key, key); f++)
 			;
 		if (!f->key)
-			return fail(e, EINVAL, "field '%s%s%s' is not in the schema (version %d)",
+			return fc_err_say(e, EINVAL, "field '%s%s%s' is not in the schema (version %d)",
 					  prefix, *prefix ? "." : "", key, STATE_VERSION);
 	}
 	return 0;
@@ -336,20 +319,20 @@ int state_validate(json_t *rec, bool strict, struct fc_err *e)
 	json_t *v;
 
 	if (!json_is_object(rec))
-		return fail(e, EINVAL, "not a JSON object");
+		return fc_err_say(e, EINVAL, "not a JSON object");
 	/* The version first: a newer schema is not ours to judge field by field. */
 	v = json_object_get(rec, "version");
 	if (!json_is_integer(v))
-		return fail(e, EINVAL, "field 'version' is missing or not an integer");
+		return fc_err_say(e, EINVAL, "field 'version' is missing or not an integer");
 	if (json_integer_value(v) != STATE_VERSION)
-		return fail(e, EINVAL, "version %lld: this fcvm reads version %d",
+		return fc_err_say(e, EINVAL, "version %lld: this fcvm reads version %d",
 				  (long long)json_integer_value(v), STATE_VERSION);
 	type = json_str(rec, "process_type");
 	if (!state_valid_type(type))
-		return fail(e, EINVAL, "field 'process_type': must be \"vm\", \"serve\" or \"clone\"");
+		return fc_err_say(e, EINVAL, "field 'process_type': must be \"vm\", \"serve\" or \"clone\"");
 	status = json_str(rec, "status");
 	if (!state_valid_status(status))
-		return fail(e, EINVAL,
+		return fc_err_say(e, EINVAL,
 				  "field 'status': must be \"starting\", \"running\" or \"stopping\"");
 	t = !strcmp(type, "vm") ? T_VM : !strcmp(type, "serve") ? T_SERVE : T_CLONE;
 	return check_fields(rec, record_fields, t, status_rank(status) > 0, strict, "", e);
@@ -403,7 +386,7 @@ static json_t *load_file(const char *id, struct fc_err *e)
 
 	if (fd < 0) {
 		if (errno == ELOOP)
-			fail(e, EINVAL, "state record '%s' is a symbolic link", path);
+			fc_err_say(e, EINVAL, "state record '%s' is a symbolic link", path);
 		else
 			fc_err_set(e, errno, "open '%s'", path);
 		return NULL;
@@ -413,11 +396,11 @@ static json_t *load_file(const char *id, struct fc_err *e)
 		return NULL;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		fail(e, EINVAL, "state record '%s' is not a regular file", path);
+		fc_err_say(e, EINVAL, "state record '%s' is not a regular file", path);
 		return NULL;
 	}
 	if (st.st_size > STATE_MAX_SIZE) {
-		fail(e, EINVAL, "state record '%s' is larger than %d bytes", path, STATE_MAX_SIZE);
+		fc_err_say(e, EINVAL, "state record '%s' is larger than %d bytes", path, STATE_MAX_SIZE);
 		return NULL;
 	}
 	buf = xmalloc(st.st_size + 1);
@@ -427,7 +410,7 @@ static json_t *load_file(const char *id, struct fc_err *e)
 		return NULL;
 	}
 	if (n > st.st_size) {	/* grew while we read: not written by lib/state */
-		fail(e, EINVAL, "state record '%s' changed while read", path);
+		fc_err_say(e, EINVAL, "state record '%s' changed while read", path);
 		return NULL;
 	}
 	rec = json_parse(buf, n, e);
@@ -445,7 +428,7 @@ json_t *state_load(const char *id, struct fc_err *e)
 	const char *rid;
 
 	if (!fc_valid_name(id)) {
-		fail(e, EINVAL, "invalid VM id '%s'", id);
+		fc_err_say(e, EINVAL, "invalid VM id '%s'", id);
 		return NULL;
 	}
 	rec = load_file(id, e);
@@ -458,7 +441,7 @@ json_t *state_load(const char *id, struct fc_err *e)
 	}
 	rid = json_str(rec, "id");
 	if (strcmp(rid, id)) {
-		fail(e, EINVAL, "state record 'state/%s.json' is foreign: its id is '%s'", id, rid);
+		fc_err_say(e, EINVAL, "state record 'state/%s.json' is foreign: its id is '%s'", id, rid);
 		return NULL;
 	}
 	return steal_ptr(&rec);
@@ -535,7 +518,7 @@ json_t *state_find(const char *key, struct fc_err *e)
 	if (state_foreach(find_cb, &c, e) < 0)
 		return NULL;
 	if (!c.found)
-		fail(e, ENOENT, "no running VM named '%s'", key);
+		fc_err_say(e, ENOENT, "no running VM named '%s'", key);
 	return c.found;
 }
 
@@ -576,7 +559,7 @@ int state_save(json_t *rec, struct fc_err *e)
 				   id && fc_valid_name(id) ? id : "(no valid id)");
 	pid = json_integer_value(json_object_get(rec, "pid"));
 	if (pid != getpid())
-		return fail(e, EPERM,
+		return fc_err_say(e, EPERM,
 				  "refusing to save state record '%s': its pid %lld is not the writer's "
 				  "(%d): only the owner writes its record", id, (long long)pid,
 				  (int)getpid());
@@ -588,7 +571,7 @@ int state_save(json_t *rec, struct fc_err *e)
 		return fc_err_set(e, ENOMEM, "serialise '%s'", path);
 	line = xasprintf("%s\n", text);
 	if (strlen(line) > STATE_MAX_SIZE)
-		return fail(e, EINVAL, "state record '%s' is larger than %d bytes", id,
+		return fc_err_say(e, EINVAL, "state record '%s' is larger than %d bytes", id,
 				  STATE_MAX_SIZE);
 	if (write_or_full(path, line, strlen(line), e) < 0)
 		return -1;
@@ -662,10 +645,10 @@ int state_wait(const char *key, const char *status, int timeout_ms, pid_t owner_
 	if (out)
 		*out = NULL;
 	if (want < 0)
-		return fail(e, EINVAL, "invalid status '%s': must be starting, running or stopping",
+		return fc_err_say(e, EINVAL, "invalid status '%s': must be starting, running or stopping",
 				  status);
 	if (!fc_valid_name(key))
-		return fail(e, EINVAL, "invalid VM name '%s'", key);
+		return fc_err_say(e, EINVAL, "invalid VM name '%s'", key);
 	ino = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
 	if (ino < 0)
 		return fc_err_set(e, errno, "inotify");
@@ -689,9 +672,9 @@ int state_wait(const char *key, const char *status, int timeout_ms, pid_t owner_
 		rec = c.live;
 		dead = c.dead;
 		if (!rec && dead)
-			return fail(e, ESRCH, "the owner of VM '%s' (pid %lld) is dead; it was '%s'", key,
-				    (long long)json_integer_value(json_object_get(dead, "pid")),
-				    json_str(dead, "status"));
+			return fc_err_say(e, ESRCH, "the owner of VM '%s' (pid %lld) is dead; it was '%s'", key,
+					  (long long)json_integer_value(json_object_get(dead, "pid")),
+					  json_str(dead, "status"));
 		if (rec) {
 			const char *st = json_str(rec, "status");
 			pid_t p = (pid_t)json_integer_value(json_object_get(rec, "pid"));
@@ -702,7 +685,7 @@ int state_wait(const char *key, const char *status, int timeout_ms, pid_t owner_
 				return 0;
 			}
 			if (status_rank(st) > want)
-				return fail(e, EINVAL, "VM '%s' is already '%s': it will not become '%s'",
+				return fc_err_say(e, EINVAL, "VM '%s' is already '%s': it will not become '%s'",
 						  key, st, status);
 			if (!seen_id || strcmp(seen_id, json_str(rec, "id"))) {
 				free(seen_id);
@@ -719,9 +702,9 @@ int state_wait(const char *key, const char *status, int timeout_ms, pid_t owner_
 		}
 		if (owner_pid > 0 && !state_pid_live(owner_pid, owner_start)) {
 			if (seen_id)
-				return fail(e, ESRCH, "the owner of VM '%s' (pid %d) exited while it was '%s'",
+				return fc_err_say(e, ESRCH, "the owner of VM '%s' (pid %d) exited while it was '%s'",
 						  key, (int)owner_pid, last_status);
-			return fail(e, ESRCH, "the owner of VM '%s' (pid %d) exited before it made a record",
+			return fc_err_say(e, ESRCH, "the owner of VM '%s' (pid %d) exited before it made a record",
 					  key, (int)owner_pid);
 		}
 		if (!rec && seen_id) {
@@ -730,22 +713,22 @@ int state_wait(const char *key, const char *status, int timeout_ms, pid_t owner_
 			_cleanup_json_ json_t *old = state_load(seen_id, &why);
 
 			if (old)
-				return fail(e, ESRCH, "the owner of VM '%s' (pid %lld) died while it was '%s'",
-					    key, (long long)json_integer_value(json_object_get(old, "pid")),
-					    last_status);
+				return fc_err_say(e, ESRCH, "the owner of VM '%s' (pid %lld) died while it was '%s'",
+						  key, (long long)json_integer_value(json_object_get(old, "pid")),
+						  last_status);
 			if (why.errnum != ENOENT)
-				return fail(e, EINVAL, "VM '%s': its record became unreadable while it was '%s': %s",
-					    key, last_status, why.msg);
-			return fail(e, ENOENT, "VM '%s' stopped while it was '%s' (its record was removed)",
-				    key, last_status);
+				return fc_err_say(e, EINVAL, "VM '%s': its record became unreadable while it was '%s': %s",
+						  key, last_status, why.msg);
+			return fc_err_say(e, ENOENT, "VM '%s' stopped while it was '%s' (its record was removed)",
+					  key, last_status);
 		}
 		now = now_ms();
 		if (now >= deadline) {
 			if (seen_id)
-				return fail(e, ETIMEDOUT,
+				return fc_err_say(e, ETIMEDOUT,
 						  "VM '%s' did not become '%s' within %d s (it is '%s')", key,
 						  status, timeout_ms / 1000, last_status);
-			return fail(e, ETIMEDOUT, "no VM named '%s' appeared within %d s", key,
+			return fc_err_say(e, ETIMEDOUT, "no VM named '%s' appeared within %d s", key,
 					  timeout_ms / 1000);
 		}
 		pfd[nfd++] = (struct pollfd){ .fd = ino, .events = POLLIN };

@@ -153,8 +153,9 @@ static int collect_cb(json_t *rec, void *arg)
 	add_used(g, json_str(cfg, "kernel"));
 	add_used(g, json_str(cfg, "initrd"));
 	add_used(g, json_str(cfg, "rootfs"));
-	json_array_foreach(json_object_get(cfg, "drives"), i, d)
+	json_array_foreach(json_object_get(cfg, "drives"), i, d) {
 		add_used(g, json_str(d, "path"));
+	}
 	return 0;
 }
 
@@ -301,9 +302,10 @@ static bool build_used(struct gc *g, const char *dir)
 	if (!realpath(dir, real))
 		return false;
 	n = strlen(real);
-	json_object_foreach(g->used, key, v)
+	json_object_foreach(g->used, key, v) {
 		if (!strncmp(key, real, n) && (key[n] == '/' || key[n] == '\0'))
 			return true;
+	}
 	return false;
 }
 
