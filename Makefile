@@ -66,6 +66,14 @@ $(BUILD)/bin/fc-agent: $(AGENT_SRC) $(AGENT_LIB) $(wildcard agent/*.h lib/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(WARN) -D_GNU_SOURCE -Ilib -O2 -g -static -o $@ $(AGENT_SRC) $(AGENT_LIB) -ljansson
 
+# fc-volfs (the volume FUSE client) runs in the guest too: static like the
+# agent, and the only tool that links libfuse3.
+VOLFS_LIB := lib/err.c lib/log.c lib/util.c lib/vproto.c lib/sock.c
+$(BUILD)/bin/fc-volfs: $(wildcard bin/fc-volfs/*.c) $(VOLFS_LIB) $(wildcard lib/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(WARN) -D_FORTIFY_SOURCE=2 -fstack-protector-strong -D_GNU_SOURCE -Ilib \
+		-I/usr/include/fuse3 -O2 -g -static -o $@ $(filter %.c,$^) -lfuse3 -lpthread
+
 # Unit tests link libfc.a; a test of code outside lib/ names its sources.
 unit_extra_test_plan := agent/plan.c
 
