@@ -298,16 +298,8 @@ EOF
 }
 
 @test "agent-multi (VM): status answers and busy through vsock while a real container runs" {
-	need_rootfs
-	# A data root on the fixture btrfs, so fc-disk can reflink the rootfs.
-	export FCVM_ROOT="$FCVM_TEST_BTRFS/multi-$BATS_TEST_NUMBER-$$"
+	fc_vm_root multi
 	VM_ROOT=$FCVM_ROOT
-	mkdir -p "$FCVM_ROOT"
-	fc-setup storage --dir "$FCVM_ROOT" >/dev/null
-	mkdir -p "$FCVM_ROOT/kernels" "$FCVM_ROOT/rootfs"
-	ln -s "$FCVM_TEST_KERNEL" "$FCVM_ROOT/kernels/default"
-	ln -s "$FCVM_TEST_ROOTFS" "$FCVM_ROOT/rootfs/default"
-	export FCVM_VMM=fc-qemu
 	local img="$BATS_TEST_TMPDIR/busybox.oci.tar" disk rootfs
 	"$BATS_TEST_DIRNAME/lib/mkimage" "$img" --name localhost/fcvm-test:latest >/dev/null
 	disk=$(fc-disk image --json "$img" | jq -r .path)
@@ -357,4 +349,24 @@ EOF
 	assert_contains "$output" "output [b'done\\n']" "the container's output"
 	assert_contains "$output" 'exit [b'"'"'{"code":0}'"'"']' "the container's exit code"
 	assert_contains "$output" "after exited multi-vm 0" "status after the run"
+}
+
+@test "agent-multi: fc-run --status gets the real agent's answer, idle and during a run" {
+	start_agent
+	run_fc 0 --timeout 30 fc-run --status --unix "$SOCK" --timeout 10
+	assert_eq "$(jq -c . <<<"$output")" '{"version":1,"state":"idle","container":null,"sessions":0}' \
+		"idle"
+	jq -n --arg disk "$DISK" --arg go "$BATS_TEST_TMPDIR/go" '{version: 1, image: {disk: $disk},
+		cmd: ["sh", "-c", "echo up >&2; while [ ! -e \"$0\" ]; do sleep 0.05; done", $go],
+		container_name: "st"}' > "$BATS_TEST_TMPDIR/p.json"
+	fc-run --unix "$SOCK" "$BATS_TEST_TMPDIR/p.json" 2>"$BATS_TEST_TMPDIR/err" &
+	local pid=$!
+	wait_for "$BATS_TEST_TMPDIR/err" up
+	run_fc 0 --timeout 30 fc-run --status --unix "$SOCK" --timeout 10
+	assert_eq "$(jq -r '"\(.state) \(.container) \(.sessions)"' <<<"$output")" "running st 1" \
+		"running, named, one session"
+	touch "$BATS_TEST_TMPDIR/go"
+	wait "$pid"
+	run_fc 0 --timeout 30 fc-run --status --unix "$SOCK" --timeout 10
+	assert_eq "$(jq -r '"\(.state) \(.exit_code)"' <<<"$output")" "exited 0" "exited, its code"
 }
