@@ -89,6 +89,8 @@ void conn_abort(struct conn *c, const char *why)
 
 static void queue(struct conn *c, const void *buf, size_t len)
 {
+	if (!len)
+		return;
 	if (c->out_head + c->out_len + len > c->out_cap) {
 		if (c->out_head) {
 			memmove(c->out, c->out + c->out_head, c->out_len);
@@ -137,8 +139,7 @@ void conn_send(struct conn *c, uint8_t type, const void *buf, size_t len)
 	}
 	proto_encode_hdr(hdr, type, len);
 	queue(c, hdr, sizeof(hdr));
-	if (len)
-		queue(c, buf, len);
+	queue(c, buf, len);
 	if (c->out_len >= CONN_OUTQ_HIGH)
 		c->full = true;
 	arm(c);
