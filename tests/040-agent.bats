@@ -5,67 +5,17 @@
 # fcvm podman run tests.
 
 load helpers
+load lib/agent-test
 
 setup() {
 	fc_setup_root
-	RUN="$FCVM_ROOT/run"
-	mkdir -p "$RUN"
-	SOCK="$RUN/agent.sock"
-	FAKE="$BATS_TEST_TMPDIR/fake-podman"
-	DISK="$BATS_TEST_TMPDIR/disk.img"
-	AGENT_PID=""
-	echo "an image" > "$DISK"
-	# Stands in for podman: "load" prints podman's success line (or fails
-	# when the disk says so); "run" records its argv and runs the command
-	# that follows the image name.
-	cat > "$FAKE" <<'EOF'
-#!/bin/sh
-while [ $# -gt 0 ]; do case "$1" in --*) shift ;; *) break ;; esac; done
-sub=$1; shift
-case "$sub" in
-load)
-	[ "$1" = -i ] || { echo "fake: no -i" >&2; exit 125; }
-	if grep -q corrupt "$2"; then
-		echo "Error: payload does not match any of the supported image formats" >&2
-		exit 125
-	fi
-	echo "Getting image source signatures"
-	echo "Loaded image: localhost/fake:latest"
-	;;
-run)
-	[ -n "${FAKE_ARGS:-}" ] && printf '%s\n' "$@" > "$FAKE_ARGS"
-	while [ $# -gt 0 ]; do case "$1" in -*) shift ;; *) break ;; esac; done
-	shift
-	exec "$@"
-	;;
-*) echo "fake: unknown subcommand $sub" >&2; exit 125 ;;
-esac
-EOF
-	chmod +x "$FAKE"
+	agent_test_setup	# tests/lib/agent-test.bash: SOCK, FAKE (tests/lib/fake-podman), DISK
 }
 
 teardown() {
-	if [ -n "$AGENT_PID" ] && kill -0 "$AGENT_PID" 2>/dev/null; then
-		kill "$AGENT_PID"
-		wait "$AGENT_PID" 2>/dev/null || true
-	fi
+	stop_agent
 	[ -n "${FAKE_PID:-}" ] && fake_done
-	rm -f "$SOCK"
 	leak_check
-}
-
-# start_agent: fc-agent in test mode; returns once it printed its ready line.
-start_agent() {
-	FAKE_ARGS="$BATS_TEST_TMPDIR/args" fc-agent --listen-unix "$SOCK" --runner "$FAKE" \
-		2>"$BATS_TEST_TMPDIR/agent.log" &
-	AGENT_PID=$!
-	local i
-	for ((i = 0; i < 100; i++)); do
-		grep -qx "fc-agent: ready" "$BATS_TEST_TMPDIR/agent.log" 2>/dev/null && return 0
-		sleep 0.05
-	done
-	cat "$BATS_TEST_TMPDIR/agent.log" >&2
-	return 1
 }
 
 # plan FILE CMD_JSON [EXTRA_JSON]: write a plan running CMD_JSON from $DISK.
