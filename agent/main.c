@@ -89,7 +89,7 @@ static void on_accept(struct ev_watch *w, short revents)
 				log_warn("accept: %s", strerror(errno));
 			return;
 		}
-		log_info("host connected");
+		log_debug("host connected");
 		li->accept(li->a, fd);
 	}
 }
