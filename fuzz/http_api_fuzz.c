@@ -48,6 +48,21 @@ int vmm_qmp(struct vmm *v, const char *cmd, struct fc_err *e)
 	return fc_err_set(e, 0, "stub: QMP %s", cmd);
 }
 
+/* snap.c (snapshots over QEMU migration) is not linked: stubbed too. */
+int snap_create(struct fcq *q, json_t *body, struct fc_err *e)
+{
+	(void)q;
+	(void)body;
+	return fc_err_set(e, 0, "stub: no snapshots in the fuzzer");
+}
+
+int snap_load(struct fcq *q, json_t *body, struct fc_err *e)
+{
+	(void)q;
+	(void)body;
+	return fc_err_set(e, 0, "stub: no snapshots in the fuzzer");
+}
+
 /* The API opens whatever paths it is given (O_RDWR for drives), and opening
  * some devices has effects (a watchdog starts ticking): hide the host's /dev
  * behind an empty tmpfs in a private mount namespace. Regular files and

@@ -27,7 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static int init;
-	struct dev d = { .vu_listen = -1, .uds_fd = -1, .sig_fd = -1 };
+	struct dev d = { .vu_listen = -1, .uds_fd = -1, .sig_fd = -1, .maps_fd = -1, .log_fd = -1 };
 	struct fc_err e;
 	int sv[2], i, n = 0;
 

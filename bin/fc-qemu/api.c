@@ -475,7 +475,7 @@ static int vm_state(struct fcq *q, json_t *b, struct fc_err *e)
 /* Firecracker endpoints fc-qemu knows of but does not implement. */
 static const char *const unsupported_paths[] = {
 	"/balloon", "/cpu-config", "/logger", "/metrics", "/mmds", "/entropy", "/serial",
-	"/hotplug", "/pmem", "/snapshot", "/vm/config",
+	"/hotplug", "/pmem", "/vm/config",
 };
 
 static bool path_is(const char *target, const char *prefix)
@@ -528,6 +528,7 @@ int api_handle(struct fcq *q, const struct http_request *req, char **json)
 	}
 	if (!((put && (!strcmp(t, "/machine-config") || !strcmp(t, "/boot-source") ||
 		       !strcmp(t, "/vsock") || !strcmp(t, "/actions") ||
+		       !strcmp(t, "/snapshot/create") || !strcmp(t, "/snapshot/load") ||
 		       sub_id(t, "/drives") || sub_id(t, "/network-interfaces"))) ||
 	      (patch && (!strcmp(t, "/machine-config") || !strcmp(t, "/vm"))))) {
 		snprintf(msg, sizeof(msg),
@@ -547,6 +548,10 @@ int api_handle(struct fcq *q, const struct http_request *req, char **json)
 		r = action(q, body, &e);
 	else if (!strcmp(t, "/vm"))
 		r = vm_state(q, body, &e);
+	else if (!strcmp(t, "/snapshot/create"))	/* snap.c */
+		r = snap_create(q, body, &e);
+	else if (!strcmp(t, "/snapshot/load"))
+		r = snap_load(q, body, &e);
 	else if (q->state != FCQ_NOT_STARTED)
 		return fail_msg(json, "the requested operation is not supported after starting the microVM");
 	else if (!strcmp(t, "/machine-config"))

@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <jansson.h>
+
 #include "err.h"
 #include "http.h"
 
@@ -64,6 +66,7 @@ struct vmm {
 	bool err_cont;			/* err_part continues a longer line */
 	int qemu_status;
 	bool tcg;
+	struct snapvmm *snap;		/* snap.c's part: binary, RAM file (NULL: not yet) */
 };
 
 struct fcq {
@@ -133,7 +136,23 @@ bool fcq_valid_id(const char *s, char extra);
 void fcq_init(struct fcq *q, const char *id);
 void fcq_free(struct fcq *q);
 
+/* snap.c: snapshots under QEMU migration (see its header). The VMM's
+ * hooks: snap_prepare() before QEMU is spawned (chooses the binary, makes
+ * the RAM file), snap_qemu_bin()/snap_mem_object() (NULL: the default
+ * memfd)/snap_incoming() for its command line, snap_started() once it runs,
+ * snap_stop() from vmm_stop(). The endpoints fill @e on a 400. */
+int snap_prepare(struct vmm *v, const struct fcq_config *c, struct fc_err *e);
+const char *snap_qemu_bin(const struct vmm *v);
+char *snap_mem_object(const struct vmm *v, unsigned mem_mib);
+bool snap_incoming(const struct vmm *v);
+void snap_started(struct vmm *v);
+void snap_stop(struct vmm *v);
+int snap_create(struct fcq *q, json_t *body, struct fc_err *e);
+int snap_load(struct fcq *q, json_t *body, struct fc_err *e);
+
 /* vmm.c */
+/* The next QMP message, waiting up to @timeout_ms (events included). */
+json_t *vmm_qmp_next(struct vmm *v, int timeout_ms, struct fc_err *e);
 /* Reset @v; base_dir is kept (the caller sets it before or after). */
 void vmm_init(struct vmm *v);
 /* Spawn fc-vsock (if configured) and QEMU; return once QEMU runs and QMP

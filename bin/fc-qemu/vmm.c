@@ -167,10 +167,10 @@ static int build_cmdline(const struct fcq_config *c, bool tcg, char *out, struct
 static void build_qemu_argv(struct argv *a, const struct fcq_config *c, const struct vmm *v,
 			    const char *cmdline)
 {
-	const char *qemu = getenv("FCVM_QEMU");
 	_cleanup_free_ char *kernel = NULL;
+	_cleanup_free_ char *memobj = snap_mem_object(v, c->mem_mib);
 
-	arg(a, "%s", qemu && *qemu ? qemu : "qemu-system-x86_64");
+	arg(a, "%s", snap_qemu_bin(v));	/* $FCVM_QEMU, fcvm's QEMU, or stock */
 	arg(a, "-M");
 	arg(a, "microvm,memory-backend=mem");
 	arg(a, "-nodefaults");
@@ -191,7 +191,15 @@ static void build_qemu_argv(struct argv *a, const struct fcq_config *c, const st
 	arg(a, "%uM", c->mem_mib);
 	/* shared memfd RAM: vhost-user backends (fc-vsock) map guest memory */
 	arg(a, "-object");
-	arg(a, "memory-backend-memfd,id=mem,size=%uM,share=on", c->mem_mib);
+	if (memobj)	/* snap.c: RAM in a file, so the VM can be snapshotted */
+		arg(a, "%s", memobj);
+	else
+		arg(a, "memory-backend-memfd,id=mem,size=%uM,share=on", c->mem_mib);
+	if (snap_incoming(v)) {	/* snap.c: loading a snapshot */
+		arg(a, "-S");
+		arg(a, "-incoming");
+		arg(a, "defer");
+	}
 	arg(a, "-global");
 	arg(a, "virtio-mmio.force-legacy=false");
 	arg(a, "-kernel");
@@ -401,6 +409,11 @@ static int qmp_exec(struct vmm *v, const char *cmd, json_t **ret, struct fc_err 
 	}
 }
 
+json_t *vmm_qmp_next(struct vmm *v, int timeout_ms, struct fc_err *e)
+{
+	return qmp_next(v, timeout_ms, e);
+}
+
 int vmm_qmp(struct vmm *v, const char *cmd, struct fc_err *e)
 {
 	return qmp_exec(v, cmd, NULL, e);
@@ -606,6 +619,8 @@ int vmm_start(struct vmm *v, const struct fcq_config *c, struct fc_err *e)
 		fc_err_set(e, 0, "temp dir '%s' too long for socket paths (set TMPDIR)", v->dir);
 		goto fail;
 	}
+	if (snap_prepare(v, c, e) < 0)
+		goto fail;
 	if (c->vsock && start_vsock(v, c, e) < 0) {
 		fc_err_wrap(e, "vsock");
 		goto fail;
@@ -639,13 +654,14 @@ int vmm_start(struct vmm *v, const struct fcq_config *c, struct fc_err *e)
 	if (qmp_exec(v, "qmp_capabilities", NULL, e) < 0 ||
 	    qmp_exec(v, "query-status", &status, e) < 0)
 		goto fail;
-	if (!json_is_true(json_object_get(status, "running"))) {
+	if (!snap_incoming(v) && !json_is_true(json_object_get(status, "running"))) {
 		fc_err_set(e, 0, "QEMU is not running (status '%s')",
 			   json_str(status, "status") ? json_str(status, "status") : "?");
 		goto fail;
 	}
 	fcntl(v->qmp_fd, F_SETFL, O_NONBLOCK);
 	argv_free(&a);
+	snap_started(v);
 	remove_private_dir(v);
 	return 0;
 fail:
@@ -697,5 +713,6 @@ void vmm_stop(struct vmm *v)
 		unlink(v->uds_path);
 	free(v->uds_path);
 	v->uds_path = NULL;
+	snap_stop(v);	/* before the dir: the RAM file may still be in it */
 	remove_private_dir(v);
 }
