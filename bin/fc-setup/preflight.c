@@ -28,6 +28,7 @@
 
 #include "json.h"
 #include "log.h"
+#include "ownqemu.h"
 #include "paths.h"
 #include "proc.h"
 #include "setup.h"
@@ -254,6 +255,20 @@ static void check_vmm(struct report *r, bool *need_qemu)
 	     "neither firecracker nor fc-qemu found");
 }
 
+/* fc-qemu snapshots need fcvm's own QEMU (fc-setup qemu); lib/ownqemu's rule. */
+static void check_snapshot_qemu(struct report *r)
+{
+	struct fc_err why = { 0 };
+	bool capable;
+	_cleanup_free_ char *bin = ownqemu_select(&capable, &why);
+
+	if (capable)
+		item(r, ST_OK, false, "snapshot-qemu", NULL, "fcvm's snapshot-capable QEMU: %s", bin);
+	else
+		item(r, ST_WARN, false, "snapshot-qemu", "fc-setup qemu (builds it once, about 8 minutes)",
+		     "snapshots under fc-qemu are unavailable: %s", why.msg);
+}
+
 static void check_tool(struct report *r, const char *name, const char *tool, const char *arg,
 		       bool blocking, const char *fix)
 {
@@ -412,6 +427,7 @@ int cmd_preflight(int argc, char **argv)
 	check_vmm(&r, &need_qemu);
 	check_tool(&r, "qemu", "qemu-system-x86_64", "--version", need_qemu,
 		   "apt-get install qemu-system-x86");
+	check_snapshot_qemu(&r);
 	check_dev(&r, "tun", "/dev/net/tun", "needed for bridged networking",
 		  "modprobe tun; mknod /dev/net/tun c 10 200");
 	check_uffd(&r);
