@@ -1,8 +1,9 @@
 # tests/lib/fixtures.sh - sourced by tests/run-tests and the benchmarks.
 # fixtures_prepare [--no-rootfs]: a reflink-capable data root on a btrfs loop
 # image kept in $FCVM_CACHE (what one run builds, the next finds), the guest
-# kernel and the rootfs, each keyed by its inputs by fc-setup. Exports
-# FCVM_TEST_KERNEL, FCVM_TEST_ROOTFS, FCVM_TEST_BTRFS. fixtures_release
+# kernel and the rootfs, each keyed by its inputs by fc-setup, and fcvm's
+# QEMU. Exports FCVM_TEST_KERNEL, FCVM_TEST_ROOTFS, FCVM_TEST_BTRFS,
+# FCVM_TEST_QEMU. fixtures_release
 # unmounts the data root (unless FCVM_TEST_KEEP_MOUNT is set).
 fixroot=""
 
@@ -20,6 +21,24 @@ fixtures_prepare() {
 	printf '== fixtures: rootfs (the first build takes minutes)\n' >&2
 	FCVM_TEST_ROOTFS=$(FCVM_ROOT="$fixroot" fc-setup rootfs) || return 1
 	export FCVM_TEST_ROOTFS
+	fixtures_qemu
+}
+
+# fixtures_qemu: fcvm's snapshot-capable QEMU (fc-setup qemu, cached in
+# $FCVM_CACHE/qemu by source version + patch; the first build takes about
+# 8 minutes). Exports FCVM_TEST_QEMU (empty when it could not be built,
+# then FCVM_TEST_QEMU_WHY says why: snapshot tests skip, or fail in CI).
+fixtures_qemu() {
+	local log="$FCVM_CACHE/qemu-build.log"
+	printf '== fixtures: fcvm QEMU (cached; a first build takes minutes, log %s)\n' "$log" >&2
+	if FCVM_TEST_QEMU=$(fc-setup qemu 2>"$log"); then
+		FCVM_TEST_QEMU_WHY=""
+	else
+		FCVM_TEST_QEMU=""
+		FCVM_TEST_QEMU_WHY=$(tail -1 "$log")
+		printf '== fixtures: no fcvm QEMU: %s\n' "$FCVM_TEST_QEMU_WHY" >&2
+	fi
+	export FCVM_TEST_QEMU FCVM_TEST_QEMU_WHY
 }
 
 fixtures_release() {
