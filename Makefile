@@ -142,6 +142,7 @@ fuzz_extra_http_api_fuzz      := bin/fc-qemu/api.c
 fuzz_extra_proto_fuzz         := agent/plan.c
 fuzz_extra_vhost_user_fuzz    := bin/fc-vsock/vhost.c
 fuzz_extra_vsock_connect_fuzz := bin/fc-vsock/connline.c
+fuzz_extra_vproto_fuzz        := bin/fc-volume/fs.c
 
 fuzz: $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
 $(BUILD)/fuzz/%: fuzz/%.c $(LIB_SRC) $(wildcard lib/*.h)
