@@ -176,6 +176,43 @@ state_of() {
 	assert_contains "$(jq -r "$sq | .fix" <<<"$output")" "fc-setup qemu" "preflight says how to get one"
 }
 
+@test "fc-setup qemu: temporaries of dead builds are collected; an interrupted build leaves nothing" {
+	need_snap_qemu
+	local c="$BATS_TEST_TMPDIR/cache" key
+	key=$(basename "$(dirname "$(dirname "$(readlink -f "$FCVM_TEST_QEMU")")")")
+	mkdir -p "$c/qemu"
+	ln -s "$(dirname "$(dirname "$(readlink -f "$FCVM_TEST_QEMU")")")" "$c/qemu/$key"
+	mkdir "$c/qemu/.build-$key-999999" "$c/qemu/.tmp-$key-999999" "$c/qemu/.build-$key-$$"
+	FCVM_CACHE="$c" run timeout 120 fc-setup qemu
+	[ "$status" -eq 0 ] || { echo "$output" >&2; false; }
+	[ ! -e "$c/qemu/.build-$key-999999" ] && [ ! -e "$c/qemu/.tmp-$key-999999" ] ||
+		{ echo "a dead build's temporaries were not collected" >&2; false; }
+	[ -d "$c/qemu/.build-$key-$$" ] || { echo "a live builder's temporary was removed" >&2; false; }
+	rm -rf "$c"
+
+	# a real build, interrupted while it unpacks the source
+	mkdir -p "$c"
+	FCVM_CACHE="$c" fc-setup qemu --jobs 1 >"$BATS_TEST_TMPDIR/out" 2>"$BATS_TEST_TMPDIR/err" 3>&- &
+	local pid=$! i
+	PIDS+=($pid)
+	for ((i = 0; i < 1200; i++)); do
+		ls -d "$c"/qemu/.build-*/src >/dev/null 2>&1 && break
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if ! kill -0 "$pid" 2>/dev/null; then
+		cat "$BATS_TEST_TMPDIR/err" >&2
+		skip "fc-setup qemu could not fetch the source here (no network?)"
+	fi
+	kill -TERM "$pid"
+	local rc=0
+	wait "$pid" || rc=$?
+	assert_eq "$rc" 130 "an interrupted build exits 130"
+	assert_eq "$(ls -A "$c/qemu" | grep -v '^\.lock$' | wc -l)" 0 \
+		"nothing left of the interrupted build (no final name, no temporaries)"
+	[ ! -s "$BATS_TEST_TMPDIR/out" ] || { echo "it printed a path" >&2; false; }
+}
+
 @test "snapshot: pause, create, resume; a new fc-qemu loads it (File) and its agent answers" {
 	need_snap_qemu
 	start_fcq src

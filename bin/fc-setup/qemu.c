@@ -14,7 +14,8 @@
  *     configure flags): an existing $FCVM_CACHE/qemu/<key16> is reused as
  *     is (nothing downloaded or built);
  *  3. under $FCVM_CACHE/qemu/.lock: temporaries of dead builders
- *     (.build-* / .tmp-* whose pid is gone) are removed; the source is
+ *     (.build-* / .tmp-* whose pid is gone) are removed (also when the
+ *     build exists and nobody holds the lock); the source is
  *     fetched and unpacked (dpkg-source -x applies Debian's patches) in
  *     .build-<key16>-<pid>, our patch applied, configured and built with
  *     ninja under nice; the stripped binary and a manifest go to
@@ -371,6 +372,14 @@ int cmd_qemu(int argc, char **argv)
 	/* again: whoever held the lock may have just built it */
 	if (stat(final, &st) == 0) {
 		log_info("QEMU %s (%s) is up to date", s.version, key16);
+		/* tidy up after builders that died, unless one is building now */
+		if (lock < 0) {
+			_cleanup_free_ char *lp = xasprintf("%s/.lock", qdir);
+
+			lock = fs_lock(lp, FS_LOCK_NB, &e);
+		}
+		if (lock >= 0)
+			collect_stale(qdir);
 	} else {
 		collect_stale(qdir);
 		work = xasprintf("%s/.build-%s-%d", qdir, key16, (int)getpid());
