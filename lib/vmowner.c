@@ -29,19 +29,34 @@
 
 #define API_WAIT_MS	10000
 #define STOP_GRACE_MS	3000
-#define DRAIN_MS	2000	/* console output still in the pipe when the VMM ends */
+#define DRAIN_MS	2000	/* VMM output still in the pipes when it ends */
 #define JANITOR_WAIT_MS	5000
 #define CMDLINE_MAX	2048	/* x86 COMMAND_LINE_SIZE */
-#define CONSOLE_CHUNK	65536
-#define CONSOLE_PIPE_SZ	(256 * 1024)
+#define LOG_CHUNK	65536
+#define LOG_PIPE_SZ	(256 * 1024)
 /* Guest-initiated vsock listeners are "<uds>_<port>", port up to 10 digits. */
 #define VSOCK_SUFFIX_MAX 11
+
+/* The VMM's stdout (the guest's serial console) and stderr reach us through
+ * pipes; each is written to a file of at most @max bytes, which when full
+ * becomes "<path>.1" (replacing the older one) while a new file starts. So
+ * the newest output is kept, at most 2 x @max bytes stay on disk, and
+ * neither the guest nor the VMM can fill the data root. */
+struct caplog {
+	const char *what;	/* "console", "VMM log": for messages */
+	char *path, *old;	/* owned */
+	int in;			/* read end of the pipe (non-blocking); -1 after EOF */
+	int fd;			/* the file */
+	uint64_t size, max;
+	bool made;		/* this call created the file */
+	bool warned;
+};
 
 struct vmowner {
 	struct vm_spec s;	/* resolved copy; its strings point into the fields below */
 	char *name, *id, *type, *vmm, *kernel, *initrd, *rootfs, *tap, *mac, *boot_args;
 	char *drive_paths[VM_MAX_DRIVES];
-	char *vsock, *console, *console_old, *run_dir, *disk_dir, *api_sock, *vmm_log;
+	char *vsock, *run_dir, *disk_dir, *api_sock;
 	char *cmdline;
 	json_t *extra;
 	json_t *rec;
@@ -51,13 +66,131 @@ struct vmowner {
 	pid_t janitor_pid;
 	int janitor_fd;		/* write end; the janitor wakes when it closes */
 	int sfd;		/* signalfd: SIGCHLD, SIGTERM, SIGINT, SIGHUP */
-	int console_in;		/* read end of the VMM's stdout */
-	int console_fd;		/* the console log */
-	uint64_t console_size;
-	bool console_warned;
+	struct caplog console;	/* the VMM's stdout: the guest's serial console */
+	struct caplog vmm_log;	/* the VMM's stderr: vm-disks/<id>/vmm.log */
 	int detach_fd;		/* --detach child: write end to the waiting parent */
-	bool claimed, made_disk_dir, made_console, made_vmm_log;
+	bool claimed, made_disk_dir;
 };
+
+/* ---- logs fed by the VMM: capped, rotated once ---------------------------- */
+
+static void caplog_init(struct caplog *l, const char *what, char *path)
+{
+	l->what = what;
+	l->path = path;
+	l->old = xasprintf("%s.1", path);
+	l->in = l->fd = -1;
+}
+
+static void caplog_release(struct caplog *l)
+{
+	free(l->path);
+	free(l->old);
+	cleanup_closep(&l->in);
+	cleanup_closep(&l->fd);
+}
+
+/* Open (or append to) the file and make the pipe; *@write_end is the end
+ * for the VMM (the caller closes it once the VMM has it). */
+static int caplog_open(struct caplog *l, uint64_t max, int *write_end, struct fc_err *e)
+{
+	struct stat st;
+	int p[2];
+
+	l->max = max;
+	l->fd = open(l->path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0644);
+	if (l->fd >= 0)
+		l->made = true;
+	else if (errno == EEXIST)
+		l->fd = open(l->path, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
+	if (l->fd < 0)
+		return fc_err_set(e, errno, "open %s '%s'", l->what, l->path);
+	if (fstat(l->fd, &st) < 0)
+		return fc_err_set(e, errno, "stat %s '%s'", l->what, l->path);
+	l->size = st.st_size;
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return fc_err_set(e, errno, "%s pipe", l->what);
+	l->in = p[0];
+	*write_end = p[1];
+	fcntl(l->in, F_SETFL, O_NONBLOCK);	/* the read end only */
+	fcntl(l->in, F_SETPIPE_SZ, LOG_PIPE_SZ);	/* best effort */
+	return 0;
+}
+
+static int caplog_rotate(struct caplog *l, struct fc_err *e)
+{
+	cleanup_closep(&l->fd);
+	/* ENOENT: an earlier rotation renamed it but could not open a new one. */
+	if (rename(l->path, l->old) < 0 && errno != ENOENT)
+		return fc_err_set(e, errno, "rotate %s '%s'", l->what, l->path);
+	l->fd = open(l->path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC | O_NOFOLLOW,
+		     0644);
+	if (l->fd < 0)
+		return fc_err_set(e, errno, "open %s '%s'", l->what, l->path);
+	l->size = 0;
+	return 0;
+}
+
+/* Append @n bytes; the file never grows beyond l->max. */
+static int caplog_write(struct caplog *l, const char *p, size_t n, struct fc_err *e)
+{
+	while (n > 0) {
+		size_t k;
+
+		if ((l->size >= l->max || l->fd < 0) && caplog_rotate(l, e) < 0)
+			return -1;
+		k = l->max - l->size;
+		if (k > n)
+			k = n;
+		if (write_full(l->fd, p, k) < 0)
+			return fc_err_set(e, errno, "write %s '%s'", l->what, l->path);
+		l->size += k;
+		p += k;
+		n -= k;
+	}
+	return 0;
+}
+
+/* Copy what the VMM wrote (a few chunks at most, so signals stay served).
+ * The pipe is always emptied - a failing log must not stall the guest's
+ * serial port - and the first write error is logged once, not returned. */
+static void caplog_pump(struct caplog *l)
+{
+	static char buf[LOG_CHUNK];
+
+	for (int round = 0; round < 16 && l->in >= 0; round++) {
+		ssize_t n = read(l->in, buf, sizeof(buf));
+		struct fc_err e;
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return;
+		if (n <= 0) {
+			cleanup_closep(&l->in);
+			return;
+		}
+		if (caplog_write(l, buf, n, &e) < 0 && !l->warned) {
+			log_warn("%s output is being lost: %s", l->what, e.msg);
+			l->warned = true;
+		}
+	}
+}
+
+/* Once the VMM ended: what is still in the pipes, until EOF or DRAIN_MS. */
+static void caplog_drain(struct caplog *a, struct caplog *b)
+{
+	uint64_t deadline = now_ms() + DRAIN_MS;
+
+	while ((a->in >= 0 || b->in >= 0) && now_ms() < deadline) {
+		struct pollfd pf[2] = { { a->in, POLLIN, 0 }, { b->in, POLLIN, 0 } };
+
+		if (poll(pf, 2, (int)(deadline - now_ms())) <= 0)
+			break;
+		caplog_pump(a);
+		caplog_pump(b);
+	}
+}
 
 /* ---- validation (nothing is created here) ------------------------------ */
 
@@ -264,7 +397,7 @@ static int resolve(struct vmowner *o, const struct vm_spec *s, struct fc_err *e)
 	o->run_dir = fc_path("run/%s", o->id);
 	o->disk_dir = fc_path("vm-disks/%s", o->id);
 	o->api_sock = xasprintf("%s/api.sock", o->run_dir);
-	o->vmm_log = xasprintf("%s/vmm.log", o->disk_dir);
+	caplog_init(&o->vmm_log, "VMM log", xasprintf("%s/vmm.log", o->disk_dir));
 	if (check_sock_path("API", o->api_sock, 0, e) < 0)
 		return fc_err_wrap(e, "data root '%s'", fc_root());
 	if (!s->no_vsock) {
@@ -273,12 +406,14 @@ static int resolve(struct vmowner *o, const struct vm_spec *s, struct fc_err *e)
 			return -1;
 	}
 	if (s->console) {
-		if (check_console(s->console, &o->console, e) < 0)
+		char *path = NULL;
+
+		if (check_console(s->console, &path, e) < 0)
 			return -1;
+		caplog_init(&o->console, "console", path);
 	} else {
-		o->console = xasprintf("%s/console.log", o->disk_dir);
+		caplog_init(&o->console, "console", xasprintf("%s/console.log", o->disk_dir));
 	}
-	o->console_old = xasprintf("%s.1", o->console);
 	o->cmdline = xasprintf("console=ttyS0 reboot=k panic=1 pci=off fcvm.id=%s root=%s%s%s",
 			       o->id, o->rootfs ? "/dev/vda rw" : "none", o->boot_args ? " " : "",
 			       o->boot_args ? o->boot_args : "");
@@ -308,7 +443,7 @@ static int resolve(struct vmowner *o, const struct vm_spec *s, struct fc_err *e)
 	o->s.mac = o->mac;
 	o->s.boot_args = o->boot_args;
 	o->s.vsock = o->vsock;
-	o->s.console = o->console;
+	o->s.console = o->console.path;
 	o->s.console_max = max;
 	o->s.configure = s->configure ? s->configure : vm_configure_boot;
 	o->s.record_extra = o->extra;
@@ -319,7 +454,8 @@ struct vmowner *vmowner_new(const struct vm_spec *s, struct fc_err *e)
 {
 	struct vmowner *o = xcalloc(1, sizeof(*o));
 
-	o->janitor_fd = o->sfd = o->console_in = o->console_fd = o->detach_fd = -1;
+	o->janitor_fd = o->sfd = o->detach_fd = -1;
+	o->console.in = o->console.fd = o->vmm_log.in = o->vmm_log.fd = -1;
 	o->vmm_pid = o->janitor_pid = -1;
 	if (resolve(o, s, e) < 0) {
 		vmowner_free(o);
@@ -345,19 +481,16 @@ void vmowner_free(struct vmowner *o)
 	for (int i = 0; i < VM_MAX_DRIVES; i++)
 		free(o->drive_paths[i]);
 	free(o->vsock);
-	free(o->console);
-	free(o->console_old);
 	free(o->run_dir);
 	free(o->disk_dir);
 	free(o->api_sock);
-	free(o->vmm_log);
 	free(o->cmdline);
 	json_decref(o->extra);
 	json_decref(o->rec);
 	cleanup_closep(&o->janitor_fd);
 	cleanup_closep(&o->sfd);
-	cleanup_closep(&o->console_in);
-	cleanup_closep(&o->console_fd);
+	caplog_release(&o->console);
+	caplog_release(&o->vmm_log);
 	cleanup_closep(&o->detach_fd);
 	free(o);
 }
@@ -412,10 +545,10 @@ static void undo_claim(struct vmowner *o)
 	if (!o->claimed)
 		return;
 	remove_runtime(o->id, o->run_dir, o->vsock);
-	if (o->made_console)
-		unlink(o->console);
-	if (o->made_vmm_log)
-		unlink(o->vmm_log);
+	if (o->console.made)
+		unlink(o->console.path);
+	if (o->vmm_log.made)
+		unlink(o->vmm_log.path);
 	if (o->made_disk_dir)
 		rmdir(o->disk_dir);
 	o->claimed = false;
@@ -543,7 +676,7 @@ static int claim(struct vmowner *o, struct fc_err *e)
 	o->rec = state_new(o->id, o->name, o->type, "starting");
 	if (o->extra)
 		json_object_update(o->rec, o->extra);
-	json_object_set_new(o->rec, "console", json_string(o->console));
+	json_object_set_new(o->rec, "console", json_string(o->console.path));
 	json_object_set_new(o->rec, "disk_dir", json_string(o->disk_dir));
 	if (state_save(o->rec, e) < 0) {
 		state_remove(o->id);
@@ -559,140 +692,24 @@ static int claim(struct vmowner *o, struct fc_err *e)
 	return 0;
 }
 
-/* ---- the console: the VMM's stdout, capped and rotated once ------------- */
-
-static int open_new_or_append(const char *path, bool *made, struct fc_err *e)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0644);
-
-	if (fd >= 0) {
-		*made = true;
-		return fd;
-	}
-	if (errno == EEXIST)
-		fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0)
-		return fc_err_set(e, errno, "open '%s'", path);
-	return fd;
-}
-
-static int console_open(struct vmowner *o, struct fc_err *e)
-{
-	struct stat st;
-
-	o->console_fd = open_new_or_append(o->console, &o->made_console, e);
-	if (o->console_fd < 0)
-		return -1;
-	if (fstat(o->console_fd, &st) < 0)
-		return fc_err_set(e, errno, "stat '%s'", o->console);
-	o->console_size = st.st_size;
-	return 0;
-}
-
-/* console.log becomes console.log.1 (replacing the older one) and a new,
- * empty console.log takes its place. */
-static int console_rotate(struct vmowner *o, struct fc_err *e)
-{
-	cleanup_closep(&o->console_fd);
-	/* ENOENT: an earlier rotation renamed it but could not open a new one. */
-	if (rename(o->console, o->console_old) < 0 && errno != ENOENT)
-		return fc_err_set(e, errno, "rotate '%s'", o->console);
-	o->console_fd = open(o->console, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC |
-				 O_NOFOLLOW, 0644);
-	if (o->console_fd < 0)
-		return fc_err_set(e, errno, "open '%s'", o->console);
-	o->console_size = 0;
-	return 0;
-}
-
-/* Append @n bytes; the file never grows beyond console_max. */
-static int console_write(struct vmowner *o, const char *p, size_t n, struct fc_err *e)
-{
-	while (n > 0) {
-		size_t k;
-
-		if (o->console_size >= o->s.console_max || o->console_fd < 0)
-			if (console_rotate(o, e) < 0)
-				return -1;
-		k = o->s.console_max - o->console_size;
-		if (k > n)
-			k = n;
-		if (write_full(o->console_fd, p, k) < 0)
-			return fc_err_set(e, errno, "write '%s'", o->console);
-		o->console_size += k;
-		p += k;
-		n -= k;
-	}
-	return 0;
-}
-
-/* Copy what the VMM wrote (at most a few chunks, so signals stay served).
- * The pipe is always drained: a failing log must not stall the guest's
- * serial port. The first write error is logged once, not returned. */
-static void console_pump(struct vmowner *o)
-{
-	static char buf[CONSOLE_CHUNK];
-
-	for (int round = 0; round < 16 && o->console_in >= 0; round++) {
-		ssize_t n = read(o->console_in, buf, sizeof(buf));
-		struct fc_err e;
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && errno == EAGAIN)
-			return;
-		if (n <= 0) {
-			cleanup_closep(&o->console_in);
-			return;
-		}
-		if (console_write(o, buf, n, &e) < 0 && !o->console_warned) {
-			log_warn("console output is being lost: %s", e.msg);
-			o->console_warned = true;
-		}
-	}
-}
-
-/* After the VMM ended: what is still in the pipe, until EOF or DRAIN_MS. */
-static void console_drain(struct vmowner *o)
-{
-	uint64_t deadline = now_ms() + DRAIN_MS;
-
-	while (o->console_in >= 0 && now_ms() < deadline) {
-		struct pollfd pf = { o->console_in, POLLIN, 0 };
-
-		if (poll(&pf, 1, (int)(deadline - now_ms())) <= 0)
-			break;
-		console_pump(o);
-	}
-}
-
 /* ---- the VMM ------------------------------------------------------------ */
 
 static int spawn_vmm(struct vmowner *o, struct fc_err *e)
 {
-	_cleanup_close_ int null = -1, log = -1, out = -1;
+	_cleanup_close_ int null = -1, out = -1, err = -1;
 	struct spawn_opts so = { -1, -1, -1, true, false };
 	char *argv[] = { o->vmm, "--api-sock", o->api_sock, "--id", o->id, NULL };
-	int p[2];
 	uint64_t start = 0;
 
-	if (console_open(o, e) < 0)
-		return -1;
-	log = open_new_or_append(o->vmm_log, &o->made_vmm_log, e);
-	if (log < 0)
+	if (caplog_open(&o->console, o->s.console_max, &out, e) < 0 ||
+	    caplog_open(&o->vmm_log, o->s.console_max, &err, e) < 0)
 		return -1;
 	null = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (null < 0)
 		return fc_err_set(e, errno, "open /dev/null");
-	if (pipe2(p, O_CLOEXEC) < 0)
-		return fc_err_set(e, errno, "console pipe");
-	o->console_in = p[0];
-	out = p[1];
-	fcntl(o->console_in, F_SETFL, O_NONBLOCK);	/* the read end only */
-	fcntl(o->console_in, F_SETPIPE_SZ, CONSOLE_PIPE_SZ);	/* best effort */
 	so.fd_in = null;
 	so.fd_out = out;
-	so.fd_err = log;
+	so.fd_err = err;
 	o->vmm_pid = spawn(argv, &so, e);
 	if (o->vmm_pid < 0)
 		return fc_err_wrap(e, "start VMM");
@@ -743,21 +760,49 @@ static int api_give_up(void *arg, struct fc_err *e)
 	return 0;
 }
 
-/* Last non-empty line of the VMM's log, sanitised, to say why it died. */
+/* The last 4 KiB of @path, NUL-terminated, or NULL when empty or unreadable. */
+static char *file_tail(const char *path, size_t *len)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	char *buf;
+	struct stat st;
+	off_t off;
+	ssize_t n;
+
+	if (fd < 0 || fstat(fd, &st) < 0 || st.st_size == 0)
+		return NULL;
+	off = st.st_size > 4096 ? st.st_size - 4096 : 0;
+	buf = xmalloc(4097);
+	n = pread(fd, buf, 4096, off);
+	if (n <= 0) {
+		free(buf);
+		return NULL;
+	}
+	buf[n] = '\0';
+	*len = n;
+	return buf;
+}
+
+/* Last non-empty line the VMM wrote to stderr (once it has ended: what is
+ * still in the pipes is written first), sanitised, to say why it died. */
 static char *vmm_last_line(struct vmowner *o)
 {
 	_cleanup_free_ char *text = NULL;
-	struct fc_err e;
-	size_t len;
+	size_t len = 0;
 	char *end, *start;
 
-	text = read_file_max(o->vmm_log, 1 << 20, &len, &e);
-	if (!text || !len)
+	caplog_drain(&o->console, &o->vmm_log);
+	text = file_tail(o->vmm_log.path, &len);
+	if (!text)	/* just rotated */
+		text = file_tail(o->vmm_log.old, &len);
+	if (!text)
 		return xstrdup("(no output)");
 	end = text + len;
-	while (end > text && (end[-1] == '\n' || end[-1] == '\r'))
+	while (end > text && (end[-1] == '\n' || end[-1] == '\r' || end[-1] == '\0'))
 		*--end = '\0';
-	start = strrchr(text, '\n');
+	if (end == text)
+		return xstrdup("(no output)");
+	start = memrchr(text, '\n', end - text);
 	start = start ? start + 1 : text;
 	return text_clean(start, strlen(start), 1024, false);
 }
@@ -963,18 +1008,22 @@ static int start(struct vmowner *o, struct fc_err *e)
 static int serve(struct vmowner *o, int *code, struct fc_err *e)
 {
 	for (;;) {
-		struct pollfd pf[2] = { { o->sfd, POLLIN, 0 }, { o->console_in, POLLIN, 0 } };
+		/* poll() skips a log whose pipe is closed (fd -1). */
+		struct pollfd pf[3] = { { o->sfd, POLLIN, 0 }, { o->console.in, POLLIN, 0 },
+					{ o->vmm_log.in, POLLIN, 0 } };
 		struct signalfd_siginfo si;
 		int status = 1 << 8;	/* exit 1, should the status be lost */
 		ssize_t n;
 
-		if (poll(pf, o->console_in >= 0 ? 2 : 1, -1) < 0) {
+		if (poll(pf, 3, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			return fc_err_set(e, errno, "poll");
 		}
-		if (o->console_in >= 0 && pf[1].revents)
-			console_pump(o);
+		if (pf[1].revents)
+			caplog_pump(&o->console);
+		if (pf[2].revents)
+			caplog_pump(&o->vmm_log);
 		if (!(pf[0].revents & POLLIN))
 			continue;
 		n = read(o->sfd, &si, sizeof(si));
@@ -986,7 +1035,7 @@ static int serve(struct vmowner *o, int *code, struct fc_err *e)
 		if (si.ssi_signo == SIGCHLD) {
 			if (vmm_running(o, &status))
 				continue;
-			console_drain(o);
+			caplog_drain(&o->console, &o->vmm_log);
 			if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
 				log_info("VM %s stopped", o->id);
 				*code = 0;
@@ -996,7 +1045,7 @@ static int serve(struct vmowner *o, int *code, struct fc_err *e)
 				_cleanup_free_ char *why = vmm_last_line(o);
 
 				return fc_err_set(e, 0, "the VMM exited with status %d: %s (see %s)",
-						  exit_code_of(status), why, o->vmm_log);
+						  exit_code_of(status), why, o->vmm_log.path);
 			}
 		}
 		log_info("stopping VM %s on signal %d", o->id, (int)si.ssi_signo);
@@ -1004,7 +1053,7 @@ static int serve(struct vmowner *o, int *code, struct fc_err *e)
 			log_warn("%s", e->msg);
 		kill_wait(o->vmm_pid, STOP_GRACE_MS);
 		o->vmm_pid = -1;
-		console_drain(o);
+		caplog_drain(&o->console, &o->vmm_log);
 		*code = 128 + si.ssi_signo;
 		return 0;
 	}
@@ -1051,7 +1100,8 @@ int vmowner_run(struct vmowner *o, struct vm_outcome *out, struct fc_err *e)
 		}
 		return -1;
 	}
-	log_info("VM %s running (VMM pid %d, console %s)", o->id, (int)o->vmm_pid, o->console);
+	log_info("VM %s running (VMM pid %d, console %s)", o->id, (int)o->vmm_pid,
+		 o->console.path);
 	report_ready(o);
 
 	r = serve(o, &code, e);

@@ -23,8 +23,8 @@
  *     Firecracker (and fc-qemu) write the guest's serial console - is a
  *     pipe that the owner copies into the console log, capped at
  *     @console_max bytes and rotated once to "<console>.1", so the newest
- *     output is kept and a guest cannot fill the data root. Its stderr goes
- *     to vm-disks/<id>/vmm.log.
+ *     output is kept and a guest cannot fill the data root. Its stderr
+ *     reaches vm-disks/<id>/vmm.log the same way, with the same cap.
  *  6. The VMM is configured through its API by a callback:
  *     vm_configure_boot() (machine config, boot source, drives, network,
  *     vsock, InstanceStart) unless the caller passes another one - a clone

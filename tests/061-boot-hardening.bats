@@ -199,6 +199,15 @@ wait_status() {
 	assert_contains "$output" "invalid --console-max (bytes) '100'" "a tiny cap is refused"
 }
 
+@test "fc-boot: the VMM's own log (its stderr) is capped the same way" {
+	FAKE_VMM=console FAKE_VMM_BYTES=10 FAKE_VMM_ERR_BYTES=200000 FCVM_VMM="$FAKE" run_fc 0 \
+		--timeout 60 fc-boot --name vcap --kernel "$KERNEL" --console-max 65536
+	local dir; dir=$(find "$FCVM_ROOT/vm-disks" -mindepth 1 -maxdepth 1 -type d)
+	[ "$(stat -c %s "$dir/vmm.log")" -le 65536 ] || { echo "vmm.log is $(stat -c %s "$dir/vmm.log") bytes" >&2; false; }
+	assert_eq "$(stat -c %s "$dir/vmm.log.1")" 65536 "vmm.log rotated at the cap"
+	assert_eq "$(tail -n 1 "$dir/vmm.log")" "FAKE-END-MARKER" "the newest VMM output is kept"
+}
+
 # --- readiness ----------------------------------------------------------------
 
 @test "fc-boot: --ready-fd writes 'ready <id>' once the VM runs, then closes the fd" {
