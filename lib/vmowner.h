@@ -85,7 +85,7 @@ struct vm_spec {
 	const char *vsock;		/* NULL: $FCVM_ROOT/run/<id>/vsock.sock */
 	bool no_vsock;			/* no vsock device at all */
 	const char *console;		/* NULL: $FCVM_ROOT/vm-disks/<id>/console.log */
-	uint64_t console_max;		/* 0: VM_CONSOLE_MAX_DEFAULT */
+	uint64_t console_max;		/* 0: VM_CONSOLE_MAX_DEFAULT; caps vmm.log too */
 	bool detach;			/* return once running (see vm_outcome) */
 	bool die_with_parent;		/* stop the VM when our parent dies */
 	bool ready;			/* write "ready <id>\n" to @ready_fd, then close it */

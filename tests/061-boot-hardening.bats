@@ -31,6 +31,13 @@ assert_nothing_left() {
 		"no vm-disks entry ($1): $(find "$FCVM_ROOT/vm-disks" -mindepth 1 2>/dev/null)"
 }
 
+# assert_own_group PGID: a process group we may SIGKILL - never empty, never
+# our own (bats itself).
+assert_own_group() {
+	[ -n "$1" ] || { echo "no process group found" >&2; return 1; }
+	[ "$1" != "$(ps -o pgid= -p $$ | tr -d ' ')" ] || { echo "fc-boot is in our own group" >&2; return 1; }
+}
+
 # wait_status STATUS SECONDS PID: until the one record has "status" STATUS.
 wait_status() {
 	local want=$1 secs=$2 pid=$3 i
@@ -134,7 +141,7 @@ wait_status() {
 	owner=$(jq -r .pid <<<"$rec"); vmm=$(jq -r .vmm_pid <<<"$rec")
 	pgid=$(ps -o pgid= -p "$owner" | tr -d ' ')
 	# Never signal our own group (bats itself).
-	[ -n "$pgid" ] && [ "$pgid" != "$(ps -o pgid= -p $$ | tr -d ' ')" ]
+	assert_own_group "$pgid"
 	[ "$(find "$FCVM_ROOT/run" -type s | wc -l)" -ge 1 ]
 	kill -9 -- "-$pgid"
 	local i
@@ -156,7 +163,7 @@ wait_status() {
 	local pid=$!
 	wait_status running 60 "$pid"
 	local pgid; pgid=$(ps -o pgid= -p "$(jq -r .pid "$FCVM_ROOT"/state/*.json)" | tr -d ' ')
-	[ -n "$pgid" ] && [ "$pgid" != "$(ps -o pgid= -p $$ | tr -d ' ')" ]
+	assert_own_group "$pgid"
 	kill -9 -- "-$pgid"
 	local i
 	for ((i = 0; i < 100; i++)); do
