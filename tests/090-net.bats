@@ -102,10 +102,18 @@ ask() {
 	local -a pre=()
 	[ "$ns" = - ] || pre=(ip netns exec "$ns")
 	if [ "$proto" = udp ]; then
+		# UDP has no retransmission: like any UDP client, ask again a few
+		# times (slirp4netns drops the first datagram while it resolves
+		# the guest's MAC).
 		"${pre[@]}" timeout 10 python3 -c '
 import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(5)
-s.sendto(b"x", (sys.argv[1], int(sys.argv[2]))); print(s.recv(2048).decode().strip())' "$addr" "$port"
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(1)
+for i in range(5):
+    s.sendto(b"x", (sys.argv[1], int(sys.argv[2])))
+    try:
+        print(s.recv(2048).decode().strip()); break
+    except socket.timeout:
+        pass' "$addr" "$port"
 	else
 		"${pre[@]}" timeout 10 bash -c 'exec 3<>/dev/tcp/$0/$1 && head -1 <&3' "$addr" "$port"
 	fi
@@ -315,4 +323,170 @@ s.sendto(b"x", (sys.argv[1], int(sys.argv[2]))); print(s.recv(2048).decode().str
 	assert_eq "$(count_taps)" "$taps_before" "no TAP left"
 	assert_eq "$(count_tables)" "$tables_before" "no table left"
 	assert_eq "$(count_netns)" "$ns_before" "no namespace left"
+}
+
+# ---- rootless: as an ordinary user (nobody), no privilege used -------------
+
+# rl_setup: a data root the user owns, and /dev/net/tun with the 0666 mode a
+# normal distro gives it (this machine has 0600).
+rl_setup() {
+	command -v slirp4netns >/dev/null || skip "slirp4netns not installed"
+	command -v setpriv >/dev/null || skip "setpriv not installed"
+	RL_ROOT=$(mktemp -d /tmp/fcnet-rl.XXXXXX)
+	chmod 755 "$RL_ROOT"
+	fc-setup storage --dir "$RL_ROOT" --without-reflink >/dev/null 2>&1
+	chown -R 65534:65534 "$RL_ROOT"
+	export FCVM_ROOT=$RL_ROOT
+	chmod 0666 /dev/net/tun
+	cp "$SRV" "$RL_ROOT/srv.py"; chmod 644 "$RL_ROOT/srv.py"
+	SRV=$RL_ROOT/srv.py
+	rl_before=$(count_rl_procs)
+}
+
+# The ordinary user every rootless command runs as (word-split on purpose).
+AS_USER="setpriv --reuid=65534 --regid=65534 --clear-groups"
+
+# slirp4netns processes and namespace holders of this data root.
+count_rl_procs() {
+	local p n=0
+	for p in $(pgrep -f 'slirp4netns|fc-net up' 2>/dev/null); do
+		tr '\0' '\n' 2>/dev/null </proc/$p/environ | grep -qx "FCVM_ROOT=$FCVM_ROOT" && n=$((n + 1))
+	done
+	echo "$n"
+}
+
+# ended PID: the process has ended within 5 s (a zombie that its new
+# parent has not reaped yet counts: it runs nothing and holds nothing).
+ended() {
+	local i
+	for ((i = 0; i < 50; i++)); do
+		[ -e "/proc/$1" ] || return 0
+		grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	echo "process $1 still runs: $(tr '\0' ' ' </proc/$1/cmdline 2>/dev/null)" >&2
+	return 1
+}
+
+rl_teardown_check() {
+	assert_eq "$(count_rl_procs)" "$rl_before" "no slirp4netns or namespace holder left" || return 1
+	rm -rf "$RL_ROOT"
+}
+
+# rl_up ID ARGS...: fc-net up --mode rootless as the user; result in $NET.
+rl_up() {
+	local id=$1
+	shift
+	run_fc 0 --timeout 30 $AS_USER fc-net up --vm "$id" --mode rootless "$@"
+	VMS+=("$id")
+	NET=$output
+	jq -e . <<<"$NET" >/dev/null
+}
+
+# rl_guest ID PORT PROTO...: the guest (as the user) serving srv.py on
+# each PORT/PROTO pair, in the background until killed; returns once every
+# server listens (srv.py writes its ready file then).
+rl_guest() {
+	local id=$1 ready=$RL_ROOT/ready-$RANDOM script="" n=0 i
+	shift
+	while [ $# -gt 0 ]; do
+		script+="python3 $SRV 0.0.0.0 $1 $2 $ready.$1 & "
+		n=$((n + 1))
+		shift 2
+	done
+	$AS_USER fc-net attach --vm "$id" -- sh -c "${script}wait" 2>"$RL_ROOT/attach.log" &
+	PIDS+=($!)
+	for ((i = 0; i < 200; i++)); do
+		[ "$(ls "$ready".* 2>/dev/null | wc -l)" -eq "$n" ] && return 0
+		sleep 0.1
+	done
+	cat "$RL_ROOT/attach.log" >&2
+	return 1
+}
+
+@test "rootless: published ports (TCP, UDP) reach the guest, as an ordinary user" {
+	rl_setup
+	local owner
+	sleep 600 & owner=$!; PIDS+=($owner)
+	run_fc 1 $AS_USER fc-net up --vm "$T-r" --mode rootless --owner-pid "$owner" -p 81/udp
+	assert_contains "$output" "UDP port 81 needs --host-loopback" "UDP without host loopback is refused (slirp4netns would drop the replies)"
+	rl_up "$T-r" --owner-pid "$owner" --host-loopback -p 8080:80 -p 127.0.0.1::81/udp
+	local lo up
+	lo=$(jq -r .loopback_ip <<<"$NET"); up=$(jq -r '.ports[1].host_port' <<<"$NET")
+	assert_eq "$(jq -r '[.guest_ip, .gateway, .prefix, .dns[0]] | join(" ")' <<<"$NET")" \
+		"10.0.2.15 10.0.2.2 24 10.0.2.3" "slirp4netns's addressing"
+	local holder; holder=$(jq -r .netns.pid "$FCVM_ROOT/net/$T-r.json")
+	assert_eq "$(stat -c %u /proc/$holder)" 65534 "the namespace holder runs as the user"
+	rl_guest "$T-r" 80 tcp 81 udp
+	run ask - "$lo" 8080
+	assert_eq "$output" "hello 10.0.2.2" "TCP on the VM's loopback address reaches the guest through slirp4netns"
+	run ask - 127.0.0.1 "$up" udp
+	assert_eq "$output" "hello 10.0.2.2" "UDP reaches the guest"
+	run_fc 0 $AS_USER fc-net down --vm "$T-r"
+	run ask - "$lo" 8080
+	[ "$status" -ne 0 ]
+	ended "$holder"
+	rl_teardown_check
+}
+
+@test "rootless: the guest reaches host loopback (--host-loopback) and the outside; not host loopback without" {
+	rl_setup
+	local p=$((20000 + RANDOM % 20000))
+	serve - 127.0.0.1 "$p" tcp
+	local out="fcnt-$T-out" hv="fcv${T: -8}" o=10.252.$((RANDOM % 250)).
+	ip netns add "$out"; NSS+=("$out")
+	ip link add "$hv" type veth peer name eth0 netns "$out"; VETH=$hv
+	ip addr add "${o}1/30" dev "$hv"; ip link set "$hv" up
+	ip -n "$out" addr add "${o}2/30" dev eth0; ip -n "$out" link set eth0 up
+	serve "$out" 0.0.0.0 7000 tcp
+	rl_up "$T-h" --host-loopback --owner-pid $$
+	local q='exec 3<>/dev/tcp/$0/$1 && head -1 <&3'
+	run_fc 0 --timeout 30 $AS_USER fc-net attach --vm "$T-h" -- timeout 10 bash -c "$q" 10.0.2.2 "$p"
+	assert_eq "$output" "hello 127.0.0.1" "10.0.2.2:PORT is the host's 127.0.0.1:PORT"
+	run_fc 0 --timeout 30 $AS_USER fc-net attach --vm "$T-h" -- timeout 10 bash -c "$q" "${o}2" 7000
+	assert_eq "$output" "hello ${o}1" "egress leaves from the host's own address"
+	run_fc 0 $AS_USER fc-net down --vm "$T-h"
+	rl_up "$T-n" --owner-pid $$
+	run $AS_USER fc-net attach --vm "$T-n" -- timeout 10 bash -c "$q" 10.0.2.2 "$p"
+	[[ "$output" != hello* ]]
+	run_fc 0 $AS_USER fc-net down --vm "$T-n"
+	rl_teardown_check
+}
+
+@test "rootless: gc after the owner is killed leaves no slirp4netns, holder or record" {
+	rl_setup
+	local owner
+	$AS_USER sleep 600 & owner=$!; PIDS+=($owner)
+	rl_up "$T-g" --owner-pid "$owner" -p 8080:80
+	local holder; holder=$(jq -r .netns.pid "$FCVM_ROOT/net/$T-g.json")
+	[ "$(count_rl_procs)" -eq $((rl_before + 2)) ]
+	kill -9 "$owner"; wait "$owner" 2>/dev/null || true
+	# The holder follows its owner at once; slirp4netns follows the holder.
+	local i
+	for ((i = 0; i < 100; i++)); do [ "$(count_rl_procs)" -eq "$rl_before" ] && break; sleep 0.1; done
+	assert_eq "$(count_rl_procs)" "$rl_before" "holder and slirp4netns ended with the owner"
+	run_fc 0 $AS_USER fc-net gc --json
+	assert_eq "$output" "[\"$T-g\"]" "gc removed the dead owner's record"
+	[ -z "$(ls "$FCVM_ROOT/net")" ]
+	rl_teardown_check
+}
+
+@test "rootless: slirp4netns missing, no user namespaces, a taken port: one clear line, nothing made" {
+	rl_setup
+	local nobin="$RL_ROOT/nobin"
+	mkdir -p "$nobin"
+	ln -s "$FCVM_BUILD/bin/fc-net" "$nobin/fc-net"
+	run_fc 1 $AS_USER env PATH="$nobin" fc-net up --vm "$T-x" --mode rootless --owner-pid $$
+	assert_contains "$output" "slirp4netns not found" "a missing slirp4netns is named"
+	run_fc 1 $AS_USER unshare --user --map-root-user sh -c \
+		'echo 0 >/proc/sys/user/max_user_namespaces && exec "$0" up --vm "$1" --mode rootless --owner-pid "$2"' \
+		"$(command -v fc-net)" "$T-x" $$
+	assert_contains "$output" "user namespaces are not available here" "missing user namespaces are named"
+	[ "$(echo "$output" | wc -l)" -eq 1 ]
+	local p=$((20000 + RANDOM % 20000))
+	serve - 127.0.0.1 "$p" tcp
+	run_fc 1 $AS_USER fc-net up --vm "$T-x" --mode rootless --owner-pid $$ -p "127.0.0.1:$p:80"
+	assert_contains "$output" "host port 127.0.0.1:$p/tcp is already in use" "a taken port is detected first"
+	[ -z "$(ls "$FCVM_ROOT/net")" ]
+	rl_teardown_check
 }

@@ -93,7 +93,7 @@ static int holder_setup(uid_t uid, gid_t gid, struct fc_err *e)
 	int fd;
 
 	if (unshare(CLONE_NEWUSER | CLONE_NEWNET) < 0)
-		return fc_err_set(e, errno, "create a user and network namespace (are user namespaces enabled? see /proc/sys/user/max_user_namespaces)");
+		return fc_err_set(e, errno, "user namespaces are not available here (disabled, or the limit in /proc/sys/user/max_user_namespaces is reached): create a user and network namespace");
 	snprintf(map, sizeof(map), "0 %u 1", (unsigned int)uid);
 	if (write_map("uid_map", map, e) < 0)
 		return -1;
@@ -413,6 +413,12 @@ int rootless_up(struct up_opts *o, json_t **out, struct fc_err *e)
 		return -1;
 	if (ports_check(o->ports, o->nports, loopback, records, e) < 0)
 		return -1;
+	/* slirp4netns --disable-host-loopback also drops UDP replies to
+	 * clients on a loopback address (measured: TCP is not affected). */
+	for (i = 0; i < o->nports && !o->host_loopback; i++)
+		if (o->ports[i].proto == IPPROTO_UDP)
+			return fc_err_set(e, 0, "rootless: UDP port %u needs --host-loopback (without it slirp4netns drops the replies to host clients)",
+					  o->ports[i].guest_port);
 	api = fc_path("net/%s.sock", o->id);
 	log = fc_path("net/%s.slirp.log", o->id);
 	kip = xasprintf("ip=%s::%s:255.255.255.0::eth0:off", RL_GUEST, RL_GW);
