@@ -175,3 +175,9 @@ clean:
 .PHONY: fuzz fuzz-run bench-run bench-vsock lint deps demo all check check-unit check-asan bench bench-boot install clean
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# Host directory volumes: 1024 x 4 KiB files read by 1/16/256 readers and
+# written with fsync, host directory vs an fc-volfs mount, as ratios.
+bench-volume: $(BUILD)/bin/fc-volume $(BUILD)/bin/fc-volfs
+	tests/bench/volume $(BUILD)
+.PHONY: bench-volume

@@ -288,7 +288,8 @@ static void vf_init(void *ud, struct fuse_conn_info *conn)
 	else
 		conn->max_write = V.max_data < (1u << 20) ? V.max_data : (1u << 20);
 	conn->want |= conn->capable & (FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS |
-				       FUSE_CAP_PARALLEL_DIROPS | FUSE_CAP_ASYNC_READ);
+				       FUSE_CAP_PARALLEL_DIROPS | FUSE_CAP_ASYNC_READ |
+				       FUSE_CAP_AUTO_INVAL_DATA);
 	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
 }
 
@@ -530,7 +531,10 @@ static void vf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	fi->fh = fh;
-	fi->keep_cache = 0;
+	/* Cached pages stay across opens; the kernel drops them when a
+	 * refreshed attribute shows a change (FUSE_CAP_AUTO_INVAL_DATA), so
+	 * host changes show within --attr-timeout. */
+	fi->keep_cache = 1;
 	if (fuse_reply_open(req, fi) == -ENOENT) {
 		struct vp_req rel = { .op = VP_RELEASE, .fh = fh };
 		struct vp_cur c;
@@ -626,11 +630,13 @@ static void vf_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		fuse_reply_write(req, done);
 }
 
+/* Nothing to do at close(): ENOSYS tells the kernel to stop sending FLUSH
+ * at all (writes go through at once; locks end with RELEASE). */
 static void vf_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)ino;
 	(void)fi;
-	fuse_reply_err(req, 0);
+	fuse_reply_err(req, ENOSYS);
 }
 
 static void vf_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
