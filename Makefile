@@ -124,13 +124,15 @@ demo: all
 
 # Benchmarks print medians and ratios against a baseline measured in the
 # same run; no test asserts on time.
-bench: bench-boot bench-run bench-vsock
+bench: bench-boot bench-run bench-vsock bench-net
 bench-boot: all
 	tests/bench/boot $(BUILD)
 bench-run: all
 	tests/bench/run $(BUILD)
 bench-vsock: all
 	tests/bench/vsock $(BUILD)
+bench-net: all
+	tests/bench/net $(BUILD)
 
 # libFuzzer targets, one per parser of outside input; each also builds
 # without -DFC_LIBFUZZER as a replay program for a saved crash.
@@ -172,7 +174,7 @@ install: all
 clean:
 	rm -rf build build-asan
 
-.PHONY: fuzz fuzz-run bench-run bench-vsock lint deps demo all check check-unit check-asan bench bench-boot install clean
+.PHONY: fuzz fuzz-run bench-run bench-vsock bench-net lint deps demo all check check-unit check-asan bench bench-boot install clean
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
