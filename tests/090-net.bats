@@ -274,6 +274,25 @@ for i in range(5):
 	[ ! -e "$FCVM_ROOT/net/$T-a.json" ]
 }
 
+@test "a record naming objects fc-net does not make is refused by down and skipped by gc" {
+	local victim="fcnt-victim-$T"
+	nft add table ip "$victim"
+	mkdir -p "$FCVM_ROOT/net"
+	jq -n --arg id "$T-evil" --arg t "$victim" \
+		'{version: 1, id: $id, mode: "bridged", status: "up", owner_pid: 999999, owner_start: 1,
+		  tap: "eth0", table: $t}' >"$FCVM_ROOT/net/$T-evil.json"
+	run_fc 1 fc-net down --vm "$T-evil"
+	assert_contains "$output" "'tap' is not a name fc-net makes" "the record is refused"
+	run_fc 0 fc-net gc --json
+	assert_eq "$output" "[]" "gc skips it"
+	run nft list table ip "$victim"
+	local st=$status
+	nft delete table ip "$victim"
+	rm "$FCVM_ROOT/net/$T-evil.json"
+	assert_eq "$st" 0 "the table it named is untouched"
+	ip -o link show eth0 >/dev/null
+}
+
 @test "gc removes what belongs to owners that died (kill -9) and keeps the rest; ls --json lists" {
 	sleep 600 &
 	local victim=$!

@@ -28,8 +28,22 @@ int net_lock(struct fc_err *e)
 	return fd;
 }
 
+/* "fc" and 8 lower-case hex digits (net_derive). */
+static bool valid_tap(const char *t)
+{
+	size_t i;
+
+	if (strlen(t) != 10 || strncmp(t, "fc", 2))
+		return false;
+	for (i = 2; i < 10; i++)
+		if (!strchr("0123456789abcdef", t[i]))
+			return false;
+	return true;
+}
+
 static int record_check(json_t *rec, const char *id, struct fc_err *e)
 {
+	const char *mode, *tap, *table;
 	long long v = 0;
 
 	if (!json_is_object(rec))
@@ -38,8 +52,18 @@ static int record_check(json_t *rec, const char *id, struct fc_err *e)
 		return fc_err_set(e, EINVAL, "unknown version");
 	if (!json_str(rec, "id") || (id && strcmp(json_str(rec, "id"), id)))
 		return fc_err_set(e, EINVAL, "'id' does not match the file name");
-	if (!json_str(rec, "mode"))
-		return fc_err_set(e, EINVAL, "no 'mode'");
+	mode = json_str(rec, "mode");
+	if (!mode || (strcmp(mode, "bridged") && strcmp(mode, "rootless")))
+		return fc_err_set(e, EINVAL, "'mode' must be bridged or rootless");
+	/* down and gc act on these names: only names fc-net makes pass. */
+	tap = json_str(rec, "tap");
+	table = json_str(rec, "table");
+	if (!strcmp(mode, "bridged")) {
+		if (tap && !valid_tap(tap))
+			return fc_err_set(e, EINVAL, "'tap' is not a name fc-net makes");
+		if (table && (!tap || strncmp(table, "fcvm-", 5) || strcmp(table + 5, tap)))
+			return fc_err_set(e, EINVAL, "'table' is not fcvm-<tap>");
+	}
 	return 0;
 }
 

@@ -361,14 +361,31 @@ static int add_hostfwd(const char *api, const struct port_map *m, struct fc_err 
 	return 0;
 }
 
-/* SIGTERM @pid (if it is still the process that started at @start), wait
- * up to @grace_ms for it to go, then SIGKILL. Not our child: polled. */
-static void stop_process(pid_t pid, uint64_t start, int grace_ms)
+/* Is @pid's command name @comm? */
+static bool comm_is(pid_t pid, const char *comm)
+{
+	char path[64], buf[32] = { 0 };
+	_cleanup_close_ int fd = -1;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || (n = read(fd, buf, sizeof(buf) - 1)) <= 0)
+		return false;
+	buf[strcspn(buf, "\n")] = '\0';
+	return !strcmp(buf, comm);
+}
+
+/* SIGTERM @pid (if it is still the process that started at @start and is
+ * named @comm), wait up to @grace_ms for it to go, then SIGKILL. Not our
+ * child: polled. */
+static void stop_process(pid_t pid, uint64_t start, const char *comm, int grace_ms)
 {
 	uint64_t end;
 
-	/* Without a start time the pid is not an identity: leave it. */
-	if (pid <= 0 || !start || !state_pid_live(pid, start))
+	/* Without a start time the pid is not an identity: leave it. The
+	 * name check keeps a tampered record from aiming us elsewhere. */
+	if (pid <= 0 || !start || !state_pid_live(pid, start) || !comm_is(pid, comm))
 		return;
 	kill(pid, SIGTERM);
 	for (end = now_ms() + (uint64_t)grace_ms; now_ms() < end;) {
@@ -525,8 +542,8 @@ out:
 int rootless_down(json_t *rec, struct fc_err *e)
 {
 	long long hp = 0, hs = 0, sp = 0, ss = 0;
-	const char *api = json_str(rec, "api_socket"), *id = json_str(rec, "id");
-	_cleanup_free_ char *log = NULL;
+	const char *id = json_str(rec, "id");
+	_cleanup_free_ char *log = NULL, *api = NULL;
 
 	(void)e;
 	json_int(rec, "holder_pid", 1, 1LL << 31, &hp, e);
@@ -534,10 +551,11 @@ int rootless_down(json_t *rec, struct fc_err *e)
 	json_int(rec, "slirp_pid", 1, 1LL << 31, &sp, e);
 	json_int(rec, "slirp_start", 0, 1LL << 62, &ss, e);
 	/* The holder first: slirp4netns ends by itself once it is gone. */
-	stop_process((pid_t)hp, (uint64_t)hs, 3000);
-	stop_process((pid_t)sp, (uint64_t)ss, 3000);
-	if (api)
-		unlink(api);
+	stop_process((pid_t)hp, (uint64_t)hs, "fc-net", 3000);
+	stop_process((pid_t)sp, (uint64_t)ss, "slirp4netns", 3000);
+	/* Our own paths, not the record's: nothing else is unlinked. */
+	api = fc_path("net/%s.sock", id);
+	unlink(api);
 	log = fc_path("net/%s.slirp.log", id);
 	unlink(log);
 	return 0;
