@@ -52,11 +52,8 @@ struct agentc {
 	uint64_t next_owner_check;
 
 	/* the frame coming in */
-	uint8_t hdr[PROTO_HDR_LEN];
-	size_t hgot, pgot;
-	struct proto_hdr h;
-	uint8_t *pay;
-	uint64_t frame_t0;	/* first byte of it; 0: none begun */
+	struct proto_rx rx;
+	uint64_t frame_t0;	/* when it was seen begun; 0: none */
 	uint64_t last_rx;	/* last whole frame (the watchdog) */
 
 	/* frames going out */
@@ -100,7 +97,7 @@ void agentc_free(struct agentc *s)
 	cleanup_closep(&s->console_fd);
 	cleanup_closep(&s->o.started_fd);
 	free(s->where);
-	free(s->pay);
+	proto_rx_reset(&s->rx);
 	free(s->tx);
 	free(s->out);
 	free(s->status);
@@ -288,55 +285,25 @@ static int tx_step(struct agentc *s, struct fc_err *e)
 
 /* ---- frames in ---- */
 
-static void rx_reset(struct agentc *s)
-{
-	s->hgot = s->pgot = 0;
-	free(s->pay);
-	s->pay = NULL;
-	s->frame_t0 = 0;
-}
-
-/* Read what has arrived of the current frame. 1: it is whole (s->h,
- * s->pay), 0: not yet, -1: error or end of the connection. */
+/* Read what has arrived of the current frame. 1: it is whole (s->rx),
+ * 0: not yet, -1: error or end of the connection. */
 static int rx_step(struct agentc *s, struct fc_err *e)
 {
-	for (;;) {
-		bool in_hdr = s->hgot < PROTO_HDR_LEN;
-		uint8_t *dst = in_hdr ? s->hdr + s->hgot : s->pay + s->pgot;
-		size_t want = in_hdr ? PROTO_HDR_LEN - s->hgot : s->h.len - s->pgot;
-		ssize_t n;
-
-		if (!want) {
-			s->pay[s->h.len] = '\0';
-			s->last_rx = now_ms();
-			return 1;
-		}
-		n = read(s->sock, dst, want);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			return 0;
-		if (n < 0 && errno != ECONNRESET)
-			return fc_err_set(e, errno, "receive from the agent");
-		if (n <= 0) {
-			if (!s->hgot)
-				return lost(s, e);
-			return fc_err_say(e, EPROTO,
-					  "agent protocol error: connection closed inside a %s",
-					  in_hdr ? "frame header" : "frame");
-		}
-		if (!s->hgot)
+	switch (proto_rx_read(s->sock, &s->rx, e)) {
+	case PROTO_RX_FRAME:
+		s->frame_t0 = 0;
+		s->last_rx = now_ms();
+		return 1;
+	case PROTO_RX_AGAIN:
+		if (proto_rx_partial(&s->rx) && !s->frame_t0)
 			s->frame_t0 = now_ms();
-		if (in_hdr) {
-			s->hgot += n;
-			if (s->hgot < PROTO_HDR_LEN)
-				continue;
-			if (proto_decode_hdr(s->hdr, &s->h, e) < 0)
-				return fc_err_wrap(e, "agent protocol error");
-			s->pay = xmalloc(s->h.len + 1);
-		} else {
-			s->pgot += n;
-		}
+		return 0;
+	case PROTO_RX_EOF:
+		return lost(s, e);
+	default:
+		if (e->errnum == ECONNRESET)
+			return lost(s, e);
+		return fc_err_wrap(e, e->errnum == EPROTO ? "agent protocol error" : "from the agent");
 	}
 }
 
@@ -433,13 +400,13 @@ static int take_status(struct agentc *s, const uint8_t *buf, size_t len, struct 
 /* One whole frame in @ph. 1: the phase is done, 0: go on, -1: error. */
 static int on_frame(struct agentc *s, enum phase ph, struct fc_err *e)
 {
-	uint8_t type = s->h.type;
+	uint8_t type = s->rx.h.type;
 
 	if (ph == PH_HELLO) {
 		if (type == MSG_HELLO)
-			return check_hello(s->pay, s->h.len, e) < 0 ? -1 : 1;
+			return check_hello(s->rx.payload, s->rx.h.len, e) < 0 ? -1 : 1;
 		if (type == MSG_ERROR) {
-			_cleanup_free_ char *m = error_text(s->pay, s->h.len);
+			_cleanup_free_ char *m = error_text(s->rx.payload, s->rx.h.len);
 
 			return fc_err_say(e, EPROTO, "the agent refused the connection: %s", m);
 		}
@@ -450,24 +417,24 @@ static int on_frame(struct agentc *s, enum phase ph, struct fc_err *e)
 	case MSG_HEARTBEAT:
 		return 0;
 	case MSG_ERROR: {
-		_cleanup_free_ char *m = error_text(s->pay, s->h.len);
+		_cleanup_free_ char *m = error_text(s->rx.payload, s->rx.h.len);
 
 		return fc_err_say(e, EPROTO, "%s", m);
 	}
 	case MSG_STATUS:
 		if (ph != PH_STATUS)
 			break;
-		return take_status(s, s->pay, s->h.len, e) < 0 ? -1 : 1;
+		return take_status(s, s->rx.payload, s->rx.h.len, e) < 0 ? -1 : 1;
 	case MSG_STDOUT:
 	case MSG_STDERR:
 		if (ph != PH_RUN)
 			break;
 		s->outfd = type == MSG_STDOUT ? s->o.out_fd : s->o.err_fd;
 		if (s->outfd < 0 || (type == MSG_STDOUT ? s->out_broken : s->err_broken) ||
-		    !s->h.len)
+		    !s->rx.h.len)
 			return 0;
-		s->out = steal_ptr(&s->pay);
-		s->outlen = s->h.len;
+		s->out = steal_ptr(&s->rx.payload);
+		s->outlen = s->rx.h.len;
 		s->outoff = 0;
 		return 0;
 	case MSG_STARTED:
@@ -483,7 +450,7 @@ static int on_frame(struct agentc *s, enum phase ph, struct fc_err *e)
 	case MSG_EXIT:
 		if (ph != PH_RUN)
 			break;
-		s->exit_code = exit_from(s->pay, s->h.len, e);
+		s->exit_code = exit_from(s->rx.payload, s->rx.h.len, e);
 		return s->exit_code < 0 ? -1 : 1;
 	}
 	return fc_err_say(e, EPROTO, "agent protocol error: unexpected %s frame",
@@ -572,7 +539,7 @@ static int take_frames(struct agentc *s, enum phase ph, bool *drained, struct fc
 		if (r <= 0)
 			return r;
 		r = on_frame(s, ph, e);
-		rx_reset(s);
+		proto_rx_reset(&s->rx);
 		if (r)
 			return r;
 	}
