@@ -30,7 +30,6 @@ struct nft_batch {
 	char *buf;
 	size_t len;
 	bool overflow;
-	bool rule_error;
 };
 
 struct nft_batch *nft_batch_new(struct fc_err *e)

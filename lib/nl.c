@@ -104,7 +104,7 @@ static int nl_error(const struct nlmsghdr *nlh, struct fc_err *e)
 		char buf[200];
 		size_t i;
 
-		for (i = 0; x.msg[i] && i < sizeof(buf) - 1; i++)
+		for (i = 0; i < sizeof(buf) - 1 && x.msg[i]; i++)
 			buf[i] = (x.msg[i] >= 0x20 && x.msg[i] < 0x7f) ? x.msg[i] : '?';
 		buf[i] = '\0';
 		return fc_err_set(e, code, "%s", buf);
@@ -320,7 +320,7 @@ struct links_ctx {
 static int links_cb(const struct nlmsghdr *nlh, void *arg, struct fc_err *e)
 {
 	struct links_ctx *c = arg;
-	struct nl_link l;
+	struct nl_link l = { 0 };
 
 	if (parse_link(nlh, &l, e) < 0)
 		return -1;

@@ -95,7 +95,7 @@ int attach_run(json_t *rec, const char *netns, char **cmd, int ready_fd, int *co
 	long long prefix = 0;
 	pid_t child = -1;
 	uint8_t mac[6];
-	struct nl_link l;
+	struct nl_link l = { 0 };
 	int r;
 
 	*code = 0;

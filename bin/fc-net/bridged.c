@@ -345,7 +345,7 @@ static int pick_subnet(const char *pool, json_t *records, const struct routes *r
 
 static int link_exists(struct nl *nl, const char *name, bool *exists, struct fc_err *e)
 {
-	struct nl_link l;
+	struct nl_link l = { 0 };
 	int r = nl_link_get(nl, name, &l, e);
 
 	if (r < 0)
@@ -519,7 +519,7 @@ int bridged_up(struct up_opts *o, json_t **out, struct fc_err *e)
 	uint8_t mac[6];
 	size_t nres, i;
 	bool dns_dnat = false, made_tap = true, made_table = true;
-	struct nl_link l;
+	struct nl_link l = { 0 };
 	char path[128];
 	int r;
 
@@ -648,7 +648,7 @@ int net_down(json_t *rec, struct fc_err *e)
 	_cleanup_nl_ struct nl nl = { NULL, 0, 0 };
 	const char *id = json_str(rec, "id"), *mode = json_str(rec, "mode");
 	const char *tap = json_str(rec, "tap"), *table = json_str(rec, "table");
-	struct nl_link l;
+	struct nl_link l = { 0 };
 	int r;
 
 	if (mode && !strcmp(mode, "rootless")) {

@@ -115,9 +115,10 @@ static void print_json(json_t *j)
 {
 	_cleanup_free_ char *s = json_dumps(j, JSON_COMPACT);
 
-	if (!s)
+	if (s)
+		puts(s);
+	else
 		diex("serialise result");
-	puts(s);
 }
 
 /* What up prints: the record without the bookkeeping fields. */
@@ -218,26 +219,29 @@ static int cmd_ls(int argc, char **argv)
 
 	parse(argc, argv, a, "json");
 	recs = net_records(&e);
-	json_array_foreach(recs, i, r)
+	json_array_foreach(recs, i, r) {
 		json_object_set_new(r, "live", json_boolean(net_record_live(r)));
+	}
 	if (a->json) {
 		print_json(recs);
 	} else {
 		printf("%-20s %-9s %-11s %-16s %-15s %s\n", "ID", "MODE", "TAP", "GUEST", "LOOPBACK",
 		       "PORTS");
 		json_array_foreach(recs, i, r) {
-			json_t *p;
+			json_t *p, *ports = json_object_get(r, "ports");
 			size_t j;
 
 			printf("%-20s %-9s %-11s %-16s %-15s ", json_str(r, "id"), json_str(r, "mode"),
 			       json_str(r, "tap") ? json_str(r, "tap") : "-",
 			       json_str(r, "guest_ip") ? json_str(r, "guest_ip") : "-",
 			       json_str(r, "loopback_ip") ? json_str(r, "loopback_ip") : "-");
-			json_array_foreach(json_object_get(r, "ports"), j, p)
+			for (j = 0; j < json_array_size(ports); j++) {
+				p = json_array_get(ports, j);
 				printf("%s%s:%lld->%lld/%s", j ? "," : "", json_str(p, "host_ip"),
 				       json_integer_value(json_object_get(p, "host_port")),
 				       json_integer_value(json_object_get(p, "guest_port")),
 				       json_str(p, "proto"));
+			}
 			printf("%s\n", json_is_true(json_object_get(r, "live")) ? "" : " (dead)");
 		}
 	}

@@ -77,7 +77,7 @@ int port_parse(const char *spec, struct port_map *maps, size_t *n, struct fc_err
 			break;
 		*colon = '\0';
 	}
-	if (np > 3 || (np == 4))
+	if (np > 3)
 		return fc_err_set(e, 0, "invalid port '%s': expected [HOSTIP:][HOSTPORT:]GUESTPORT[/PROTO]",
 				  spec);
 	if (np == 3) {

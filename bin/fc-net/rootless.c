@@ -88,7 +88,7 @@ static int write_map(const char *file, const char *text, struct fc_err *e)
 static int holder_setup(uid_t uid, gid_t gid, struct fc_err *e)
 {
 	_cleanup_nl_ struct nl nl = { NULL, 0, 0 };
-	struct nl_link lo, br, tap;
+	struct nl_link lo = { 0 }, br = { 0 }, tap = { 0 };
 	char map[64];
 	int fd;
 
@@ -123,7 +123,7 @@ static int holder_setup(uid_t uid, gid_t gid, struct fc_err *e)
 static int holder_attach(const char *name, struct fc_err *e)
 {
 	_cleanup_nl_ struct nl nl = { NULL, 0, 0 };
-	struct nl_link br, l;
+	struct nl_link br = { 0 }, l = { 0 };
 
 	if (nl_open(&nl, NETLINK_ROUTE, e) < 0)
 		return -1;
@@ -366,11 +366,10 @@ static bool comm_is(pid_t pid, const char *comm)
 {
 	char path[64], buf[32] = { 0 };
 	_cleanup_close_ int fd = -1;
-	ssize_t n;
 
 	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || (n = read(fd, buf, sizeof(buf) - 1)) <= 0)
+	if (fd < 0 || read(fd, buf, sizeof(buf) - 1) <= 0)
 		return false;
 	buf[strcspn(buf, "\n")] = '\0';
 	return !strcmp(buf, comm);
