@@ -940,7 +940,7 @@ static int detach(struct vmowner *o, struct vm_outcome *out, struct fc_err *e)
 
 /* Tell whoever waits that we run: the ready fd, the --detach parent (then
  * let go of the caller's terminal or pipes: stdin and stdout to /dev/null,
- * later messages to fc-boot.log beside the console log). */
+ * later messages to vm-disks/<id>/fc-boot.log). */
 static void report_ready(struct vmowner *o)
 {
 	if (o->s.ready) {
