@@ -76,6 +76,7 @@ $(BUILD)/bin/fc-volfs: $(wildcard bin/fc-volfs/*.c) $(VOLFS_LIB) $(wildcard lib/
 
 # Unit tests link libfc.a; a test of code outside lib/ names its sources.
 unit_extra_test_plan := agent/plan.c
+unit_extra_test_net := bin/fc-net/ports.c
 unit_extra_test_agent_loop := agent/ev.c agent/conn.c
 
 $(BUILD)/tests/%: tests/unit/%.c $$(unit_extra_$$*) $(BUILD)/libfc.a
