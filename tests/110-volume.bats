@@ -111,6 +111,20 @@ tree_sum() {
 	! kill -0 "${PIDS[1]}" 2>/dev/null
 }
 
+@test "fc-volume: every server thread runs with five capabilities, NO_NEW_PRIVS and seccomp" {
+	mkdir "$W/share"
+	serve "$W/share" "$W/s.sock"
+	local pid=${PIDS[0]} t n=0
+	for t in /proc/$pid/task/*; do
+		n=$((n + 1))
+		assert_contains "$(grep Seccomp: "$t/status")" "2" "thread ${t##*/} has a seccomp filter"
+		assert_contains "$(grep NoNewPrivs: "$t/status")" "1" "thread ${t##*/} has NO_NEW_PRIVS"
+		assert_contains "$(grep CapEff: "$t/status")" "000000000000001f" "thread ${t##*/} keeps only CHOWN, DAC_OVERRIDE, DAC_READ_SEARCH, FOWNER, FSETID"
+		assert_contains "$(grep CapBnd: "$t/status")" "000000000000001f" "thread ${t##*/} has dropped the rest from its bounding set"
+	done
+	[ "$n" -ge 5 ] || { echo "expected the loop and 4 fsync workers, got $n threads" >&2; return 1; }
+}
+
 @test "fc-volume: POSIX differential suite - the mount answers like a plain host directory" {
 	mkdir "$W/plain" "$W/share"
 	chmod 755 "$W/plain" "$W/share"

@@ -236,6 +236,13 @@ static struct vhandle *handle_get(struct vol *v, uint64_t fh, bool dir)
 	return &v->handles[i];
 }
 
+int vol_handle_fd(struct vol *v, uint64_t fh)
+{
+	struct vhandle *h = handle_get(v, fh, false);
+
+	return h ? h->fd : -1;
+}
+
 static void handle_close(struct vol *v, struct vhandle *h)
 {
 	if (h->dirp)
@@ -601,7 +608,7 @@ static int handle(struct vol *v, const struct vp_req *r, struct vp_buf *out)
 			return -ENOTDIR;
 		if (r->flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE))
 			return -EINVAL;
-		return renameat2(n->fd, r->name, p2->fd, r->name2, r->flags) < 0 ? -errno : 0;
+		return syscall(SYS_renameat2, n->fd, r->name, p2->fd, r->name2, r->flags) < 0 ? -errno : 0;
 	case VP_LINK:
 		if (n->type == S_IFDIR)
 			return -EPERM;

@@ -5,7 +5,13 @@
  * One event loop over the listener and every connection; each request is
  * answered in full before the next one of the same connection, and at most
  * BATCH requests of one connection are served before the others get a
- * turn.
+ * turn. The one exception is FSYNC, which can take milliseconds: it goes to
+ * a small pool of worker threads (on a duplicate of the file's descriptor,
+ * so a RELEASE meanwhile cannot close it under them), its reply is queued
+ * back to the loop through an eventfd and may overtake later replies of the
+ * same connection (replies are matched by id). The workers are started
+ * before the hardening and each hardens itself the same way, since
+ * capabilities, Landlock and seccomp are per thread.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -15,7 +21,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -41,6 +49,7 @@ static const char usage_text[] =
 
 struct conn {
 	int fd;
+	uint64_t serial;
 	uint8_t *rbuf;
 	size_t rlen, rcap;
 	struct vp_buf w;
@@ -57,10 +66,112 @@ struct server {
 	struct conn **conns;
 	unsigned nconns, max_conns;
 	unsigned long frames, bad_frames;
+	uint64_t next_serial;
 };
 
+/* ---- the fsync workers ---- */
+
+#define WORKERS 4
+
+struct job {
+	struct job *next;
+	uint64_t conn, id;
+	int fd, err;
+	bool datasync;
+};
+
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	pthread_barrier_t ready, hardened;
+	struct job *todo, **todo_tail, *done;
+	int efd, share_fd, sock_dir;
+	bool failed;
+} W = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER, .efd = -1 };
+
+static void *worker(void *arg)
+{
+	struct fc_err e;
+	uint64_t one = 1;
+
+	(void)arg;
+	pthread_barrier_wait(&W.ready);
+	if (volume_harden(W.share_fd, W.sock_dir, &e) < 0) {
+		pthread_mutex_lock(&W.lock);
+		W.failed = true;
+		pthread_mutex_unlock(&W.lock);
+	}
+	pthread_barrier_wait(&W.hardened);
+	for (;;) {
+		struct job *j;
+
+		pthread_mutex_lock(&W.lock);
+		while (!W.todo)
+			pthread_cond_wait(&W.cond, &W.lock);
+		j = W.todo;
+		W.todo = j->next;
+		if (!W.todo)
+			W.todo_tail = &W.todo;
+		pthread_mutex_unlock(&W.lock);
+		j->err = (j->datasync ? fdatasync(j->fd) : fsync(j->fd)) < 0 ? errno : 0;
+		pthread_mutex_lock(&W.lock);
+		j->next = W.done;
+		W.done = j;
+		pthread_mutex_unlock(&W.lock);
+		if (write(W.efd, &one, sizeof(one)) < 0)
+			continue;
+	}
+	return NULL;
+}
+
+static int workers_start(struct fc_err *e)
+{
+	pthread_attr_t a;
+	pthread_t t;
+	int i;
+
+	W.todo_tail = &W.todo;
+	W.efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (W.efd < 0)
+		return fc_err_set(e, errno, "eventfd");
+	pthread_barrier_init(&W.ready, NULL, WORKERS + 1);
+	pthread_barrier_init(&W.hardened, NULL, WORKERS + 1);
+	pthread_attr_init(&a);
+	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&a, 64 * 1024);
+	for (i = 0; i < WORKERS; i++) {
+		int r = pthread_create(&t, &a, worker, NULL);
+
+		if (r)
+			return fc_err_set(e, r, "start a worker thread");
+	}
+	pthread_attr_destroy(&a);
+	return 0;
+}
+
+/* Hand FSYNC of @fh to a worker. false: do it inline. */
+static bool fsync_async(struct server *s, struct conn *c, const struct vp_req *r)
+{
+	int fd = vol_handle_fd(&s->vol, r->fh), dfd;
+	struct job *j;
+
+	if (fd < 0 || (dfd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0)
+		return false;
+	j = xcalloc(1, sizeof(*j));
+	j->conn = c->serial;
+	j->id = r->id;
+	j->fd = dfd;
+	j->datasync = r->flags & 1;
+	pthread_mutex_lock(&W.lock);
+	*W.todo_tail = j;
+	W.todo_tail = &j->next;
+	pthread_cond_signal(&W.cond);
+	pthread_mutex_unlock(&W.lock);
+	return true;
+}
+
 /* epoll tags of the listener and the signalfd (connections are their own). */
-static struct conn listener_tag, signal_tag;
+static struct conn listener_tag, signal_tag, done_tag;
 
 static int server_watch(struct server *s)
 {
@@ -69,7 +180,10 @@ static int server_watch(struct server *s)
 	if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->lfd, &ev) < 0)
 		return -1;
 	ev.data.ptr = &signal_tag;
-	return epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->sfd, &ev);
+	if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->sfd, &ev) < 0)
+		return -1;
+	ev.data.ptr = &done_tag;
+	return epoll_ctl(s->epfd, EPOLL_CTL_ADD, W.efd, &ev);
 }
 
 static void conn_close(struct server *s, struct conn *c)
@@ -175,7 +289,7 @@ static int conn_serve(struct server *s, struct conn *c)
 			log_debug("connection %d: bad %s request: %s", c->fd, vp_op_name(h.op),
 				  strerror(-rc));
 			vol_reply_error(h.op, h.id, -rc, &c->w);
-		} else {
+		} else if (r.op != VP_FSYNC || !fsync_async(s, c, &r)) {
 			vol_handle(&s->vol, &r, &c->w);
 		}
 		done += VP_HDR_SIZE + h.len;
@@ -235,6 +349,37 @@ static void conn_event(struct server *s, struct conn *c, uint32_t ev)
 		conn_close(s, c);
 }
 
+/* Replies of finished FSYNCs, to connections still open. */
+static void fsync_done(struct server *s)
+{
+	struct job *j, *next;
+	uint64_t n;
+
+	if (read(W.efd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+		return;
+	pthread_mutex_lock(&W.lock);
+	j = W.done;
+	W.done = NULL;
+	pthread_mutex_unlock(&W.lock);
+	for (; j; j = next) {
+		unsigned i;
+
+		next = j->next;
+		close(j->fd);
+		for (i = 0; i < s->nconns; i++) {
+			struct conn *c = s->conns[i];
+
+			if (c->serial != j->conn)
+				continue;
+			vol_reply_error(VP_FSYNC, j->id, j->err, &c->w);
+			if (conn_flush(c) < 0 || conn_arm(s, c) < 0)
+				conn_close(s, c);
+			break;
+		}
+		free(j);
+	}
+}
+
 static void accept_all(struct server *s)
 {
 	for (;;) {
@@ -251,6 +396,7 @@ static void accept_all(struct server *s)
 		}
 		c = xcalloc(1, sizeof(*c));
 		c->fd = fd;
+		c->serial = ++s->next_serial;
 		c->events = EPOLLIN;
 		c->reading = true;
 		ev.events = EPOLLIN;
@@ -286,6 +432,8 @@ static int serve_loop(struct server *s, struct fc_err *e)
 
 			if (c == &listener_tag) {
 				accept_all(s);
+			} else if (c == &done_tag) {
+				fsync_done(s);
 			} else if (c == &signal_tag) {
 				struct signalfd_siginfo si;
 
@@ -451,7 +599,17 @@ int main(int argc, char **argv)
 		sock_dir = open(sl ? d : ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
 		free(d);
 	}
+	W.share_fd = share_fd;
+	W.sock_dir = sock_dir;
+	if (workers_start(&e) < 0) {
+		unlink(listen_path);
+		fc_err_exit(&e, 1);
+	}
+	pthread_barrier_wait(&W.ready);
 	rc = volume_harden(share_fd, sock_dir, &e);
+	pthread_barrier_wait(&W.hardened);
+	if (rc == 0 && W.failed)
+		rc = fc_err_set(&e, 0, "harden the worker threads");
 	if (sock_dir >= 0)
 		close(sock_dir);
 	if (rc < 0) {

@@ -68,6 +68,9 @@ void vol_free(struct vol *v);
 void vol_handle(struct vol *v, const struct vp_req *r, struct vp_buf *out);
 void vol_reply_error(uint16_t op, uint64_t id, int err, struct vp_buf *out);
 
+/* The descriptor behind file handle @fh (still owned by the table), or -1. */
+int vol_handle_fd(struct vol *v, uint64_t fh);
+
 /* The root node's id. */
 #define VOL_ROOT 1
 

@@ -177,6 +177,19 @@ c.send_raw(batch)
 ids = [c.reply()[1] for _ in range(100)]
 check(ids == list(range(1000, 1100)), "100 pipelined requests answered in order, each with its id")
 
+# FSYNC runs on a worker: pipelined with a RELEASE of the same handle, both
+# are answered (in either order) and the handle is gone afterwards.
+err, fsn, _ = c.entry("create", node=ROOT, name="syncme", mode=0o644, flags=os.O_RDWR)
+err, sfh = c.fh("open", node=fsn, flags=os.O_RDWR)
+c.send_raw(vp.frame("fsync", 5001, vp.payload("fsync", fh=sfh)) + vp.frame("release", 5002, vp.payload("release", fh=sfh)) +
+           vp.frame("fsync", 5003, vp.payload("fsync", fh=sfh)))
+got = sorted((rid, err) for rop, rid, err, _ in (c.reply() for _ in range(3)))
+check(got == [(5001, 0), (5002, 0), (5003, E.EBADF)], "fsync + release + fsync pipelined: %r" % got)
+z = vp.Conn(RW)
+z.send_raw(b"".join(vp.frame("fsync", 6000 + i, vp.payload("fsync", fh=fh2)) for i, fh2 in enumerate([c.fh("open", node=fsn, flags=os.O_RDONLY)[1]] * 50)))
+z.close()  # gone before the answers: the server drops them
+check(c.hello()[0] == 1, "the server answers after fsyncs for a closed connection")
+
 # --- random frames: valid headers, random payloads, random ops ---
 rnd = random.Random(1234)
 y = vp.Conn(RW)
