@@ -11,14 +11,8 @@ setup_file() {
 }
 
 setup() {
-	need_rootfs
-	# A data root on the fixture btrfs, so fc-disk can reflink the rootfs.
-	export FCVM_ROOT="$FCVM_TEST_BTRFS/run-$BATS_TEST_NUMBER-$$"
-	mkdir -p "$FCVM_ROOT/kernels" "$FCVM_ROOT/rootfs"
-	fc-setup storage --dir "$FCVM_ROOT" >/dev/null
-	ln -s "$FCVM_TEST_KERNEL" "$FCVM_ROOT/kernels/default"
-	ln -s "$FCVM_TEST_ROOTFS" "$FCVM_ROOT/rootfs/default"
-	export FCVM_VMM=fc-qemu
+	# A prepared data root on the fixture btrfs, so fc-disk can reflink.
+	fc_vm_root run
 }
 
 # Until 'fcvm ls' shows the (only) VM running.
@@ -33,8 +27,8 @@ wait_running() {
 }
 
 teardown() {
-	leak_check
-	local r=$?
+	local r=0
+	leak_check || r=$?
 	rm -rf "$FCVM_ROOT"
 	return $r
 }
@@ -53,7 +47,7 @@ teardown() {
 	assert_eq "$rc" 7 "container exit code"
 	assert_eq "$(cat "$BATS_TEST_TMPDIR/out")" "out" "stdout only on stdout"
 	grep -qx err "$BATS_TEST_TMPDIR/err" || { cat "$BATS_TEST_TMPDIR/err" >&2; false; }
-	! grep -qx out "$BATS_TEST_TMPDIR/err"
+	run -1 grep -qx out "$BATS_TEST_TMPDIR/err"	# stdout's line not on stderr
 }
 
 @test "run: 1 MiB of binary output arrives byte-exact" {
@@ -105,7 +99,7 @@ teardown() {
 	# fd 3 is bats' own: the detached VM must not hold it.
 	run_fc 0 --timeout 240 fcvm podman run -d --name bg "$IMG" sh -c 'echo started-ok; sleep 600' 3>&-
 	local id=$output
-	[[ "$id" == vm-* ]]
+	assert_contains "$id" "vm-" "-d prints the VM id"
 	local i
 	for ((i = 0; i < 450; i++)); do
 		fcvm logs bg 2>/dev/null | grep -q started-ok && break
@@ -142,6 +136,8 @@ teardown() {
 	done
 	assert_eq "$(leaked_procs)" "" "no fc-boot, VMM or fc-run left"
 	assert_eq "$(fcvm ls --json | jq length)" 0 "no VM listed"
+	run_fc 0 fcvm ls -a --json
+	assert_eq "$(jq -r '.[0].status' <<<"$output")" stopped "without --rm its files stay, listed by ls -a"
 }
 
 @test "run: duplicate name is refused" {
@@ -183,4 +179,27 @@ teardown() {
 	kill -TERM "$owner"
 	local i
 	for ((i = 0; i < 50; i++)); do kill -0 "$owner" 2>/dev/null || break; sleep 0.1; done
+}
+
+# Issue 6, deliverable 6: what the guest runs is the image id, so archives
+# that name the image only by its tag, or not at all, run.
+@test "run: archives that name the image by a bare tag, by nothing, or docker-style all run" {
+	local t=$BATS_TEST_TMPDIR shape
+	"$BATS_TEST_DIRNAME/lib/mkimage" "$t/tag.tar" --name latest --cmd '["echo","from-tag"]' >/dev/null
+	"$BATS_TEST_DIRNAME/lib/mkimage" "$t/none.tar" --no-name --cmd '["echo","from-none"]' >/dev/null
+	"$BATS_TEST_DIRNAME/lib/mkimage" "$t/docker.tar" --format docker --name localhost/d:1 \
+		--cmd '["echo","from-docker"]' >/dev/null
+	for shape in tag none docker; do
+		run_fc 0 --timeout 240 fcvm podman run --rm "$t/$shape.tar"
+		assert_eq "$output" "from-$shape" "$shape archive ran its own command"
+	done
+	assert_eq "$(jq -r .image.ref "$FCVM_ROOT"/vm-disks/*/plan.json 2>/dev/null | head -1)" "" "--rm left no plan"
+}
+
+@test "run: a multi-image archive is refused before a VM is made" {
+	"$BATS_TEST_DIRNAME/lib/mkimage" "$BATS_TEST_TMPDIR/multi.tar" --name localhost/a:1 \
+		--second-name localhost/b:2 >/dev/null
+	run_fc 125 fcvm podman run --rm "$BATS_TEST_TMPDIR/multi.tar" true
+	assert_contains "$output" "holds 2 images ('localhost/a:1', 'localhost/b:2')" "names the images"
+	assert_eq "$(ls "$FCVM_ROOT/vm-disks" 2>/dev/null | wc -l)" 0 "no VM disk"
 }

@@ -126,7 +126,7 @@ wait_line() {
 # Processes of ours still running with this test's FCVM_ROOT in argv/env.
 leaked_procs() {
 	local p
-	for p in $(pgrep -f "qemu-system-x86_64|fc-qemu|fc-vsock|fc-boot|fc-agent|fc-run" 2>/dev/null); do
+	for p in $(pgrep -f "qemu-system-x86_64|fc-qemu|fc-vsock|fc-boot|fc-agent|fc-run|fcvm _janitor" 2>/dev/null); do
 		[ "$p" = "$$" ] && continue
 		# Processes may end while we look: read quietly.
 		if tr '\0' '\n' 2>/dev/null < /proc/$p/environ | grep -qx "FCVM_ROOT=$FCVM_ROOT" ||
@@ -136,16 +136,41 @@ leaked_procs() {
 	done
 }
 
-# Fails (and kills them) if the test left processes, sockets or state behind.
+# leaked_files: what a test must not leave in its data root: disk dirs of
+# --rm runs (they carry a .rm marker), image build temporaries, mounts and
+# loop devices under the root (or the test's tmpdir), taps the root's JSON
+# files name that still exist.
+leaked_files() {
+	local d m
+	for m in "$FCVM_ROOT"/vm-disks/*/.rm; do
+		[ -e "$m" ] && echo "vm-disk(--rm):${m%/.rm}"
+	done
+	find "$FCVM_ROOT/images" -maxdepth 1 -name '.*tmp*' 2>/dev/null | sed 's/^/temporary:/'
+	findmnt -rn -o TARGET 2>/dev/null | grep -F "$FCVM_ROOT/" | sed 's/^/mount:/'
+	losetup -l -n -O NAME,BACK-FILE 2>/dev/null |
+		grep -F -e "$FCVM_ROOT/" -e "${BATS_TEST_TMPDIR:-/nonexistent}/" | sed 's/^/loop:/'
+	for d in $(find "$FCVM_ROOT" -maxdepth 3 -name '*.json' -size -1M -print0 2>/dev/null |
+		   xargs -0 -r grep -ohE '"fc[0-9a-f]{8}"' 2>/dev/null | tr -d '"' | sort -u); do
+		[ -e "/sys/class/net/$d" ] && echo "tap:$d"
+	done
+	return 0
+}
+
+# Fails (and kills them) if the test left processes, sockets, state or the
+# files above behind. What is removed asynchronously (a --rm janitor, an
+# owner's janitor) gets up to 10 s.
 leak_check() {
 	[ -n "${FCVM_ROOT:-}" ] || return 0
-	local procs socks states
-	procs=$(leaked_procs)
-	socks=$(find "$FCVM_ROOT" -type s 2>/dev/null)
-	states=$(find "$FCVM_ROOT/state" -name '*.json' -o -name '*.pid' 2>/dev/null)
-	if [ -n "$procs$socks$states" ]; then
-		echo "LEAK after test: processes: [$procs] sockets: [$socks] state: [$states]" >&2
-		for p in $(echo "$procs" | awk '{print $1}'); do kill -9 "$p" 2>/dev/null; done
-		return 1
-	fi
+	local procs socks states files i
+	for ((i = 0; i < 50; i++)); do
+		procs=$(leaked_procs)
+		socks=$(find "$FCVM_ROOT" -type s 2>/dev/null)
+		states=$(find "$FCVM_ROOT/state" -name '*.json' -o -name '*.pid' 2>/dev/null)
+		files=$(leaked_files)
+		[ -z "$procs$socks$states$files" ] && return 0
+		sleep 0.2
+	done
+	echo "LEAK after test: processes: [$procs] sockets: [$socks] state: [$states] files: [$files]" >&2
+	for p in $(echo "$procs" | awk '{print $1}'); do kill -9 "$p" 2>/dev/null; done
+	return 1
 }
