@@ -7,10 +7,11 @@ image=$1; shift
 id=vm-byhand$$
 
 # 1. The image as a read-only disk (cached by digest) and a CoW rootfs.
-disk=$(fc-disk image --json "$image")
+disk=$(fc-disk image --json -- "$image")
 rootfs=$(fc-disk rootfs --vm "$id")
 
-# 2. The plan the guest agent will follow (see fc-agent(1)).
+# 2. The plan the guest agent will follow (see fc-agent(1)). The guest runs
+#    the image by its id: names in archives may be bare tags or missing.
 plan=$(mktemp)
 jq -n --arg ref "$(jq -r '.ref // .image_id' <<<"$disk")" '{version: 1,
 	image: {disk: "/dev/vdb", ref: $ref}, cmd: $ARGS.positional, poweroff: true}' \
@@ -21,4 +22,5 @@ owner=$(fc-boot --name "$id" --id "$id" --rootfs "$rootfs" --drive "$(jq -r .pat
 trap 'kill "$owner" 2>/dev/null; fc-disk rm --vm "$id"; rm -f "$plan"' EXIT
 
 # 4. Hand the plan to the agent over vsock; output and exit code come back.
-fc-run --vsock "${FCVM_ROOT:-/mnt/fcvm-btrfs}/run/$id/vsock.sock" "$plan"
+#    --owner-pid: if the VM dies, fc-run says so at once.
+fc-run --vsock "${FCVM_ROOT:-/mnt/fcvm-btrfs}/run/$id/vsock.sock" --owner-pid "$owner" -- "$plan"
