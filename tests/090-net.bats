@@ -192,6 +192,29 @@ for i in range(5):
 	[[ "$output" != hello* ]]
 }
 
+@test "DNS: the host's resolvers are handed on; a loopback resolver is reached at the gateway" {
+	printf 'search example\nnameserver 192.0.2.53\nnameserver ::1\nnameserver 198.51.100.53\n' \
+		>"$BATS_TEST_TMPDIR/resolv.a"
+	up_vm "$T-a" --resolv-conf "$BATS_TEST_TMPDIR/resolv.a"
+	assert_eq "$(jq -c .dns <<<"$NET")" '["192.0.2.53","198.51.100.53"]' "IPv4 resolvers passed on"
+	run_fc 0 fc-net down --vm "$T-a"
+	# A resolver on the host's loopback (as systemd-resolved or dnsmasq):
+	# the guest asks its gateway, which is DNATed to it.
+	printf 'nameserver 127.0.0.1\nnameserver 192.0.2.53\n' >"$BATS_TEST_TMPDIR/resolv.b"
+	up_vm "$T-b" --resolv-conf "$BATS_TEST_TMPDIR/resolv.b"
+	local gw g
+	gw=$(jq -r .gateway <<<"$NET"); g=$(jq -r .guest_ip <<<"$NET")
+	assert_eq "$(jq -c .dns <<<"$NET")" "[\"$gw\"]" "the guest's resolver is its gateway"
+	guest "$T-b"
+	ss -Hlun 'sport = :53' | grep -q . && skip "something already listens on UDP port 53 here"
+	serve - 127.0.0.1 53 udp
+	serve - 127.0.0.1 53 tcp
+	run ask "fcnt-$T-$T-b" "$gw" 53 udp
+	assert_eq "$output" "hello $g" "UDP port 53 on the gateway reaches the host's loopback resolver"
+	run ask "fcnt-$T-$T-b" "$gw" 53
+	assert_eq "$output" "hello $g" "so does TCP port 53"
+}
+
 @test "egress is masqueraded: a server outside sees the host, not the guest" {
 	up_vm "$T-a"
 	local g; g=$(jq -r .guest_ip <<<"$NET")

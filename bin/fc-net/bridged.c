@@ -388,15 +388,15 @@ int net_derive(const char *id, json_t *records, struct nl *nl, char tap[IFNAMSIZ
 	}
 }
 
-/* Host resolvers from /etc/resolv.conf (IPv4 only, at most 3). */
-static size_t host_dns(struct in_addr *out, size_t max)
+/* Host resolvers from @path (resolv.conf format; IPv4 only, at most 3). */
+static size_t host_dns(const char *path, struct in_addr *out, size_t max)
 {
 	_cleanup_free_ char *buf = NULL;
 	struct fc_err e;
 	size_t len, n = 0;
 	char *line, *save = NULL;
 
-	buf = read_file_max("/etc/resolv.conf", 64 * 1024, &len, &e);
+	buf = read_file_max(path, 64 * 1024, &len, &e);
 	if (!buf)
 		return 0;
 	for (line = strtok_r(buf, "\n", &save); line && n < max; line = strtok_r(NULL, "\n", &save)) {
@@ -548,19 +548,21 @@ int bridged_up(struct up_opts *o, json_t **out, struct fc_err *e)
 	if (ports_check(o->ports, o->nports, loopback, records, e) < 0)
 		return -1;
 
-	nres = host_dns(resolvers, ARRAY_SIZE(resolvers));
+	/* DNS: the host's resolvers; a loopback one (systemd-resolved, a
+	 * local dnsmasq) first in the list is reached at the gateway. */
+	nres = host_dns(o->resolv_conf ? o->resolv_conf : "/etc/resolv.conf", resolvers,
+			ARRAY_SIZE(resolvers));
 	dns = json_array();
-	for (i = 0; i < nres; i++)
-		if ((ntohl(resolvers[i].s_addr) >> 24) == 127 && !dns_dnat) {
-			dns_dnat = true;
-			dns_target = resolvers[i];
-		}
-	if (dns_dnat) {
+	if (nres && (ntohl(resolvers[0].s_addr) >> 24) == 127) {
+		dns_dnat = true;
+		dns_target = resolvers[0];
 		json_array_append_new(dns, json_string(ip_str(gw)));
-	} else {
-		for (i = 0; i < nres; i++)
-			json_array_append_new(dns, json_string(ip_str(resolvers[i])));
 	}
+	for (i = 0; i < nres && !dns_dnat; i++)
+		if ((ntohl(resolvers[i].s_addr) >> 24) != 127)
+			json_array_append_new(dns, json_string(ip_str(resolvers[i])));
+	if (!json_array_size(dns))
+		log_warn("no IPv4 resolver in the host's resolv.conf: the guest gets no DNS");
 
 	table = xasprintf("fcvm-%s", tap);
 	subnet_s = xasprintf("%s/%d", ip_str(subnet), NET_SUBNET_PREFIX);
@@ -589,6 +591,8 @@ int bridged_up(struct up_opts *o, json_t **out, struct fc_err *e)
 	r = tap_open(tap, true, true, o->tap_uid, e);
 	if (r < 0) {
 		made_tap = false;
+		if (e->errnum == EPERM && geteuid() != 0)
+			fc_err_wrap(e, "bridged mode needs root (an ordinary user: --mode rootless)");
 		goto undo;
 	}
 	close(r);

@@ -20,6 +20,7 @@
 static const char usage_text[] =
 	"usage: fc-net up --vm ID [--mode bridged|rootless] [-p [HOSTIP:][HOSTPORT:]GUESTPORT[/tcp|udp]]...\n"
 	"                 [--owner-pid PID[:START]] [--pool CIDR] [--tap-user UID] [--host-loopback]\n"
+	"                 [--resolv-conf PATH]\n"
 	"       fc-net down --vm ID\n"
 	"       fc-net gc [-n] [--json]\n"
 	"       fc-net ls [--json]\n"
@@ -34,7 +35,7 @@ static noreturn void usage(int code)
 }
 
 struct args {
-	const char *vm, *mode, *pool, *netns, *owner;
+	const char *vm, *mode, *pool, *netns, *owner, *resolv;
 	bool json, dry, host_loopback;
 	long long tap_uid, ready_fd;
 	struct port_map ports[NET_MAX_PORTS];
@@ -55,7 +56,8 @@ static long long num_arg(const char *s, uint64_t min, uint64_t max, const char *
 /* Options of every subcommand; each command rejects those it does not take. */
 static void parse(int argc, char **argv, struct args *a, const char *allowed)
 {
-	enum { O_VM = 256, O_MODE, O_POOL, O_NETNS, O_OWNER, O_JSON, O_TAPUSER, O_HOSTLO, O_READY };
+	enum { O_VM = 256, O_MODE, O_POOL, O_NETNS, O_OWNER, O_JSON, O_TAPUSER, O_HOSTLO, O_READY,
+	       O_RESOLV };
 	static const struct option opts[] = {
 		{ "vm", required_argument, NULL, O_VM },	   { "mode", required_argument, NULL, O_MODE },
 		{ "pool", required_argument, NULL, O_POOL },	   { "netns", required_argument, NULL, O_NETNS },
@@ -63,6 +65,7 @@ static void parse(int argc, char **argv, struct args *a, const char *allowed)
 		{ "tap-user", required_argument, NULL, O_TAPUSER },
 		{ "host-loopback", no_argument, NULL, O_HOSTLO },
 		{ "ready-fd", required_argument, NULL, O_READY },
+		{ "resolv-conf", required_argument, NULL, O_RESOLV },
 		{ "publish", required_argument, NULL, 'p' },	   { "dry-run", no_argument, NULL, 'n' },
 		{ "verbose", no_argument, NULL, 'v' },		   { "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },		   { NULL, 0, NULL, 0 }
@@ -87,6 +90,7 @@ static void parse(int argc, char **argv, struct args *a, const char *allowed)
 		case O_TAPUSER: a->tap_uid = num_arg(optarg, 0, 0xfffffffe, "--tap-user"); break;
 		case O_HOSTLO: a->host_loopback = true; break;
 		case O_READY: a->ready_fd = num_arg(optarg, 3, 65535, "--ready-fd"); break;
+		case O_RESOLV: a->resolv = optarg; break;
 		case 'p':
 			if (port_parse(optarg, a->ports, &a->nports, &e) < 0)
 				fc_err_exit(&e, 2);
@@ -143,7 +147,7 @@ static int cmd_up(int argc, char **argv)
 	uint64_t start;
 	int r;
 
-	parse(argc, argv, a, "vm mode publish owner-pid pool tap-user host-loopback");
+	parse(argc, argv, a, "vm mode publish owner-pid pool tap-user host-loopback resolv-conf");
 	o->id = a->vm;
 	o->mode = a->mode ? a->mode : (geteuid() == 0 ? "bridged" : "rootless");
 	if (strcmp(o->mode, "bridged") && strcmp(o->mode, "rootless"))
@@ -168,6 +172,7 @@ static int cmd_up(int argc, char **argv)
 	o->pool = a->pool;
 	o->tap_uid = (uid_t)a->tap_uid;
 	o->host_loopback = a->host_loopback;
+	o->resolv_conf = a->resolv;
 	memcpy(o->ports, a->ports, sizeof(a->ports));
 	o->nports = a->nports;
 	log_set_tag(o->id);

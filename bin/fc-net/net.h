@@ -65,6 +65,7 @@ struct up_opts {
 	const char *pool;		/* CIDR, NULL: NET_DEFAULT_POOL */
 	uid_t tap_uid;			/* (uid_t)-1: none */
 	bool host_loopback;		/* guest's gateway:PORT -> host 127.0.0.1:PORT */
+	const char *resolv_conf;	/* NULL: /etc/resolv.conf (bridged DNS) */
 	struct port_map ports[NET_MAX_PORTS];
 	size_t nports;
 };
