@@ -513,6 +513,41 @@ rl_guest() {
 	rl_teardown_check
 }
 
+# fake_vm_record ID PID: a minimal live state record for VM ID owned by PID
+# (what fc-boot writes while starting), readable by the user.
+fake_vm_record() {
+	mkdir -p "$FCVM_ROOT/state"
+	jq -n --arg id "$1" --argjson pid "$2" --argjson st "$(awk '{print $22}' /proc/$2/stat)" \
+		'{version: 1, id: $id, name: $id, process_type: "vm", pid: $pid, pid_start: $st,
+		  status: "starting", created: "2026-12-01T00:00:00Z"}' >"$FCVM_ROOT/state/$1.json"
+	chmod 644 "$FCVM_ROOT/state/$1.json"
+}
+
+@test "ownership passes to the VM's live state record: gc and the rootless holder keep the network" {
+	rl_setup
+	local first vm
+	sleep 600 & first=$!; PIDS+=($first)
+	sleep 600 & vm=$!; PIDS+=($vm)
+	fake_vm_record "$T-o" "$vm"
+	rl_up "$T-o" --owner-pid "$first" -p 8080:80
+	local lo holder
+	lo=$(jq -r .loopback_ip <<<"$NET"); holder=$(jq -r .netns.pid "$FCVM_ROOT/net/$T-o.json")
+	rl_guest "$T-o" 80 tcp
+	kill -9 "$first"; wait "$first" 2>/dev/null || true
+	sleep 1
+	[ -e "/proc/$holder" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$holder/status"
+	run ask - "$lo" 8080
+	assert_eq "$output" "hello 10.0.2.2" "the network outlives its first owner while the VM's record is live"
+	run_fc 0 $AS_USER fc-net gc --json
+	assert_eq "$output" "[]" "gc keeps it"
+	kill -9 "$vm"; wait "$vm" 2>/dev/null || true
+	ended "$holder"
+	run_fc 0 $AS_USER fc-net gc --json
+	assert_eq "$output" "[\"$T-o\"]" "with the VM's owner gone too, gc removes it"
+	rm -f "$FCVM_ROOT/state/$T-o.json"
+	rl_teardown_check
+}
+
 @test "rootless: slirp4netns missing, no user namespaces, a taken port: one clear line, nothing made" {
 	rl_setup
 	local nobin="$RL_ROOT/nobin"

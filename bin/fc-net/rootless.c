@@ -7,7 +7,9 @@
  *   2. a holder process is forked: it makes a user namespace (itself as
  *      uid/gid 0 inside) and a network namespace, and in it: lo up, a
  *      bridge "br0" and the VM's persistent TAP "tap0" in the bridge. It
- *      lives exactly as long as the owner (pidfd) or until SIGTERM, and
+ *      lives as long as the owner (pidfd) - then, while the VM's state
+ *      record state/<id>.json is live, as long as its owner - or until
+ *      SIGTERM, and
  *      holds the write end of slirp4netns's --exit-fd, so slirp4netns ends
  *      with it; the namespaces end when the last process in them does;
  *   3. slirp4netns is started on the holder's namespaces (TAP "slirp0",
@@ -134,8 +136,29 @@ static int holder_attach(const char *name, struct fc_err *e)
 	return 0;
 }
 
-static noreturn void holder_main(int ctl, int rep, int exw, pid_t owner, uint64_t owner_start,
-				 uid_t uid, gid_t gid)
+/* A pidfd for the owner of the VM's live state record, or -1. */
+static int adopt_vm_owner(const char *id)
+{
+	_cleanup_json_ json_t *st = NULL;
+	struct fc_err e;
+	json_int_t pid;
+	int fd;
+
+	st = state_load(id, &e);
+	if (!st || !state_live(st))
+		return -1;
+	pid = json_integer_value(json_object_get(st, "pid"));
+	fd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
+	/* Checked after opening: the pidfd cannot be a reused pid's. */
+	if (fd >= 0 && !state_live(st)) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static noreturn void holder_main(const char *id, int ctl, int rep, int exw, pid_t owner,
+				 uint64_t owner_start, uid_t uid, gid_t gid)
 {
 	static const int sigs[] = { SIGTERM, SIGINT, SIGHUP, 0 };
 	struct fc_err e;
@@ -189,8 +212,17 @@ static noreturn void holder_main(int ctl, int rep, int exw, pid_t owner, uint64_
 
 		if (poll(p, 2, -1) < 0 && errno != EINTR)
 			_exit(1);
-		if (p[0].revents || p[1].revents)
-			_exit(0);	/* owner gone or told to stop: the namespaces go */
+		if (p[1].revents)
+			_exit(0);	/* told to stop: the namespaces go */
+		if (p[0].revents) {
+			/* The owner is gone. The VM's own record (state/<id>.json)
+			 * takes over while it is live: so fcvm can run 'fc-net up'
+			 * before fc-boot exists and leave with the VM detached. */
+			close(pfd);
+			pfd = adopt_vm_owner(id);
+			if (pfd < 0)
+				_exit(0);	/* no live VM either: the namespaces go */
+		}
 	}
 }
 
@@ -464,7 +496,7 @@ int rootless_up(struct up_opts *o, json_t **out, struct fc_err *e)
 	if (holder == 0) {
 		close(ctl[1]);
 		close(rep[0]);
-		holder_main(ctl[0], rep[1], ex[1], o->owner, o->owner_start, getuid(), getgid());
+		holder_main(o->id, ctl[0], rep[1], ex[1], o->owner, o->owner_start, getuid(), getgid());
 	}
 	close(ctl[0]); ctl[0] = -1;
 	close(rep[1]); rep[1] = -1;
