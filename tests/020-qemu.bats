@@ -183,7 +183,7 @@ raw() {
 	start_fcq
 	local ep
 	for ep in "PUT /balloon" "GET /balloon/statistics" "PUT /logger" "PUT /metrics" "PUT /mmds" \
-		  "GET /mmds" "PUT /snapshot/create" "PUT /snapshot/load" "PUT /cpu-config" \
+		  "GET /mmds" "GET /snapshot/create" "PUT /cpu-config" \
 		  "PUT /entropy" "GET /vm/config" "PATCH /drives/rootfs" "PATCH /network-interfaces/eth0" \
 		  "GET /nonexistent" "DELETE /" "POST /actions" "GET /drives/x"; do
 		api ${ep% *} "${ep#* }" '{}'
