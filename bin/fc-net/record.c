@@ -21,7 +21,12 @@
 
 int net_lock(struct fc_err *e)
 {
-	int fd = fs_lock_named("net", 0, e);
+	int fd;
+
+	/* Every writer refuses a data root 'fc-setup storage' did not prepare. */
+	if (fc_root_check(e) < 0)
+		return -1;
+	fd = fs_lock_named("net", 0, e);
 
 	if (fd < 0)
 		fc_err_wrap(e, "lock the address pool");
