@@ -34,6 +34,7 @@ struct conn {
 	bool finishing;		/* conn_finish() was called */
 	bool shut;		/* half-closed after the last byte went out */
 	bool closed;
+	bool in_paused;		/* conn_pause_input(): the session takes no frames now */
 	uint64_t hb_next;
 	uint64_t deadline;	/* the session's */
 	uint64_t frame_start;	/* a partial frame began then; 0: none */
@@ -112,7 +113,7 @@ static void arm(struct conn *c)
 
 	if (c->closed)
 		return;
-	c->w.events = c->shut ? POLLIN : (POLLIN | (c->out_len ? POLLOUT : 0));
+	c->w.events = c->shut ? POLLIN : ((c->in_paused ? 0 : POLLIN) | (c->out_len ? POLLOUT : 0));
 #define EARLIEST(t) do { if ((t) && (!d || (t) < d)) d = (t); } while (0)
 	if (c->hb_on && !c->finishing)
 		EARLIEST(c->hb_next);
@@ -240,7 +241,8 @@ static int flush(struct conn *c)
 /* Read and dispatch what the host sent. 0, or -1 when the connection is closed. */
 static int receive(struct conn *c)
 {
-	for (int i = 0; i < FRAMES_PER_ROUND; i++) {
+	/* (paused: a hang-up is still read, or poll() would report it forever) */
+	for (int i = 0; i < FRAMES_PER_ROUND && (!c->in_paused || i == 0); i++) {
 		struct fc_err e;
 		enum proto_rx_result r = proto_rx_read(c->w.fd, &c->rx, &e);
 
@@ -323,6 +325,12 @@ static void conn_event(struct ev_watch *w, short revents)
 		conn_close(c, "the host does not read what the agent sends");
 		return;
 	}
+	arm(c);
+}
+
+void conn_pause_input(struct conn *c, bool pause)
+{
+	c->in_paused = pause;
 	arm(c);
 }
 

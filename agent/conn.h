@@ -76,6 +76,12 @@ json_t *conn_json_text(const char *s, bool newlines);
 /* May a producer queue another PROTO_DATA_CHUNK of data? */
 bool conn_has_room(const struct conn *c);
 
+/* Stop (@pause) or resume reading frames from the host: a consumer of
+ * bulk input (a process's stdin) that cannot take more pauses, so the host
+ * is held back by the socket instead of the agent buffering without bound.
+ * A hang-up is still noticed. */
+void conn_pause_input(struct conn *c, bool pause);
+
 /* Send HEARTBEAT every CONN_HEARTBEAT_MS while @on (only when nothing else
  * is waiting to go out: any frame tells the host we are alive). */
 void conn_heartbeat(struct conn *c, bool on);

@@ -3,12 +3,15 @@
  *
  *   PLAN        -> the run session (run.c); "busy" while a run is active
  *   STATUS_REQ  -> one STATUS frame (the health check), then close
+ *   EXEC        -> an exec session (exec.c; the exec port's own first
+ *                  frame, accepted here too for the one-socket test mode)
  *   other       -> ERROR "expected a plan or a status request", close
  * A host that says nothing for PLAN_WAIT_MS is told so and closed.
  */
 #include <stdio.h>
 
 #include "agent.h"
+#include "exec.h"
 #include "log.h"
 #include "run.h"
 #include "util.h"
@@ -24,6 +27,9 @@ static void dispatch_frame(struct conn *c, void *sess, const struct proto_hdr *h
 	switch (h->type) {
 	case MSG_PLAN:
 		run_plan(a->run, c, payload, h->len);
+		return;
+	case MSG_EXEC:
+		exec_take(a, c, payload, h->len);
 		return;
 	case MSG_STATUS_REQ:
 		if (h->len) {

@@ -30,6 +30,7 @@
 #include "sock.h"
 #include "agent.h"
 #include "ev.h"
+#include "exec.h"
 #include "run.h"
 #include "sys.h"
 #include "util.h"
@@ -138,12 +139,13 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct agent a = { .runner = "podman", .end = AGENT_SERVING };
-	struct listener ls[1];
+	struct listener ls[2];
+	size_t nls = 1;
 	struct sigwatch sw;
 	const char *unix_path = NULL;
 	uint64_t port = AGENT_PORT_RUN;
 	struct fc_err e;
-	int c, lfd, sigfd;
+	int c, lfd, xfd = -1, sigfd;
 
 	a.pid1 = getpid() == 1;
 	if (a.pid1) {
@@ -217,6 +219,13 @@ int main(int argc, char **argv)
 		}
 		fc_err_exit(&e, 1);
 	}
+	/* Test mode has one socket: exec requests come to the run port's
+	 * dispatcher there. */
+	if (!unix_path) {
+		xfd = listen_vsock(port == AGENT_PORT_RUN ? AGENT_PORT_EXEC : port + 1, &e);
+		if (xfd < 0)
+			log_warn("%s; fc-exec will not reach this VM", e.msg);
+	}
 
 	a.loop = ev_new();
 	a.run = run_new(&a);
@@ -224,14 +233,20 @@ int main(int argc, char **argv)
 	ev_watch_init(&sw.w, sigfd, on_signal, &sw);
 	sw.w.events = POLLIN;
 	ev_link(a.loop, &sw.w);
-	/* The run port; an exec port would be one more entry here. */
+	/* The run port, and the exec port. */
 	ls[0] = (struct listener){ .a = &a, .accept = dispatch_accept };
 	ev_watch_init(&ls[0].w, lfd, on_accept, &ls[0]);
 	ev_link(a.loop, &ls[0].w);
+	if (xfd >= 0) {
+		ls[1] = (struct listener){ .a = &a, .accept = exec_accept };
+		ev_watch_init(&ls[1].w, xfd, on_accept, &ls[1]);
+		ev_link(a.loop, &ls[1].w);
+		nls = 2;
+	}
 	say_ready(unix_path != NULL);
 
 	while (a.end == AGENT_SERVING) {
-		pace_listeners(ls, ARRAY_SIZE(ls));
+		pace_listeners(ls, nls);
 		if (ev_run_once(a.loop) < 0) {
 			log_error("poll: %s", strerror(errno));
 			sleep(1);
@@ -241,10 +256,13 @@ int main(int argc, char **argv)
 		sys_poweroff();
 	conn_close_all();
 	run_free(a.run);
-	ev_unlink(a.loop, &ls[0].w);
+	for (size_t i = 0; i < nls; i++)
+		ev_unlink(a.loop, &ls[i].w);
 	ev_unlink(a.loop, &sw.w);
 	ev_free(a.loop);
 	close(lfd);
+	if (xfd >= 0)
+		close(xfd);
 	close(sigfd);
 	if (unix_path)
 		unlink(unix_path);

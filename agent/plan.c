@@ -16,7 +16,7 @@ static const char *const global_flags[] = {
 
 static const char *const known_keys[] = {
 	"version", "image", "cmd", "entrypoint", "env", "user", "workdir", "tty", "poweroff",
-	"container_name",
+	"container_name", "stdin",
 };
 
 static const char *const image_keys[] = { "disk", "ref" };
@@ -231,7 +231,7 @@ int plan_parse(const char *buf, size_t len, struct plan *p, struct fc_err *e)
 		return -1;
 	if (p->workdir && p->workdir[0] != '/')
 		return fc_err_set(e, 0, "'workdir' must be an absolute path");
-	if (get_bool(j, "tty", &p->tty, e) < 0)
+	if (get_bool(j, "tty", &p->tty, e) < 0 || get_bool(j, "stdin", &p->in, e) < 0)
 		return -1;
 	if (get_opt_string(j, "container_name", PLAN_MAX_STR, &p->name, e) < 0)
 		return -1;
@@ -316,6 +316,8 @@ char **plan_run_argv(const char *runner, const struct plan *p, const char *ref)
 	argv_add(&a, xstrdup("--log-driver=none"));
 	if (p->tty)
 		argv_add(&a, xstrdup("--tty"));
+	if (p->in)
+		argv_add(&a, xstrdup("--interactive"));
 	/* NAME=VALUE glued to the option: a value can never be taken for a flag. */
 	for (size_t i = 0; p->env && p->env[i]; i++)
 		argv_add(&a, xasprintf("--env=%s", p->env[i]));
@@ -402,4 +404,139 @@ char *plan_loaded_ref(const char *out, struct fc_err *e)
 		return NULL;
 	}
 	return found;
+}
+
+/* ---- exec requests ---- */
+
+static const char *const exec_keys[] = {
+	"version", "cmd", "vm", "tty", "stdin", "env", "workdir", "user", "term", "rows", "cols",
+	"wait_ms",
+};
+
+static int get_uint(json_t *obj, const char *key, long long min, long long max, unsigned *out,
+		    struct fc_err *e)
+{
+	long long v = 0;
+	int r = json_int(obj, key, min, max, &v, e);
+
+	if (r < 0)
+		return -1;
+	if (r == 0)
+		*out = v;
+	return 0;
+}
+
+int exec_req_parse(const char *buf, size_t len, struct exec_req *r, struct fc_err *e)
+{
+	_cleanup_json_ json_t *j = NULL;
+	long long version = 0;
+
+	memset(r, 0, sizeof(*r));
+	r->wait_ms = EXEC_WAIT_MS_DEF;
+	j = json_parse(buf, len, e);
+	if (!j)
+		return -1;
+	if (!json_is_object(j))
+		return fc_err_set(e, 0, "the exec request must be a JSON object");
+	if (check_keys(j, "", exec_keys, ARRAY_SIZE(exec_keys), e) < 0)
+		return -1;
+	if (json_int(j, "version", 0, 1000, &version, e) < 0)
+		return -1;
+	if (version != PLAN_VERSION)
+		return fc_err_set(e, 0, "'version' must be %d", PLAN_VERSION);
+	if (!json_object_get(j, "cmd"))
+		return fc_err_set(e, 0, "'cmd' is missing");
+	if (get_array(j, "cmd", false, &r->cmd, e) < 0 || get_array(j, "env", true, &r->env, e) < 0)
+		return -1;
+	if (!r->env)
+		r->env = xcalloc(1, sizeof(*r->env));
+	if (check_env(r->env, e) < 0)
+		return -1;
+	if (get_bool(j, "vm", &r->vm, e) < 0 || get_bool(j, "tty", &r->tty, e) < 0 ||
+	    get_bool(j, "stdin", &r->in, e) < 0)
+		return -1;
+	if (get_opt_string(j, "user", PLAN_MAX_USER, &r->user, e) < 0 ||
+	    (r->user && check_user(r->user, e) < 0))
+		return -1;
+	if (get_opt_string(j, "workdir", PLAN_MAX_PATH, &r->workdir, e) < 0)
+		return -1;
+	if (r->workdir && r->workdir[0] != '/')
+		return fc_err_set(e, 0, "'workdir' must be an absolute path");
+	if (get_opt_string(j, "term", 128, &r->term, e) < 0)
+		return -1;
+	if (r->term) {
+		for (const char *c = r->term; *c; c++)
+			if ((unsigned char)*c <= ' ' || (unsigned char)*c >= 0x7f)
+				return fc_err_set(e, 0, "'term' must be printable, without spaces");
+	}
+	if (get_uint(j, "rows", 0, 65535, &r->rows, e) < 0 ||
+	    get_uint(j, "cols", 0, 65535, &r->cols, e) < 0 ||
+	    get_uint(j, "wait_ms", 0, EXEC_WAIT_MS_MAX, &r->wait_ms, e) < 0)
+		return -1;
+	return 0;
+}
+
+void exec_req_free(struct exec_req *r)
+{
+	strv_free(r->cmd);
+	strv_free(r->env);
+	free(r->workdir);
+	free(r->user);
+	free(r->term);
+	memset(r, 0, sizeof(*r));
+}
+
+char **exec_req_argv(const char *runner, const struct exec_req *r, const char *name,
+		     const char *marker)
+{
+	struct argv_buf a = { 0 };
+
+	argv_start(&a, runner);
+	argv_add(&a, xstrdup("exec"));
+	if (r->in)
+		argv_add(&a, xstrdup("--interactive"));
+	if (r->tty) {
+		argv_add(&a, xstrdup("--tty"));
+		argv_add(&a, xasprintf("--env=TERM=%s", r->term ? r->term : "xterm"));
+	}
+	if (marker)
+		argv_add(&a, xasprintf("--env=%s", marker));
+	for (size_t i = 0; r->env && r->env[i]; i++)
+		argv_add(&a, xasprintf("--env=%s", r->env[i]));
+	if (r->user)
+		argv_add(&a, xasprintf("--user=%s", r->user));
+	if (r->workdir)
+		argv_add(&a, xasprintf("--workdir=%s", r->workdir));
+	/* podman exec stops parsing options at the container name. */
+	argv_add(&a, xstrdup(name));
+	for (size_t i = 0; r->cmd[i]; i++)
+		argv_add(&a, xstrdup(r->cmd[i]));
+	return a.v;
+}
+
+char **exec_wait_argv(const char *runner, const char *name)
+{
+	struct argv_buf a = { 0 };
+
+	argv_start(&a, runner);
+	argv_add(&a, xstrdup("wait"));
+	argv_add(&a, xstrdup("--condition=running"));
+	argv_add(&a, xstrdup(name));
+	return a.v;
+}
+
+int exec_winsize_parse(const char *buf, size_t len, unsigned *rows, unsigned *cols,
+		       struct fc_err *e)
+{
+	_cleanup_json_ json_t *j = json_parse(buf, len, e);
+	long long r = 0, c = 0;
+
+	if (!j)
+		return -1;
+	if (!json_is_object(j) || json_object_size(j) != 2 ||
+	    json_int(j, "rows", 1, 65535, &r, e) != 0 || json_int(j, "cols", 1, 65535, &c, e) != 0)
+		return fc_err_set(e, 0, "a window size must be {\"rows\":1..65535,\"cols\":1..65535}");
+	*rows = r;
+	*cols = c;
+	return 0;
 }

@@ -31,6 +31,7 @@ struct plan {
 	char *user, *workdir;	/* NULL when absent */
 	char *name;		/* container name, never NULL after a successful parse */
 	bool tty;
+	bool in;		/* "stdin": the host's stdin reaches the container (podman run -i) */
 	bool poweroff;
 };
 
@@ -63,5 +64,43 @@ char **plan_load_argv(const char *runner, const struct plan *p);
 char **plan_run_argv(const char *runner, const struct plan *p, const char *ref);
 
 void plan_argv_free(char **argv);
+
+/* ---- exec requests (MSG_EXEC, the first frame on the exec port) ----
+ * {"version":1,"cmd":[...],"vm":bool,"tty":bool,"stdin":bool,"env":["K=V"],
+ *  "workdir":"/abs","user":"NAME|UID[:GID]","term":"xterm","rows":N,"cols":N,
+ *  "wait_ms":N}; only "version" and "cmd" are required. Checked as strictly
+ * as a plan. */
+#define EXEC_WAIT_MS_MAX  600000	/* how long an exec may wait for the container */
+#define EXEC_WAIT_MS_DEF  120000
+
+struct exec_req {
+	char **cmd;		/* NULL-terminated, never empty */
+	char **env;		/* NULL-terminated, never NULL after a successful parse */
+	char *workdir, *user;	/* NULL when absent */
+	char *term;		/* TERM for a tty session; NULL when absent */
+	bool vm;		/* in the guest OS, not the container */
+	bool tty, in;		/* a pty; stdin forwarded */
+	unsigned rows, cols;	/* initial window size (tty), 0: unknown */
+	unsigned wait_ms;	/* for a starting container */
+};
+
+/* Parse @len bytes of exec request JSON into @r (zeroed first; free with
+ * exec_req_free even on failure). 0 or -1 with @e filled. */
+int exec_req_parse(const char *buf, size_t len, struct exec_req *r, struct fc_err *e);
+
+void exec_req_free(struct exec_req *r);
+
+/* argv for `RUNNER [global flags] exec [--interactive] [--tty] --env=...
+ * [--user=U] [--workdir=W] NAME CMD...`; @marker ("FCVM_EXEC_ID=...") is
+ * one more --env, so the agent can find the process podman started. */
+char **exec_req_argv(const char *runner, const struct exec_req *r, const char *name,
+		     const char *marker);
+
+/* argv for `RUNNER [global flags] wait --condition=running NAME`. */
+char **exec_wait_argv(const char *runner, const char *name);
+
+/* Parse {"rows":N,"cols":N} (1..65535 each). 0 or -1 with @e. */
+int exec_winsize_parse(const char *buf, size_t len, unsigned *rows, unsigned *cols,
+		       struct fc_err *e);
 
 #endif

@@ -49,6 +49,7 @@ struct run {
 	struct conn *conn;	/* the host that sent the plan; NULL once gone */
 	struct child ch;
 	int exit_code;		/* RUN_EXITED */
+	bool seen;		/* run_container_seen() */
 	char *error;		/* RUN_EXITED without a container exit: why */
 };
 
@@ -542,6 +543,7 @@ void run_plan(struct run *r, struct conn *c, const uint8_t *payload, size_t len)
 	r->error = NULL;
 	r->active = true;
 	r->poweroff = false;
+	r->seen = false;
 	r->conn = c;
 	r->a->sessions++;
 	conn_set_session(c, &run_ops, r);
@@ -582,4 +584,24 @@ json_t *run_status(const struct run *r)
 			json_object_set_new(j, "error", conn_json_text(r->error, true));
 	}
 	return j;
+}
+
+const char *run_state_name(const struct run *r)
+{
+	return state_names[r->state];
+}
+
+const char *run_container_name(const struct run *r)
+{
+	return r->state != RUN_IDLE ? r->plan.name : NULL;
+}
+
+bool run_container_seen(const struct run *r)
+{
+	return r->seen && r->state == RUN_RUNNING;
+}
+
+void run_container_set_seen(struct run *r)
+{
+	r->seen = true;
 }

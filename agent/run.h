@@ -49,4 +49,14 @@ bool run_stop(struct run *r);
  * "sessions":N}; new reference. */
 json_t *run_status(const struct run *r);
 
+/* For exec sessions: the run's state name ("idle", "starting", "running",
+ * "exited") and its container's name (NULL when idle). */
+const char *run_state_name(const struct run *r);
+const char *run_container_name(const struct run *r);
+
+/* Has an exec already seen the current container running (so the next
+ * one need not ask podman to wait for it)? Reset by every plan. */
+bool run_container_seen(const struct run *r);
+void run_container_set_seen(struct run *r);
+
 #endif

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -71,6 +72,7 @@ struct agentc {
 	bool in_eof;
 	int exit_code;
 	char *status;
+	bool winch_pending;	/* a resize before the request went out */
 };
 
 struct agentc *agentc_new(const struct agentc_opts *o)
@@ -487,12 +489,31 @@ static void out_step(struct agentc *s)
 	}
 }
 
+/* Queue WINSIZE with the size of opts.tty_fd (nothing if it has none). */
+static void winsize_queue(struct agentc *s)
+{
+	struct winsize ws;
+	char msg[48];
+
+	if (ioctl(s->o.tty_fd, TIOCGWINSZ, &ws) < 0 || !ws.ws_row || !ws.ws_col)
+		return;
+	snprintf(msg, sizeof(msg), "{\"rows\":%u,\"cols\":%u}", ws.ws_row, ws.ws_col);
+	tx_queue(s, MSG_WINSIZE, msg, strlen(msg));
+}
+
 /* A signal: in a run, the first once the request is out is forwarded;
  * any other ends the session at once. */
 static int on_signal(struct agentc *s, enum phase ph, int sig, struct fc_err *e)
 {
 	char msg[32];
 
+	if (sig == SIGWINCH && s->o.winch) {
+		if (ph == PH_RUN && s->req_queued)
+			winsize_queue(s);
+		else
+			s->winch_pending = true;
+		return 0;
+	}
 	if (ph != PH_RUN || !s->req_sent || s->forwarded++)
 		return end_by_signal(s, sig, e);
 	s->fwd_sig = sig;
@@ -681,7 +702,7 @@ int agentc_harden(struct agentc *s, struct fc_err *e)
 		SYS_rt_sigaction, SYS_rt_sigprocmask, SYS_rt_sigreturn, SYS_restart_syscall,
 		SYS_futex, SYS_exit, SYS_exit_group,
 	};
-	int allowed[ARRAY_SIZE(base) + 2];
+	int allowed[ARRAY_SIZE(base) + 3];
 	size_t n = ARRAY_SIZE(base);
 
 	memcpy(allowed, base, sizeof(base));
@@ -691,6 +712,8 @@ int agentc_harden(struct agentc *s, struct fc_err *e)
 		allowed[n++] = SYS_openat;
 		allowed[n++] = SYS_open;
 	}
+	if (s->o.winch)
+		allowed[n++] = SYS_ioctl;	/* TIOCGWINSZ */
 	if (seccomp_allow_only(allowed, n, false, e) < 0)
 		return fc_err_wrap(e, "drop privileges");
 	s->hardened = true;
@@ -704,6 +727,8 @@ int agentc_run(struct agentc *s, uint8_t type, const void *req, size_t len, stru
 				  proto_type_name(type), len, PROTO_MAX_PAYLOAD);
 	tx_queue(s, type, req, len);
 	s->req_queued = true;
+	if (s->winch_pending)
+		winsize_queue(s);
 	s->last_rx = now_ms();
 	if (pump(s, PH_RUN, e) < 0)
 		return s->sig ? 128 + s->sig : -1;

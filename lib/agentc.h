@@ -59,6 +59,10 @@ struct agentc_opts {
 	int out_fd, err_fd;	/* where STDOUT / STDERR bytes go (borrowed) */
 	int started_fd;		/* gets "started\n" on STARTED; -1: none (owned: closed) */
 	bool harden;		/* agentc_session(): agentc_harden() once connected */
+	/* SIGWINCH on sigfd (added): not forwarded as a signal but sent as a
+	 * WINSIZE frame with the size of terminal @tty_fd (fc-exec -t). */
+	bool winch;
+	int tty_fd;
 };
 
 /* Defaults: 120 s timeout, 90 s heartbeat, no signalfd, no owner, no stdin,

@@ -14,6 +14,7 @@ static const char *const type_names[MSG_TYPE_MAX] = {
 	[MSG_STDIN_EOF] = "stdin-eof", [MSG_EXIT] = "exit",	    [MSG_ERROR] = "error",
 	[MSG_HEARTBEAT] = "heartbeat", [MSG_SIGNAL] = "signal",
 	[MSG_STATUS_REQ] = "status-request", [MSG_STATUS] = "status",
+	[MSG_EXEC] = "exec",	     [MSG_WINSIZE] = "winsize",
 };
 
 const char *proto_type_name(unsigned type)

@@ -23,7 +23,7 @@
 
 /* vsock ports the agent listens on in the guest. */
 #define AGENT_PORT_RUN	 1024	/* plan in, output + exit code out */
-#define AGENT_PORT_EXEC	 1025	/* reserved for fc-exec */
+#define AGENT_PORT_EXEC	 1025	/* exec sessions (fc-exec): EXEC in, output + exit code out */
 
 enum proto_type {
 	MSG_HELLO = 1,	/* agent -> host: JSON {"version":1,"agent":"fc-agent"} */
@@ -39,6 +39,8 @@ enum proto_type {
 	MSG_SIGNAL,	/* host -> agent: JSON {"signal":N} - forward to the container */
 	MSG_STATUS_REQ,	/* host -> agent: empty - first frame of a status connection */
 	MSG_STATUS,	/* agent -> host: JSON {"version":1,"state":...} - then it closes */
+	MSG_EXEC,	/* host -> agent: JSON exec request (see fc-agent(1)) - first frame */
+	MSG_WINSIZE,	/* host -> agent: JSON {"rows":N,"cols":N} - resize the session's pty */
 	MSG_TYPE_MAX
 };
 

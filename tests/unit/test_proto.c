@@ -47,10 +47,14 @@ static void test_header_roundtrip(void)
 		      !strcmp(proto_type_name(0), "unknown") &&
 		      !strcmp(proto_type_name(MSG_TYPE_MAX), "unknown"),
 	      "type names, 'unknown' out of range");
-	CHECK(MSG_STATUS_REQ == 12 && MSG_STATUS == 13 && MSG_TYPE_MAX == 14 &&
+	CHECK(MSG_STATUS_REQ == 12 && MSG_STATUS == 13 &&
 		      !strcmp(proto_type_name(MSG_STATUS_REQ), "status-request") &&
 		      !strcmp(proto_type_name(MSG_STATUS), "status"),
 	      "status request and status are types 12 and 13 (appended after signal)");
+	CHECK(MSG_EXEC == 14 && MSG_WINSIZE == 15 && MSG_TYPE_MAX == 16 &&
+		      !strcmp(proto_type_name(MSG_EXEC), "exec") &&
+		      !strcmp(proto_type_name(MSG_WINSIZE), "winsize"),
+	      "exec and winsize are types 14 and 15 (appended after status)");
 }
 
 static void bad(const uint8_t *b, const char *needle, const char *what)
