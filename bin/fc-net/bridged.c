@@ -34,6 +34,7 @@
 #include <linux/if_tun.h>
 #include <linux/netfilter.h>
 
+#include "fsutil.h"
 #include "json.h"
 #include "log.h"
 #include "net.h"
@@ -509,7 +510,7 @@ static int nat_create(const struct nat_plan *p, struct fc_err *e)
 
 int bridged_up(struct up_opts *o, json_t **out, struct fc_err *e)
 {
-	_cleanup_close_ int lock = -1;
+	_cleanup_close_ int lock = -1, host_lock = -1;
 	_cleanup_json_ json_t *records = NULL, *rec = NULL, *dns = NULL;
 	_cleanup_nl_ struct nl nl = { NULL, 0, 0 };
 	_cleanup_free_ char *created = NULL, *table = NULL, *subnet_s = NULL, *kip = NULL;
@@ -526,6 +527,11 @@ int bridged_up(struct up_opts *o, json_t **out, struct fc_err *e)
 	lock = net_lock(e);
 	if (lock < 0)
 		return -1;
+	/* Subnets, TAP names and routes are the host's, not one data root's:
+	 * two data roots choosing at once must not pick the same /30. */
+	host_lock = fs_lock(NET_HOST_LOCK, 0, e);
+	if (host_lock < 0)
+		return fc_err_wrap(e, "lock '%s'", NET_HOST_LOCK);
 	records = net_records(e);
 	for (i = 0; i < json_array_size(records); i++)
 		if (!strcmp(json_str(json_array_get(records, i), "id"), o->id))

@@ -17,6 +17,9 @@
 #define NET_DEFAULT_POOL "10.213.0.0/16"
 #define NET_SUBNET_PREFIX 30	/* per VM: network, gateway .1, guest .2, broadcast */
 #define NET_RECORD_MAX (256 * 1024)
+/* Held (after the data root's net.lock) while bridged up chooses and
+ * makes: host-wide, as the TAPs, routes and addresses are. */
+#define NET_HOST_LOCK "/run/fcvm-net.lock"
 
 /* ---- ports.c ---- */
 
