@@ -538,12 +538,23 @@ static void remove_runtime(const char *id, const char *run_dir, const char *vsoc
 	state_remove(id);
 }
 
+/* With own_disk_dir: vm-disks/<id>/ and all in it are the owner's. */
+static void remove_disk_dir(struct vmowner *o)
+{
+	struct fc_err e;
+
+	if (fc_rm_tree(o->disk_dir, &e) < 0)
+		log_warn("%s", e.msg);
+}
+
 /* A failure before "running": besides the runtime, remove what this call
  * put under vm-disks/<id>/ (not what fc-disk or the user put there). */
 static void undo_claim(struct vmowner *o)
 {
 	if (!o->claimed)
 		return;
+	if (o->s.own_disk_dir && o->made_disk_dir)
+		remove_disk_dir(o);
 	remove_runtime(o->id, o->run_dir, o->vsock);
 	if (o->console.made)
 		unlink(o->console.path);
@@ -587,6 +598,8 @@ static noreturn void janitor(struct vmowner *o, int end)
 
 		if (vpid > 0 && proc_alive(vpid, vstart))
 			kill(vpid, SIGKILL);
+		if (o->s.own_disk_dir)
+			remove_disk_dir(o);
 		remove_runtime(o->id, o->run_dir, o->vsock);
 	}
 	_exit(0);
@@ -687,7 +700,7 @@ static int claim(struct vmowner *o, struct fc_err *e)
 		return fc_err_set(e, errno, "create '%s'", o->run_dir);
 	if (mkdir(o->disk_dir, 0755) == 0)
 		o->made_disk_dir = true;
-	else if (errno != EEXIST)
+	else if (errno != EEXIST || o->s.own_disk_dir)
 		return fc_err_set(e, errno, "create '%s'", o->disk_dir);
 	return 0;
 }
@@ -1108,6 +1121,8 @@ int vmowner_run(struct vmowner *o, struct vm_outcome *out, struct fc_err *e)
 	if (o->vmm_pid > 0)
 		kill_wait(o->vmm_pid, STOP_GRACE_MS);
 	o->vmm_pid = -1;
+	if (o->s.own_disk_dir)
+		remove_disk_dir(o);
 	remove_runtime(o->id, o->run_dir, o->vsock);
 	o->claimed = false;
 	stop_janitor(o);

@@ -88,6 +88,9 @@ struct vm_spec {
 	uint64_t console_max;		/* 0: VM_CONSOLE_MAX_DEFAULT; caps vmm.log too */
 	bool detach;			/* return once running (see vm_outcome) */
 	bool die_with_parent;		/* stop the VM when our parent dies */
+	bool own_disk_dir;		/* vm-disks/<id>/ is made here (must not exist)
+					 * and removed whole with the record, however
+					 * the owner ends - the janitor too (a clone) */
 	bool ready;			/* write "ready <id>\n" to @ready_fd, then close it */
 	int ready_fd;
 	vm_configure_fn configure;	/* NULL: vm_configure_boot */

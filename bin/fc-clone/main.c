@@ -1,0 +1,244 @@
+/* fc-clone - start a clone of a snapshot and own it. See fc-clone(1).
+ *
+ * How it works, and why in this order:
+ *  1. snapshot_open() validates the snapshot (manifest schema, plain file
+ *     names, sizes, the vmstate's sha256) before anything is made: a
+ *     damaged or tampered snapshot starts nothing.
+ *  2. lib/vmowner owns the clone exactly like fc-boot owns a VM (record
+ *     first, janitor, VMM, capped console), with process_type "clone", the
+ *     record's "snapshot" = the tag, and own_disk_dir: vm-disks/<id>/ is
+ *     the clone's alone and goes with it however fc-clone ends, kill -9
+ *     included (the janitor removes it).
+ *  3. Its configure step, instead of a boot: a reflink copy of the
+ *     snapshot's disk into vm-disks/<id>/rootfs.ext4, given as the rootfs
+ *     drive override; PUT /snapshot/load with mem_backend File (the VMM
+ *     maps the memory file privately: clones share its page cache) and
+ *     the clone's own vsock socket, resume_vm; then the agent must answer
+ *     a STATUS request on the new socket (the restore reset the vsock
+ *     transport; the agent keeps listening) before the clone is "running".
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agentc.h"
+#include "fsutil.h"
+#include "json.h"
+#include "log.h"
+#include "paths.h"
+#include "proto.h"
+#include "snapshot.h"
+#include "util.h"
+#include "vmowner.h"
+
+static const char usage_text[] =
+	"usage: fc-clone --snapshot TAG --name NAME [--id ID] [--console FILE]\n"
+	"                [--agent-timeout SEC] [--detach | --die-with-parent]\n"
+	"                [--ready-fd N] [-v] [-q]\n";
+
+static noreturn void usage(int code)
+{
+	fputs(usage_text, code ? stderr : stdout);
+	exit(code);
+}
+
+struct clone {
+	const char *tag;
+	json_t *man;		/* the validated manifest */
+	int agent_timeout_ms;
+};
+
+static const char *file_of(json_t *man, const char *key)
+{
+	return json_str(json_object_get(json_object_get(man, "files"), key), "abs");
+}
+
+static int call(struct fcapi *a, const char *method, const char *path, json_t *body,
+		struct fc_err *e)
+{
+	int r = fcapi_call(a, method, path, body, NULL, e);
+
+	json_decref(body);
+	return r;
+}
+
+/* The record's config: the source's, with the clone's own disk. */
+static void record_config(struct vmowner *o, json_t *man, const char *disk)
+{
+	json_t *rec = vmowner_record(o);
+	json_t *cfg = json_object_get(rec, "config");
+	json_t *src = json_object_get(json_object_get(man, "source"), "config");
+	json_t *drives = json_array(), *d;
+	const char *old_root = json_str(src, "rootfs");
+	size_t i;
+
+	if (!json_is_object(cfg))
+		return;
+	json_array_append_new(drives, json_pack("{s:s, s:b}", "path", disk, "read_only", 0));
+	json_array_foreach(json_object_get(src, "drives"), i, d) {
+		const char *p = json_str(d, "path");
+
+		if (p && (!old_root || strcmp(p, old_root)) &&
+		    json_is_boolean(json_object_get(d, "read_only")))
+			json_array_append_new(drives, json_pack("{s:s, s:O}", "path", p,
+								"read_only",
+								json_object_get(d, "read_only")));
+	}
+	json_object_set_new(cfg, "rootfs", json_string(disk));
+	json_object_set_new(cfg, "drives", drives);
+	if (json_str(src, "kernel"))
+		json_object_set_new(cfg, "kernel", json_string(json_str(src, "kernel")));
+	if (json_str(src, "initrd"))
+		json_object_set_new(cfg, "initrd", json_string(json_str(src, "initrd")));
+	if (json_str(src, "boot_args"))
+		json_object_set_new(cfg, "boot_args", json_string(json_str(src, "boot_args")));
+}
+
+/* Until the clone's agent answers a STATUS request (at most @ms). */
+static int wait_agent(const char *vsock, int ms, struct fc_err *e)
+{
+	struct agentc_opts ao = AGENTC_OPTS_INIT;
+	_cleanup_agentc_ struct agentc *s = NULL;
+	_cleanup_free_ char *status = NULL;
+
+	ao.timeout_ms = ms;
+	ao.heartbeat_ms = 0;
+	s = agentc_new(&ao);
+	if (agentc_connect(s, vsock, AGENT_PORT_RUN, e) < 0 || agentc_status(s, &status, e) < 0)
+		return fc_err_wrap(e, "the clone's agent");
+	log_info("the clone's agent answers: %s", status);
+	return 0;
+}
+
+static int clone_configure(struct vmowner *o, struct fcapi *api, void *arg, struct fc_err *e)
+{
+	struct clone *c = arg;
+	const struct vm_spec *s = vmowner_spec(o);
+	const char *dir = json_str(vmowner_record(o), "disk_dir");
+	_cleanup_free_ char *disk = xasprintf("%s/rootfs.ext4", dir);
+	uint64_t t0 = now_ms();
+
+	if (fs_reflink(file_of(c->man, "disk"), disk, 0644, false, e) < 0)
+		return fc_err_wrap(e, "the clone's disk");
+	if (call(api, "PUT", "/drives/rootfs",
+		 json_pack("{s:s, s:s, s:b, s:b}", "drive_id", "rootfs", "path_on_host", disk,
+			   "is_root_device", 1, "is_read_only", 0), e) < 0)
+		return -1;
+	if (call(api, "PUT", "/snapshot/load",
+		 json_pack("{s:s, s:{s:s, s:s}, s:b, s:{s:s}}", "snapshot_path",
+			   file_of(c->man, "vmstate"), "mem_backend", "backend_type", "File",
+			   "backend_path", file_of(c->man, "memory"), "resume_vm", 1,
+			   "vsock_override", "uds_path", s->vsock), e) < 0)
+		return fc_err_wrap(e, "load snapshot '%s'", c->tag);
+	log_info("snapshot '%s' loaded and resumed in %llu ms", c->tag,
+		 (unsigned long long)(now_ms() - t0));
+	record_config(o, c->man, disk);
+	/* Network for clones (a namespace per clone keeping the snapshot's
+	 * guest address) and the agent's clone fix-up (hostname, id, RNG,
+	 * clock) are not wired yet: see fc-clone(1), BUGS. */
+	if (wait_agent(s->vsock, c->agent_timeout_ms, e) < 0)
+		return -1;
+	log_info("clone %s answers %llu ms after the load began", s->id,
+		 (unsigned long long)(now_ms() - t0));
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	enum { O_SNAPSHOT = 256, O_ID, O_CONSOLE, O_DETACH, O_DIE, O_READY_FD, O_AGENT_TIMEOUT };
+	static const struct option opts[] = {
+		{ "snapshot", required_argument, NULL, O_SNAPSHOT },
+		{ "name", required_argument, NULL, 'n' },
+		{ "id", required_argument, NULL, O_ID },
+		{ "console", required_argument, NULL, O_CONSOLE },
+		{ "agent-timeout", required_argument, NULL, O_AGENT_TIMEOUT },
+		{ "detach", no_argument, NULL, O_DETACH },
+		{ "die-with-parent", no_argument, NULL, O_DIE },
+		{ "ready-fd", required_argument, NULL, O_READY_FD },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct clone c = { NULL, NULL, 60000 };
+	struct vm_spec spec = { 0 };
+	struct vm_outcome out;
+	_cleanup_json_ json_t *extra = NULL;
+	json_t *mach;
+	struct fc_err e;
+	uint64_t n;
+	int opt;
+
+	log_init("fc-clone");
+	while ((opt = getopt_long(argc, argv, ":n:vqh", opts, NULL)) != -1) {
+		switch (opt) {
+		case O_SNAPSHOT: c.tag = optarg; break;
+		case 'n': spec.name = optarg; break;
+		case O_ID: spec.id = optarg; break;
+		case O_CONSOLE: spec.console = optarg; break;
+		case O_AGENT_TIMEOUT:
+			if (parse_u64(optarg, 1, 3600, "--agent-timeout (s)", &n, &e) < 0)
+				usage_err(usage_text, "%s", e.msg);
+			c.agent_timeout_ms = (int)n * 1000;
+			break;
+		case O_DETACH: spec.detach = true; break;
+		case O_DIE: spec.die_with_parent = true; break;
+		case O_READY_FD:
+			if (parse_u64(optarg, 0, 1023, "--ready-fd", &n, &e) < 0)
+				usage_err(usage_text, "%s", e.msg);
+			if (fcntl((int)n, F_GETFD) < 0)
+				usage_err(usage_text, "--ready-fd %d is not an open descriptor", (int)n);
+			spec.ready = true;
+			spec.ready_fd = (int)n;
+			break;
+		case 'v': log_adjust(1); break;
+		case 'q': log_adjust(-1); break;
+		case 'h': usage(0);
+		case ':': usage_err(usage_text, "option '%s' needs a value", argv[optind - 1]);
+		default: usage_err(usage_text, "unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind != argc)
+		usage_err(usage_text, "unexpected argument '%s'", argv[optind]);
+	if (!c.tag)
+		usage_err(usage_text, "--snapshot is required");
+	if (!snapshot_valid_tag(c.tag))
+		usage_err(usage_text, "invalid --snapshot '%s'", c.tag);
+	if (!spec.name)
+		usage_err(usage_text, "--name is required");
+	if (!fc_valid_name(spec.name))
+		usage_err(usage_text, "invalid --name '%s': use 1-63 letters, digits, '_', '.', '-'",
+			  spec.name);
+	if (spec.id && (!fc_valid_name(spec.id) ||
+			strspn(spec.id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+					"0123456789-") != strlen(spec.id)))
+		usage_err(usage_text, "invalid --id '%s': use 1-63 letters, digits and '-'",
+			  spec.id);
+	if (spec.detach && spec.die_with_parent)
+		usage_err(usage_text, "--detach and --die-with-parent exclude each other");
+	log_set_tag(spec.name);
+
+	c.man = snapshot_open(c.tag, &e);
+	if (!c.man)
+		fc_err_exit(&e, 1);
+	mach = json_object_get(c.man, "machine");
+	spec.process_type = "clone";
+	spec.cpus = (uint64_t)json_integer_value(json_object_get(mach, "cpus"));
+	spec.memory_mib = (uint64_t)json_integer_value(json_object_get(mach, "memory_mib"));
+	spec.own_disk_dir = true;
+	spec.configure = clone_configure;
+	spec.configure_arg = &c;
+	extra = json_pack("{s:s}", "snapshot", c.tag);
+	spec.record_extra = extra;
+	if (vmowner_own(&spec, &out, &e) < 0) {
+		json_decref(c.man);
+		fc_err_exit(&e, 1);
+	}
+	json_decref(c.man);
+	if (out.detached > 0)
+		printf("%d\n", (int)out.detached);
+	return out.code;
+}
