@@ -14,7 +14,9 @@
 # (tests/lib/killmatrix runs one cell; nothing is reused between cells, so no
 # leak can hide behind another cell's cleanup). Each cell prints one line
 # (ok/FAIL, what was left, times in ms from the signal); a failing @test
-# names its failing cells.
+# names its failing cells. KM_KEEP=DIR keeps each failing cell's logs
+# (fcvm's stderr, fc-boot.log, console.log) in DIR. fcvm runs with
+# --timeout 120: a boot that hangs fails its cell in 2 minutes, not 3.
 #
 # The container traps TERM and INT (exit 143/130: a container's PID 1 ignores
 # signals it has no handler for, and fc-run forwards the first SIGINT/SIGTERM
@@ -57,9 +59,9 @@
 #   the VM reached "running": only processes, sockets and records count).
 #  Cells that make no sense: none is dropped. The nearest to it is -d --rm x
 #   fcvm x running/shutdown, whose meaning ('fcvm stop' interrupted) is above.
-#  -d --rm x fc-run x SIGKILL: the detached VM outlives its fc-run? No: the
-#   cell requires the VM to end, because a -d --rm VM whose fc-run is gone
-#   has no one left to report its exit or remove its disk.
+#  -d --rm x fc-run x SIGKILL while running: the cell requires the VM to end
+#   too: a detached VM whose fc-run is gone has no one left to report its
+#   exit or (with --rm) to remove its disk after it.
 
 load helpers
 bats_require_minimum_version 1.5.0
@@ -67,6 +69,24 @@ bats_require_minimum_version 1.5.0
 setup_file() {
 	export IMG="$BATS_FILE_TMPDIR/busybox.oci.tar"
 	"$BATS_TEST_DIRNAME/lib/mkimage" "$IMG" --name localhost/fcvm-kill:1 >/dev/null
+	# A private copy (reflinked: cheap) of the kernel and rootfs: the shared
+	# fixture root's builds may be replaced or collected by other runs while
+	# this file runs for minutes.
+	KM_FIX=""
+	if [ -n "${FCVM_TEST_BTRFS:-}" ] && [ -f "${FCVM_TEST_ROOTFS:-}/rootfs.ext4" ] &&
+	   [ -f "${FCVM_TEST_KERNEL:-}/vmlinux" ]; then
+		KM_FIX="$FCVM_TEST_BTRFS/km-fixtures-$$"
+		mkdir -p "$KM_FIX"
+		cp -a --reflink=auto "$(readlink -f "$FCVM_TEST_KERNEL")" "$KM_FIX/kernel" &&
+			cp -a --reflink=auto "$(readlink -f "$FCVM_TEST_ROOTFS")" "$KM_FIX/rootfs" &&
+			export FCVM_TEST_KERNEL="$KM_FIX/kernel" FCVM_TEST_ROOTFS="$KM_FIX/rootfs"
+	fi
+	export KM_FIX
+}
+
+teardown_file() {
+	[ -n "${KM_FIX:-}" ] && rm -rf "$KM_FIX"
+	return 0
 }
 
 setup() {
@@ -96,9 +116,12 @@ matrix() {
 		if [ ! -s "$dir/$f/result" ]; then
 			echo "FAIL cell $f of $target/SIG$sig gave no result (killed by its timeout?): $(tail -3 "$dir/$f/stderr")" >"$dir/$f/result"
 		fi
+		# every cell in the TAP stream; the failing ones also in the failure
 		echo "# $(cat "$dir/$f/result")" >&3
-		cat "$dir/$f/result"
-		grep -q '^FAIL' "$dir/$f/result" && rc=1
+		if grep -q '^FAIL' "$dir/$f/result"; then
+			cat "$dir/$f/result"
+			rc=1
+		fi
 	done
 	return $rc
 }
