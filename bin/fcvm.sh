@@ -56,6 +56,7 @@ usage() {
 	cat <<'EOF'
 usage: fcvm podman run [--name NAME] [-e K=V]... [--cpus N] [--memory MIB] [--rm] [-d]
                        [--timeout S] [--] IMAGE [CMD [ARG...]]
+       fcvm exec [-i] [-t] [--vm] [-e K=V]... [-w DIR] [-u USER] NAME [--] CMD [ARG...]
        fcvm ls [-a] [--json]
        fcvm stop NAME
        fcvm logs NAME
@@ -452,6 +453,34 @@ cmd_rm() {
 
 # gc: fc-state gc, then the disk directories of --rm runs whose janitor is
 # gone (killed itself) and whose VM has no live owner.
+# fcvm exec [-i] [-t] [--vm] [-e K=V]... [-w DIR] [-u USER] (NAME | --pid PID) [--] CMD [ARG...]
+cmd_exec() {
+	local -a opts=() target=()
+	while [ $# -gt 0 ]; do
+		case "$1" in
+		-i|--interactive|-t|--tty|--vm) opts+=("$1"); shift ;;
+		-it|-ti) opts+=(-i -t); shift ;;
+		-e|--env|-w|--workdir|-u|--user|--timeout)
+			[ $# -ge 2 ] || usage_die "exec: $1 needs a value"; opts+=("$1" "$2"); shift 2 ;;
+		--env=*|--workdir=*|--user=*|--timeout=*) opts+=("$1"); shift ;;
+		--pid|--id|--name)
+			[ $# -ge 2 ] || usage_die "exec: $1 needs a value"; target=("$1" "$2"); shift 2 ;;
+		-h|--help) fc-exec --help; exit 0 ;;
+		--) shift; break ;;
+		-*) usage_die "exec: unknown option '$1'" ;;
+		*) break ;;
+		esac
+	done
+	if [ ${#target[@]} -eq 0 ]; then
+		[ $# -ge 1 ] || usage_die "exec needs a VM name"
+		target=(--name "$1"); shift
+		[ "${1:-}" = -- ] && shift
+	fi
+	[ $# -ge 1 ] || usage_die "exec needs a command"
+	need fc-exec
+	exec fc-exec "${target[@]}" "${opts[@]}" -- "$@"
+}
+
 cmd_gc() {
 	local dry=0 json=0
 	local -a args=()
@@ -502,6 +531,7 @@ stop) shift; cmd_stop "$@" ;;
 logs) shift; cmd_logs "$@" ;;
 rm) shift; cmd_rm "$@" ;;
 gc) shift; cmd_gc "$@" ;;
+exec) shift; cmd_exec "$@" ;;
 _janitor) shift; cmd_janitor "$@" ;;
 -h|--help|help) usage ;;
 *) usage_die "unknown command '$1'" ;;
