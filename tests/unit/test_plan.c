@@ -259,8 +259,77 @@ static void test_loaded_ref(void)
 	CHECK(!r, "empty output");
 }
 
+static int xparse(const char *s, struct exec_req *r, struct fc_err *e)
+{
+	return exec_req_parse(s, strlen(s), r, e);
+}
+
+static void exec_refused(const char *json, const char *needle, const char *what)
+{
+	struct exec_req r;
+	struct fc_err e = { 0 };
+	char msg[512];
+	int rc = xparse(json, &r, &e);
+
+	snprintf(msg, sizeof(msg), "exec refused: %s ('%s')", what, needle);
+	if (!CHECK(rc == -1 && strstr(e.msg, needle), msg))
+		printf("#   got: %s\n", rc == -1 ? e.msg : "accepted");
+	exec_req_free(&r);
+}
+
+static void test_exec(void)
+{
+	struct exec_req r;
+	struct fc_err e;
+	char **argv, *s;
+	unsigned rows = 0, cols = 0;
+
+	CHECK(xparse("{\"version\":1,\"cmd\":[\"sh\",\"-c\",\"x\"],\"stdin\":true,\"tty\":true,"
+		     "\"env\":[\"A=1\"],\"workdir\":\"/w\",\"user\":\"1:2\",\"term\":\"vt220\","
+		     "\"rows\":30,\"cols\":100,\"wait_ms\":5000}", &r, &e) == 0,
+	      "an exec request with every key parses");
+	CHECK(r.in && r.tty && !r.vm && r.rows == 30 && r.cols == 100 && r.wait_ms == 5000 &&
+		      !strcmp(r.term, "vt220"),
+	      "exec: flags, size, bound");
+	argv = exec_req_argv("podman", &r, "box", "FCVM_EXEC_ID=1");
+	s = joined(argv);
+	CHECK(!strcmp(s, "podman|--cgroup-manager=cgroupfs|--events-backend=file|exec|--interactive|"
+			 "--tty|--env=TERM=vt220|--env=FCVM_EXEC_ID=1|--env=A=1|--user=1:2|"
+			 "--workdir=/w|box|sh|-c|x"),
+	      "exec: the podman exec argv, values glued to their options");
+	if (strcmp(s, "podman|--cgroup-manager=cgroupfs|--events-backend=file|exec|--interactive|"
+		      "--tty|--env=TERM=vt220|--env=FCVM_EXEC_ID=1|--env=A=1|--user=1:2|--workdir=/w|box|sh|-c|x"))
+		printf("#   got: %s\n", s);
+	free(s);
+	plan_argv_free(argv);
+	exec_req_free(&r);
+	CHECK(xparse("{\"version\":1,\"cmd\":[\"true\"]}", &r, &e) == 0 && !r.in && !r.tty &&
+		      r.env && !r.env[0] && r.wait_ms == EXEC_WAIT_MS_DEF,
+	      "exec: a minimal request, defaults");
+	exec_req_free(&r);
+	exec_refused("{\"version\":1}", "'cmd' is missing", "no cmd");
+	exec_refused("{\"version\":1,\"cmd\":[]}", "must not be empty", "empty cmd");
+	exec_refused("{\"version\":1,\"cmd\":[\"x\"],\"bogus\":1}", "unknown key 'bogus'", "unknown key");
+	exec_refused("{\"version\":2,\"cmd\":[\"x\"]}", "'version' must be 1", "version");
+	exec_refused("{\"version\":1,\"cmd\":[\"x\"],\"env\":[\"A\"]}", "NAME=VALUE", "env without =");
+	exec_refused("{\"version\":1,\"cmd\":[\"x\"],\"workdir\":\"rel\"}", "absolute", "relative workdir");
+	exec_refused("{\"version\":1,\"cmd\":[\"x\"],\"user\":\"-u\"}", "'user'", "option-like user");
+	exec_refused("{\"version\":1,\"cmd\":[\"x\"],\"term\":\"a b\"}", "'term'", "term with a space");
+	exec_refused("{\"version\":1,\"cmd\":[\"x\"],\"rows\":70000}", "'rows'", "rows too big");
+	exec_refused("{\"version\":1,\"cmd\":[\"x\"],\"wait_ms\":600001}", "'wait_ms'", "wait too long");
+	exec_refused("{\"version\":1,\"cmd\":[\"x\"],\"tty\":1}", "true or false", "tty not a bool");
+	exec_refused("[1]", "JSON object", "not an object");
+	CHECK(exec_winsize_parse("{\"rows\":40,\"cols\":120}", 22, &rows, &cols, &e) == 0 &&
+		      rows == 40 && cols == 120,
+	      "winsize parses");
+	CHECK(exec_winsize_parse("{\"rows\":0,\"cols\":120}", 22, &rows, &cols, &e) < 0 &&
+		      exec_winsize_parse("{\"rows\":1,\"cols\":2,\"x\":3}", 27, &rows, &cols, &e) < 0,
+	      "winsize: zero and extra keys refused");
+}
+
 int main(void)
 {
+	test_exec();
 	test_full();
 	test_minimal();
 	test_refusals();
