@@ -24,6 +24,7 @@
 
 #include "json.h"
 #include "net.h"
+#include "netns.h"
 #include "nl.h"
 #include "proc.h"
 #include "util.h"
@@ -52,32 +53,6 @@ static int pump(int from, int to, char *buf, size_t size)
 		return -1;
 	if (write(to, buf, (size_t)n) < 0 && errno != EAGAIN && errno != EIO && errno != EINTR)
 		return -1;
-	return 0;
-}
-
-/* Enter the rootless record's namespaces (user first, then net), after
- * checking that its holder is still the process that made them. */
-static int enter_holder(json_t *rec, struct fc_err *e)
-{
-	json_t *ns = json_object_get(rec, "netns");
-	long long pid = 0, start = 0;
-	_cleanup_close_ int ufd = -1, nfd = -1;
-	char path[64];
-
-	if (json_int(ns, "pid", 1, 1LL << 31, &pid, e) != 0 ||
-	    json_int(ns, "pid_start", 1, 1LL << 62, &start, e) != 0)
-		return fc_err_set(e, EINVAL, "the record has no namespace holder");
-	snprintf(path, sizeof(path), "/proc/%lld/ns/user", pid);
-	ufd = open(path, O_RDONLY | O_CLOEXEC);
-	snprintf(path, sizeof(path), "/proc/%lld/ns/net", pid);
-	nfd = open(path, O_RDONLY | O_CLOEXEC);
-	/* Checked after opening: the fds cannot be a reused pid's. */
-	if (ufd < 0 || nfd < 0 || !proc_alive((pid_t)pid, (uint64_t)start))
-		return fc_err_set(e, ESRCH, "the namespace holder (pid %lld) is gone", pid);
-	if (setns(ufd, CLONE_NEWUSER) < 0)
-		return fc_err_set(e, errno, "enter the user namespace of pid %lld", pid);
-	if (setns(nfd, CLONE_NEWNET) < 0)
-		return fc_err_set(e, errno, "enter the network namespace of pid %lld", pid);
 	return 0;
 }
 
@@ -116,7 +91,7 @@ int attach_run(json_t *rec, const char *netns, char **cmd, int ready_fd, int *co
 		return -1;
 	/* The VMM's end of the VM's TAP: on the host, or (rootless) inside
 	 * the holder's namespaces, where the VMM runs. */
-	if (rootless && enter_holder(rec, e) < 0)
+	if (rootless && netns_enter_record(rec, e) < 0)
 		return -1;
 	host = tap_open(tap, false, false, (uid_t)-1, e);
 	if (host < 0)
