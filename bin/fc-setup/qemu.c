@@ -48,13 +48,17 @@
 
 /* The patch, embedded at build time (see the Makefile's dependency line). */
 __asm__(".section .rodata\n"
-	".global fcq_patch_start\n"
-	".global fcq_patch_end\n"
-	"fcq_patch_start:\n"
+	".global fcq_patch\n"
+	".global fcq_patch_len\n"
+	"fcq_patch:\n"
 	".incbin \"bin/fc-setup/qemu-vhost-user-vsock-migration.patch\"\n"
 	"fcq_patch_end:\n"
+	".balign 8\n"
+	"fcq_patch_len:\n"
+	".quad fcq_patch_end - fcq_patch\n"
 	".previous\n");
-extern const char fcq_patch_start[], fcq_patch_end[];
+extern const char fcq_patch[];
+extern const uint64_t fcq_patch_len;
 
 static const char *const configure_flags[] = {
 	"--target-list=x86_64-softmmu",
@@ -232,7 +236,7 @@ static int build(const char *work, const char *out, const struct qsrc *s, const 
 		if (run_ok(x, work, -1, -1, e) < 0)
 			return fc_err_wrap(e, "unpack '%s'", dsc);
 	}
-	if (fs_write_atomic(patch, fcq_patch_start, (size_t)(fcq_patch_end - fcq_patch_start), 0644, e) < 0)
+	if (fs_write_atomic(patch, fcq_patch, (size_t)fcq_patch_len, 0644, e) < 0)
 		return -1;
 	{
 		char *p[] = { "patch", "-p1", "--batch", "--forward", "-i", patch, NULL };
@@ -340,7 +344,7 @@ int cmd_qemu(int argc, char **argv)
 	}
 
 	sha256_init(&h);
-	sha256_update(&h, fcq_patch_start, (size_t)(fcq_patch_end - fcq_patch_start));
+	sha256_update(&h, fcq_patch, (size_t)fcq_patch_len);
 	sha256_final_hex(&h, patch_sha);
 	if ((dsc ? local_source(&s, dsc, &e) : apt_source(&s, &e)) < 0)
 		setup_fail(&e);
