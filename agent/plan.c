@@ -1,5 +1,7 @@
 /* plan.c - see plan.h */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,8 +18,10 @@ static const char *const global_flags[] = {
 
 static const char *const known_keys[] = {
 	"version", "image", "cmd", "entrypoint", "env", "user", "workdir", "tty", "poweroff",
-	"container_name", "stdin",
+	"container_name", "stdin", "network",
 };
+
+static const char *const network_keys[] = { "guest_ip", "prefix", "gateway", "dns", "mac" };
 
 static const char *const image_keys[] = { "disk", "ref" };
 
@@ -190,11 +194,85 @@ static int parse_image(json_t *img, struct plan *p, struct fc_err *e)
 	return 0;
 }
 
+/* A dotted IPv4 address of a unicast host (not 0.0.0.0, loopback,
+ * multicast or broadcast). */
+static int get_ip(json_t *obj, const char *key, struct in_addr *out, struct fc_err *e)
+{
+	json_t *v = json_object_get(obj, key);
+	uint32_t a;
+
+	if (!json_is_string(v) || json_string_length(v) > 15 ||
+	    inet_pton(AF_INET, json_string_value(v), out) != 1)
+		return fc_err_set(e, 0, "'network.%s' must be an IPv4 address", key);
+	a = ntohl(out->s_addr);
+	if (a == 0 || (a >> 24) == 127 || (a >> 28) >= 14)
+		return fc_err_set(e, 0, "'network.%s' must be a unicast address", key);
+	return 0;
+}
+
+static int parse_network(json_t *n, struct plan_net *net, struct fc_err *e)
+{
+	json_t *v, *dns;
+	size_t i;
+
+	if (json_is_null(n))
+		return 0;
+	if (!json_is_object(n))
+		return fc_err_set(e, 0, "'network' must be an object");
+	if (check_keys(n, "network.", network_keys, ARRAY_SIZE(network_keys), e) < 0)
+		return -1;
+	if (get_ip(n, "guest_ip", &net->ip, e) < 0 || get_ip(n, "gateway", &net->gateway, e) < 0)
+		return -1;
+	v = json_object_get(n, "prefix");
+	if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 30)
+		return fc_err_set(e, 0, "'network.prefix' must be a whole number from 1 to 30");
+	net->prefix = (int)json_integer_value(v);
+	{
+		uint32_t mask = ~0u << (32 - net->prefix);
+
+		if ((ntohl(net->ip.s_addr) & mask) != (ntohl(net->gateway.s_addr) & mask) ||
+		    net->ip.s_addr == net->gateway.s_addr)
+			return fc_err_set(e, 0, "'network.gateway' must be another address in "
+					  "the guest's /%d", net->prefix);
+	}
+	dns = json_object_get(n, "dns");
+	if (dns) {
+		if (!json_is_array(dns) || json_array_size(dns) > PLAN_MAX_DNS)
+			return fc_err_set(e, 0, "'network.dns' must be an array of at most %d "
+					  "IPv4 addresses", PLAN_MAX_DNS);
+		for (i = 0; i < json_array_size(dns); i++) {
+			json_t *tmp = json_pack("{s:O}", "dns", json_array_get(dns, i));
+			int r = get_ip(tmp, "dns", &net->dns[i], e);
+
+			json_decref(tmp);
+			if (r < 0)
+				return fc_err_set(e, 0, "'network.dns[%zu]' must be a unicast IPv4 "
+						  "address", i);
+		}
+		net->ndns = (int)i;
+	}
+	v = json_object_get(n, "mac");
+	if (v) {
+		unsigned int m[6];
+		char end;
+
+		if (!json_is_string(v) || json_string_length(v) != 17 ||
+		    sscanf(json_string_value(v), "%2x:%2x:%2x:%2x:%2x:%2x%c", &m[0], &m[1], &m[2],
+			   &m[3], &m[4], &m[5], &end) != 6)
+			return fc_err_set(e, 0, "'network.mac' must look like xx:xx:xx:xx:xx:xx");
+		for (i = 0; i < 6; i++)
+			net->mac[i] = (uint8_t)m[i];
+		net->has_mac = true;
+	}
+	net->set = true;
+	return 0;
+}
+
 int plan_parse(const char *buf, size_t len, struct plan *p, struct fc_err *e)
 {
 	_cleanup_json_ json_t *j = NULL;
 	long long version = 0;
-	json_t *img;
+	json_t *img, *v;
 
 	memset(p, 0, sizeof(*p));
 	j = json_parse(buf, len, e);
@@ -240,6 +318,9 @@ int plan_parse(const char *buf, size_t len, struct plan *p, struct fc_err *e)
 				  PLAN_MAX_NAME - 1);
 	if (!p->name)
 		p->name = xstrdup(PLAN_DEFAULT_NAME);
+	v = json_object_get(j, "network");
+	if (v && parse_network(v, &p->net, e) < 0)
+		return -1;
 	return 0;
 }
 
@@ -312,7 +393,9 @@ char **plan_run_argv(const char *runner, const struct plan *p, const char *ref)
 	argv_add(&a, xstrdup("run"));
 	argv_add(&a, xstrdup("--rm"));
 	argv_add(&a, xasprintf("--name=%s", p->name ? p->name : PLAN_DEFAULT_NAME));
-	argv_add(&a, xstrdup("--network=none"));
+	/* The VM is the isolation boundary: the container shares the guest's
+	 * network (configured from the plan), or has none. */
+	argv_add(&a, xstrdup(p->net.set ? "--network=host" : "--network=none"));
 	argv_add(&a, xstrdup("--log-driver=none"));
 	if (p->tty)
 		argv_add(&a, xstrdup("--tty"));

@@ -10,6 +10,8 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <netinet/in.h>
 
 #include "err.h"
 
@@ -22,6 +24,21 @@
 #define PLAN_MAX_NAME	 63		/* container_name */
 #define PLAN_DEFAULT_NAME "fcvm"
 
+#define PLAN_MAX_DNS	 3		/* network.dns entries (resolv.conf's limit) */
+
+/* The guest's network ("network" in the plan, from fc-net's result): the
+ * agent configures the NIC with @mac (or eth0), address, default route and
+ * /etc/resolv.conf, and the container shares the guest's network. */
+struct plan_net {
+	bool set;		/* false: no network, the container runs --network=none */
+	struct in_addr ip, gateway;
+	int prefix;		/* 1..30 */
+	struct in_addr dns[PLAN_MAX_DNS];
+	int ndns;
+	uint8_t mac[6];
+	bool has_mac;
+};
+
 struct plan {
 	char *disk;		/* absolute path of the image disk */
 	char *ref;		/* image name to run, NULL: take it from podman load */
@@ -33,6 +50,7 @@ struct plan {
 	bool tty;
 	bool in;		/* "stdin": the host's stdin reaches the container (podman run -i) */
 	bool poweroff;
+	struct plan_net net;
 };
 
 /* Parse @len bytes of plan JSON into @p (zeroed first; free with

@@ -11,6 +11,7 @@
 
 #include "json.h"
 #include "log.h"
+#include "net.h"
 #include "plan.h"
 #include "run.h"
 #include "util.h"
@@ -555,6 +556,14 @@ void run_plan(struct run *r, struct conn *c, const uint8_t *payload, size_t len)
 		_cleanup_free_ char *m = xasprintf("invalid plan: %s", e.msg);
 
 		plan_free(&r->plan);
+		fail_run(r, m);
+		return;
+	}
+	/* The guest's network before the container (see net.h); a test-mode
+	 * agent runs on a host, whose network is not its to change. */
+	if (r->plan.net.set && r->a->pid1 && net_configure(&r->plan.net, &e) < 0) {
+		_cleanup_free_ char *m = xasprintf("network: %s", e.msg);
+
 		fail_run(r, m);
 		return;
 	}
