@@ -25,6 +25,7 @@
 #include "state.h"
 #include "text.h"
 #include "util.h"
+#include "netns.h"
 #include "vmowner.h"
 
 #define API_WAIT_MS	10000
@@ -380,8 +381,9 @@ static int resolve(struct vmowner *o, const struct vm_spec *s, struct fc_err *e)
 		if (check_input("drive", s->drives[i].path, "pass an existing file to --drive",
 				true, &o->drive_paths[i], e) < 0)
 			return -1;
-	/* In our network namespace, where the VMM will open it. */
-	if (s->tap && if_nametoindex(s->tap) == 0)
+	/* In our network namespace, where the VMM will open it (with a
+	 * namespace holder: in the holder's, checked once we are inside). */
+	if (s->tap && !s->netns_pid && if_nametoindex(s->tap) == 0)
 		return fc_err_set(e, errno == ENODEV ? 0 : errno,
 				  "tap '%s' does not exist%s", s->tap,
 				  errno == ENODEV ? ": create it first (fc-net up)" : "");
@@ -986,6 +988,21 @@ static void report_ready(struct vmowner *o)
 
 /* ---- owning it ------------------------------------------------------------ */
 
+/* Rootless networking: into the holder's namespaces (user, then net), for
+ * good - the VMM spawned next inherits them. Only sockets by path, files
+ * and signals are used from here on, which work across namespaces. */
+static int enter_netns(struct vmowner *o, struct fc_err *e)
+{
+	if (!o->s.netns_pid)
+		return 0;
+	if (netns_enter_holder(o->s.netns_pid, o->s.netns_start, e) < 0)
+		return fc_err_wrap(e, "rootless network");
+	if (o->tap && if_nametoindex(o->tap) == 0)
+		return fc_err_set(e, errno, "tap '%s' does not exist in the namespaces of pid %d",
+				  o->tap, (int)o->s.netns_pid);
+	return 0;
+}
+
 /* Steps 3-6: janitor, claim, VMM, configuration. On failure the caller
  * undoes the claim. */
 static int start(struct vmowner *o, struct fc_err *e)
@@ -994,7 +1011,8 @@ static int start(struct vmowner *o, struct fc_err *e)
 	struct fcapi *api;
 	int r;
 
-	if (start_janitor(o, e) < 0 || claim(o, e) < 0 || spawn_vmm(o, e) < 0)
+	if (start_janitor(o, e) < 0 || claim(o, e) < 0 || enter_netns(o, e) < 0 ||
+	    spawn_vmm(o, e) < 0)
 		return -1;
 	json_object_set_new(o->rec, "config", config_json(o));
 	json_object_set_new(o->rec, "sockets", json_pack("{s:s, s:s?}", "api", o->api_sock,

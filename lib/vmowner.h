@@ -19,7 +19,9 @@
  *  4. The name is claimed under the state lock: the record is written
  *     first, then run/<id>/ and vm-disks/<id>/ are made, so whatever exists
  *     is found through the record.
- *  5. The VMM is spawned with PR_SET_PDEATHSIG. Its stdout - where
+ *  5. With a namespace holder (rootless networking) the owner enters its
+ *     user and network namespaces first, so the VMM is born in them. The
+ *     VMM is spawned with PR_SET_PDEATHSIG. Its stdout - where
  *     Firecracker (and fc-qemu) write the guest's serial console - is a
  *     pipe that the owner copies into the console log, capped at
  *     @console_max bytes and rotated once to "<console>.1", so the newest
@@ -97,6 +99,12 @@ struct vm_spec {
 	void *configure_arg;
 	json_t *record_extra;		/* borrowed; its fields are added to the record
 					 * (a clone's "snapshot", "serve_pid") */
+	/* Rootless networking: fc-net's namespace holder (pid and start time;
+	 * 0: none). The owner enters its user, then network namespace (see
+	 * netns.h) right before the VMM is spawned, so the VMM opens @tap
+	 * (tap0) in there; @tap is then looked up inside, not on the host. */
+	pid_t netns_pid;
+	uint64_t netns_start;
 };
 
 struct vm_outcome {

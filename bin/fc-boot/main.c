@@ -4,13 +4,16 @@
  * everything, claim the name, janitor, VMM, API configuration, the capped
  * console, the signal loop; see vmowner.h for the order and why).
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "json.h"
 #include "log.h"
+#include "netns.h"
 #include "paths.h"
 #include "util.h"
 #include "vmowner.h"
@@ -18,7 +21,8 @@
 static const char usage_text[] =
 	"usage: fc-boot --name NAME [--id ID] [--cpus N] [--memory MIB]\n"
 	"               [--kernel FILE] [--initrd FILE] [--rootfs FILE] [--drive PATH[:ro]]...\n"
-	"               [--tap TAP] [--mac MAC] [--vsock UDS | --no-vsock]\n"
+	"               [--tap TAP] [--mac MAC] [--netns-holder PID:START] [--network FILE]\n"
+	"               [--vsock UDS | --no-vsock]\n"
 	"               [--boot-args ARGS] [--console FILE] [--console-max BYTES]\n"
 	"               [--detach | --die-with-parent] [--ready-fd N] [-v] [-q]\n";
 
@@ -38,11 +42,12 @@ static void parse_u64_or_usage(const char *s, uint64_t min, uint64_t max, const 
 }
 
 /* Fills @s; @drive_buf holds the --drive paths with ":ro" cut off. */
-static void parse_args(struct vm_spec *s, char drive_buf[][4096], int argc, char **argv)
+static void parse_args(struct vm_spec *s, char drive_buf[][4096], const char **network,
+		       int argc, char **argv)
 {
 	enum { O_ID = 256, O_KERNEL, O_INITRD, O_ROOTFS, O_DRIVE, O_TAP, O_MAC, O_VSOCK,
 	       O_NO_VSOCK, O_BOOT_ARGS, O_CONSOLE, O_CONSOLE_MAX, O_DETACH, O_CPUS, O_MEMORY,
-	       O_DIE, O_READY_FD };
+	       O_DIE, O_READY_FD, O_NETNS_HOLDER, O_NETWORK };
 	static const struct option opts[] = {
 		{ "name", required_argument, NULL, 'n' },   { "id", required_argument, NULL, O_ID },
 		{ "cpus", required_argument, NULL, O_CPUS }, { "memory", required_argument, NULL, O_MEMORY },
@@ -58,6 +63,8 @@ static void parse_args(struct vm_spec *s, char drive_buf[][4096], int argc, char
 		{ "detach", no_argument, NULL, O_DETACH },
 		{ "die-with-parent", no_argument, NULL, O_DIE },
 		{ "ready-fd", required_argument, NULL, O_READY_FD },
+		{ "netns-holder", required_argument, NULL, O_NETNS_HOLDER },
+		{ "network", required_argument, NULL, O_NETWORK },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "quiet", no_argument, NULL, 'q' },	    { "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
@@ -97,6 +104,14 @@ static void parse_args(struct vm_spec *s, char drive_buf[][4096], int argc, char
 			break;
 		}
 		case O_TAP: s->tap = optarg; break;
+		case O_NETNS_HOLDER: {
+			struct fc_err e;
+
+			if (netns_parse_holder(optarg, &s->netns_pid, &s->netns_start, &e) < 0)
+				usage_err(usage_text, "invalid --netns-holder: %s", e.msg);
+			break;
+		}
+		case O_NETWORK: *network = optarg; break;
 		case O_MAC: s->mac = optarg; break;
 		case O_VSOCK: s->vsock = optarg; break;
 		case O_NO_VSOCK: s->no_vsock = true; break;
@@ -144,9 +159,31 @@ static void parse_args(struct vm_spec *s, char drive_buf[][4096], int argc, char
 	if (s->tap && (strlen(s->tap) >= 16 || !fc_valid_name(s->tap)))
 		usage_err(usage_text, "invalid --tap '%s': an interface name of at most 15 characters",
 			  s->tap);
+	if (s->netns_pid && !s->tap)
+		usage_err(usage_text, "--netns-holder needs --tap (the TAP inside, e.g. tap0)");
 	if (s->boot_args && strpbrk(s->boot_args, "\n\r"))
 		usage_err(usage_text, "invalid --boot-args: the kernel command line is one line "
 			  "(no newline)");
+}
+
+/* The JSON object in @path (at most 64 KiB), or NULL with @e. */
+static json_t *read_network(const char *path, struct fc_err *e)
+{
+	_cleanup_free_ char *buf = NULL;
+	size_t len = 0;
+	json_t *j;
+
+	buf = read_file_max(path, 65536, &len, e);
+	if (!buf)
+		return fc_err_wrap(e, "--network '%s'", path), NULL;
+	j = json_parse(buf, len, e);
+	if (!j)
+		return fc_err_wrap(e, "--network '%s'", path), NULL;
+	if (!json_is_object(j)) {
+		json_decref(j);
+		return fc_err_set(e, EINVAL, "--network '%s': not a JSON object", path), NULL;
+	}
+	return j;
 }
 
 int main(int argc, char **argv)
@@ -155,10 +192,21 @@ int main(int argc, char **argv)
 	struct vm_spec spec = { 0 };
 	struct vm_outcome out;
 	struct fc_err e;
+	const char *network = NULL;
+	_cleanup_json_ json_t *extra = NULL;
 
 	log_init("fc-boot");
-	parse_args(&spec, drive_buf, argc, argv);
+	parse_args(&spec, drive_buf, &network, argc, argv);
 	log_set_tag(spec.name);
+	/* fc-net's result, kept as the record's "network" (fc-state, fcvm ls). */
+	if (network) {
+		json_t *net = read_network(network, &e);
+
+		if (!net)
+			fc_err_exit(&e, 1);
+		extra = json_pack("{s:o}", "network", net);
+		spec.record_extra = extra;
+	}
 	if (vmowner_own(&spec, &out, &e) < 0)
 		fc_err_exit(&e, 1);
 	if (out.detached > 0)
