@@ -487,7 +487,8 @@ static void check_container(struct exec *x)
 			start_podman_wait(x);
 		return;
 	}
-	if (strcmp(st, "starting")) {
+	/* idle: the plan has not come yet (fc-run connects after the boot). */
+	if (strcmp(st, "starting") && strcmp(st, "idle")) {
 		fail(x, "no container is running in this VM (its state is '%s'); --vm runs a command in the guest itself",
 		     st);
 		return;
@@ -510,8 +511,7 @@ static void timer_event(struct ev_watch *w, short revents)
 			if (x->ph == EX_WAIT_PODMAN && x->child)
 				kill(x->proc.pid, SIGKILL);	/* reaped by the loop; x->ph moves on */
 			x->ph = EX_WAIT_RUN;
-			fail(x, "the container '%s' is not running after %u s (its state is '%s')",
-			     run_container_name(x->a->run) ? run_container_name(x->a->run) : "?",
+			fail(x, "no container is running in this VM after %u s (its state is '%s'); --vm runs a command in the guest itself",
 			     x->req.wait_ms / 1000, run_state_name(x->a->run));
 			return;
 		}

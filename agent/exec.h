@@ -4,7 +4,8 @@
  * size and exit code. Any number run at once, beside the run session.
  *
  * How it works: the connection's first frame is MSG_EXEC (plan.h: the
- * request). A container exec while the run is still starting waits for it,
+ * request). A container exec while the run is idle (its plan not yet
+ * sent) or still starting waits for it,
  * polling the run's state, up to the request's wait_ms; the first exec into
  * a container that podman has only just been asked to run first runs
  * `podman wait --condition=running` (retried until the bound), since

@@ -136,8 +136,9 @@ print(h.hexdigest())' > "$BATS_TEST_TMPDIR/got"
 
 @test "exec: no container (idle agent), unknown and stopped VMs, command not found, usage" {
 	start_agent
-	run_fc 125 fc-exec --unix "$SOCK" -- true
-	assert_contains "$output" "no container is running" "idle agent: says so"
+	# idle: a plan may be on its way; waited for, bounded by --timeout
+	run_fc 125 fc-exec --unix "$SOCK" --timeout 2 -- true
+	assert_contains "$output" "no container is running in this VM after 2 s" "idle agent: says so at the bound"
 	run_fc 0 fc-exec --unix "$SOCK" --vm -- true
 	run_fc 127 fc-exec --unix "$SOCK" --vm -- no-such-command-xyz
 	assert_contains "$output" "no-such-command-xyz" "not found: named"
@@ -258,8 +259,15 @@ EOF
 	"$BATS_TEST_DIRNAME/lib/mkimage" "$img" --name localhost/fcvm-test:latest >/dev/null
 	fcvm podman run --name xvm "$img" sleep 600 >/dev/null 2>"$BATS_TEST_TMPDIR/run.err" 3>&- &
 	RUN_PID=$!
-	# An exec while the VM is still starting waits for it (bounded).
+	# As soon as the VM has a record (booting, image not yet loaded), an
+	# exec waits for the container (bounded).
+	local i
+	for ((i = 0; i < 1200; i++)); do
+		fc-state get xvm >/dev/null 2>&1 && break
+		sleep 0.1
+	done
 	run --separate-stderr timeout 300 fcvm exec xvm -- sh -c 'echo a; echo b >&2; exit 3'
+	[ "$status" -eq 3 ] || echo "stderr: $stderr" >&2
 	assert_eq "$status" 3 "exit code from the container"
 	assert_eq "$output:$stderr" "a:b" "separate streams"
 	run_fc 0 --timeout 120 fcvm exec --vm xvm -- cat /proc/1/cmdline
