@@ -55,7 +55,8 @@ MIN_FREE_KIB=16384
 usage() {
 	cat <<'EOF'
 usage: fcvm podman run [--name NAME] [-e K=V]... [--cpus N] [--memory MIB] [--rm] [-d]
-                       [--timeout S] [--] IMAGE [CMD [ARG...]]
+                       [--network bridged|rootless|none] [-p [HOSTIP:][HOSTPORT:]PORT[/PROTO]]...
+                       [--host-loopback] [--timeout S] [--] IMAGE [CMD [ARG...]]
        fcvm exec [-i] [-t] [--vm] [-e K=V]... [-w DIR] [-u USER] NAME [--] CMD [ARG...]
        fcvm ls [-a] [--json]
        fcvm stop NAME
@@ -113,7 +114,7 @@ field_of() { fc-state get --field "$2" -- "$1" 2>/dev/null; }
 # then removes vm-disks/ID. It runs in its own session: a SIGKILL of fcvm's
 # process group does not reach it.
 cmd_janitor() {
-	local id=$1 line p s i round
+	local id=$1 line p s round
 	local -a procs=()
 	valid_name "$id" || exit 2
 	while read -r line; do
@@ -132,12 +133,13 @@ cmd_janitor() {
 			s=${p#* }; p=${p%% *}
 			while alive "$p" "$s"; do sleep 0.5; done
 		done
-		# The owner's janitor removes its record right after it; allow it.
-		for ((i = 0; i < 300; i++)); do
-			field_of "$id" id >/dev/null || break
-			sleep 0.2
+		# The VM's owner (it may have been started before fcvm could name
+		# it): as long as it lives, bounded by the VM's own life.
+		while field_of "$id" id >/dev/null; do
+			sleep 1
 		done
 		fc-disk rm --vm "$id" >/dev/null 2>&1
+		fc-net down --vm "$id" >/dev/null 2>&1
 		# A VM owner may still have been starting when fcvm died: look again.
 		sleep 1
 		[ -e "$root/vm-disks/$id" ] || break
@@ -161,6 +163,24 @@ announce() {
 	echo "pid $1 $s" >&"$jan_fd" 2>/dev/null
 }
 
+# watch_space: in the background while a container runs, say at once when
+# the data root fills up (the guest's writes to its disk then fail). Ends
+# with fcvm; holds no janitor pipe.
+watch_pid=""
+watch_space() {
+	(
+		[ -n "$jan_fd" ] && eval "exec $jan_fd>&-"
+		while kill -0 $$ 2>/dev/null; do
+			if root_full; then
+				echo "$prog: $(full_msg "the VM's writes to its disk fail")" >&2
+				break
+			fi
+			sleep 2
+		done
+	) &
+	watch_pid=$!
+}
+
 # write_atomic PATH: stdin into PATH (temporary file beside it, then mv),
 # nothing left on failure; a full data root is named as the cause.
 write_atomic() {
@@ -175,8 +195,8 @@ write_atomic() {
 }
 
 cmd_run() {
-	local name="" cpus=2 memory=1024 rm=0 detach=0 timeout=180
-	local -a env=()
+	local name="" cpus=2 memory=1024 rm=0 detach=0 timeout=180 netmode="" hostlo=0
+	local -a env=() publish=()
 	while [ $# -gt 0 ]; do
 		case "$1" in
 		--name) [ $# -ge 2 ] || usage_die "--name needs a value"; name=$2; shift 2 ;;
@@ -189,6 +209,11 @@ cmd_run() {
 		--memory=*) memory=${1#*=}; shift ;;
 		--timeout) [ $# -ge 2 ] || usage_die "--timeout needs seconds"; timeout=$2; shift 2 ;;
 		--timeout=*) timeout=${1#*=}; shift ;;
+		--network|--net) [ $# -ge 2 ] || usage_die "$1 needs bridged, rootless or none"; netmode=$2; shift 2 ;;
+		--network=*|--net=*) netmode=${1#*=}; shift ;;
+		-p|--publish) [ $# -ge 2 ] || usage_die "$1 needs [HOSTIP:][HOSTPORT:]PORT[/PROTO]"; publish+=("$2"); shift 2 ;;
+		--publish=*) publish+=("${1#*=}"); shift ;;
+		--host-loopback) hostlo=1; shift ;;
 		--rm) rm=1; shift ;;
 		-d|--detach) detach=1; shift ;;
 		-h|--help) usage; exit 0 ;;
@@ -211,7 +236,24 @@ cmd_run() {
 	if [ -n "$name" ] && ! valid_name "$name"; then
 		usage_die "invalid --name '$name': use 1-63 characters of A-Z a-z 0-9 _ . - starting with a letter or digit"
 	fi
+	# The network: bridged as root, rootless otherwise (podman's defaults).
+	if [ -z "$netmode" ]; then
+		if [ "$(id -u)" = 0 ]; then netmode=bridged; else netmode=rootless; fi
+	fi
+	case $netmode in
+	bridged|rootless) ;;
+	none) [ ${#publish[@]} -eq 0 ] || usage_die "-p needs a network: not with --network none"
+	      [ "$hostlo" = 0 ] || usage_die "--host-loopback needs a network: not with --network none" ;;
+	*) usage_die "invalid --network '$netmode': want bridged, rootless or none" ;;
+	esac
+	local p
+	for p in "${publish[@]}"; do
+		# The shape here; fc-net checks the rest (ranges, ports in use).
+		[[ "$p" =~ ^(([0-9.]*):)?(([0-9]+(-[0-9]+)?)?:)?[0-9]+(-[0-9]+)?(/(tcp|udp))?$ ]] ||
+			usage_die "invalid -p '$p': want [HOSTIP:][HOSTPORT:]PORT[/tcp|/udp] (ranges A-B)"
+	done
 	need fc-disk; need fc-boot; need fc-run; need fc-state; need jq
+	[ "$netmode" = none ] || need fc-net
 
 	# The data root (fc-state refuses an unprepared one), the name, space.
 	local recs
@@ -230,11 +272,12 @@ cmd_run() {
 	local id; id=$(new_id)
 	[ -n "$name" ] || name=$id
 	local vmdir="$root/vm-disks/$id" plan="$root/vm-disks/$id/plan.json"
-	local boot_pid="" run_pid="" running=0 rc
+	local boot_pid="" run_pid="" running=0 rc net_up=0
 
 	# From here on something may exist: every way out goes through cleanup.
 	cleanup_vm() {
 		local i
+		[ -n "$watch_pid" ] && kill "$watch_pid" 2>/dev/null
 		[ -n "$run_pid" ] && kill -TERM "$run_pid" 2>/dev/null
 		if [ -n "$boot_pid" ]; then
 			kill -TERM "$boot_pid" 2>/dev/null
@@ -249,9 +292,17 @@ cmd_run() {
 		fi
 		[ -n "$run_pid" ] && wait "$run_pid" 2>/dev/null
 		run_pid="" boot_pid=""
+		net_down
 		if [ "$rm" = 1 ] || [ "$running" = 0 ]; then
 			fc-disk rm --vm "$id" >/dev/null 2>&1
 		fi
+	}
+	# net_down: what fc-net up made for this VM (the VM is gone by now).
+	net_down() {
+		[ "$net_up" = 1 ] || return 0
+		fc-net down --vm "$id" >/dev/null 2>&1 ||
+			echo "$prog: fc-net down --vm $id failed: 'fcvm gc' removes it later" >&2
+		net_up=0
 	}
 	# fail MSG: clean up, then exit 125 (MSG may be empty: the tool said why).
 	fail() {
@@ -271,17 +322,40 @@ cmd_run() {
 		printf '%s %s\n' "$JANITOR_PID" "$(proc_start "$JANITOR_PID")" |
 			write_atomic "$vmdir/.rm" || fail ""
 	fi
+	# The network before the VM (its TAP must exist when the VMM starts),
+	# with the VM's id; owned by us - and, once we are gone (-d), by the
+	# VM's record (fc-net(1)). Its result goes to fc-boot (record) and,
+	# as the guest's part, into the plan.
+	local net_json="null" netfile="$vmdir/net.json"
+	local -a netboot=()
+	if [ "$netmode" != none ]; then
+		local -a netargs=(--vm "$id" --mode "$netmode" --owner-pid "$$")
+		for p in "${publish[@]}"; do netargs+=(-p "$p"); done
+		[ "$hostlo" = 1 ] && netargs+=(--host-loopback)
+		[ -n "${FCVM_RESOLV_CONF:-}" ] && netargs+=(--resolv-conf "$FCVM_RESOLV_CONF")
+		local net
+		net_up=1	# fc-net removes what a failed 'up' made; down is harmless
+		net=$(fc-net up -q "${netargs[@]}") || fail ""
+		printf '%s\n' "$net" | write_atomic "$netfile" || fail ""
+		net_json=$(jq -c '{guest_ip, prefix, gateway, dns: (.dns // []), mac}' <<<"$net") ||
+			fail "fc-net gave no usable result"
+		netboot=(--tap "$(jq -r .tap <<<"$net")" --mac "$(jq -r .mac <<<"$net")" --network "$netfile")
+		if [ "$netmode" = rootless ]; then
+			netboot+=(--netns-holder "$(jq -r '"\(.netns.pid):\(.netns.pid_start)"' <<<"$net")")
+		fi
+	fi
 	# The image disk is the second drive: /dev/vdb in the guest. The guest
 	# runs the image by its id ('ref'): names in archives may be bare tags.
 	local env_json
 	env_json=$(jq -nc '$ARGS.positional' --args -- "${env[@]}") || fail "cannot encode -e values"
-	jq -n --arg ref "$ref" --arg cname "$name" --argjson env "$env_json" \
+	jq -n --arg ref "$ref" --arg cname "$name" --argjson env "$env_json" --argjson net "$net_json" \
 		'{version: 1, image: {disk: "/dev/vdb", ref: $ref}, container_name: $cname,
-		  env: $env, poweroff: true} + (if $ARGS.positional | length > 0 then {cmd: $ARGS.positional} else {} end)' \
+		  env: $env, poweroff: true} + (if $ARGS.positional | length > 0 then {cmd: $ARGS.positional} else {} end)
+		  + (if $net then {network: $net} else {} end)' \
 		--args -- "$@" | write_atomic "$plan" || fail ""
 
 	local -a boot=(fc-boot --name "$name" --id "$id" --cpus "$cpus" --memory "$memory"
-		--rootfs "$vmdir/rootfs.ext4" --drive "$disk:ro" --boot-args "quiet" -q)
+		--rootfs "$vmdir/rootfs.ext4" --drive "$disk:ro" --boot-args "quiet" -q "${netboot[@]}")
 	if [ "$detach" = 1 ]; then
 		# The VM lives on in a detached fc-boot, which 'fcvm stop' ends;
 		# it returns once the VM runs, or fails saying why.
@@ -325,8 +399,10 @@ cmd_run() {
 	if [ "$detach" = 1 ]; then
 		local fifo="$vmdir/started"
 		mkfifo "$fifo" || fail "cannot make '$fifo'"
+		# The fifo first: if a later redirection fails (a full disk) the
+		# child still opens it and exits, so our open below cannot block.
 		setsid "${run[@]}" --started-fd 3 -- "$plan" \
-			>"$vmdir/stdout.log" 2>"$vmdir/stderr.log" 3>"$fifo" </dev/null &
+			3>"$fifo" >"$vmdir/stdout.log" 2>"$vmdir/stderr.log" </dev/null &
 		run_pid=$!
 		announce "$run_pid"
 		# Recorded for 'fcvm stop' and people: the detached fc-run.
@@ -349,9 +425,13 @@ cmd_run() {
 	"${run[@]}" --die-with-parent -- "$plan" &
 	run_pid=$!
 	announce "$run_pid"
+	watch_space
 	wait "$run_pid"
 	rc=$?
 	run_pid=""
+	kill "$watch_pid" 2>/dev/null
+	wait "$watch_pid" 2>/dev/null
+	watch_pid=""
 	# The agent powers the guest off after the container ends; give it a moment.
 	local i
 	for ((i = 0; i < 100; i++)); do
@@ -361,9 +441,9 @@ cmd_run() {
 	kill -TERM "$boot_pid" 2>/dev/null
 	wait "$boot_pid" 2>/dev/null
 	boot_pid=""
+	net_down
 	trap - INT TERM HUP
 	[ "$rm" = 1 ] && fc-disk rm --vm "$id" >/dev/null 2>&1
-	[ "$rc" = 125 ] && root_full && echo "$prog: $(full_msg)" >&2
 	exit "$rc"
 }
 
@@ -378,6 +458,30 @@ cmd_ls() {
 		shift
 	done
 	need fc-state
+	# The table gains PORTS: the published addresses of network.ports.
+	if [[ " ${args[*]} " != *" --json "* ]]; then
+		local table recs
+		table=$(fc-state ls "${args[@]}") || exit 125
+		recs=$(fc-state ls "${args[@]}" --json) || exit 125
+		local -A ports=()
+		local id pl
+		while IFS=$'\t' read -r id pl; do
+			[ -n "$id" ] && ports[$id]=$pl
+		done < <(jq -r '.[] | select(.network.ports) |
+			[.id, (.network.ports | map("\(.host_ip):\(.host_port)->\(.guest_port)/\(.proto)") | join(","))] | @tsv' <<<"$recs")
+		local line first=1 w
+		w=$(awk 'NR == 1 { print length($0) }' <<<"$table")
+		while IFS= read -r line; do
+			if [ "$first" = 1 ]; then
+				printf '%-*s  %s\n' "$w" "$line" PORTS
+				first=0
+			else
+				id=${line%% *}
+				printf '%-*s  %s\n' "$w" "$line" "${ports[$id]:-}"
+			fi
+		done <<<"$table"
+		return 0
+	fi
 	fc-state ls "${args[@]}" || exit 125
 }
 
@@ -405,16 +509,26 @@ find_stopped() {
 cmd_stop() {
 	[ $# -eq 1 ] || usage_die "stop needs a NAME"
 	need fc-state
-	local pid start i
+	local pid start i id
 	pid=$(field_of "$1" pid) || die "no running VM named '$1' (see 'fcvm ls')"
+	id=$(field_of "$1" id) || id=""
 	start=$(field_of "$1" pid_start) || start=""
 	[[ "$pid" =~ ^[0-9]+$ ]] || die "VM '$1' has no usable pid"
 	kill -TERM "$pid" 2>/dev/null || die "cannot signal pid $pid"
 	for ((i = 0; i < 100; i++)); do
-		alive "$pid" "$start" || return 0
+		alive "$pid" "$start" || break
 		sleep 0.1
 	done
 	alive "$pid" "$start" && kill -KILL "$pid" 2>/dev/null
+	# A detached VM's network outlives fcvm run: it goes with the VM.
+	if [ -n "$id" ] && command -v fc-net >/dev/null; then
+		for ((i = 0; i < 50; i++)); do
+			alive "$pid" "$start" || break
+			sleep 0.1
+		done
+		fc-net down --vm "$id" >/dev/null 2>&1 ||
+			echo "$prog: could not remove the network of '$1': 'fcvm gc' retries" >&2
+	fi
 	return 0
 }
 
@@ -494,6 +608,11 @@ cmd_gc() {
 	done
 	need fc-state; need fc-disk; need jq
 	local out; out=$(fc-state gc "${args[@]}") || { [ -n "$out" ] && printf '%s\n' "$out"; exit 125; }
+	# Networks of dead owners (after a kill -9 of fcvm or of a VM).
+	local netout=""
+	if command -v fc-net >/dev/null; then
+		netout=$(fc-net gc "${args[@]}") || { [ -n "$netout" ] && printf '%s\n' "$netout"; exit 125; }
+	fi
 	local m d id jp js extra=()
 	for m in "$root"/vm-disks/*/.rm; do
 		[ -f "$m" ] || continue
@@ -508,10 +627,12 @@ cmd_gc() {
 		extra+=("$d")
 	done
 	if [ "$json" = 1 ]; then
-		jq -c --args '. + ($ARGS.positional | map({kind: "vm-disk", path: ., reason: "a --rm run whose janitor is gone"}))' \
+		jq -c --args --argjson net "${netout:-[]}" '. + ($ARGS.positional | map({kind: "vm-disk", path: ., reason: "a --rm run whose janitor is gone"}))
+			+ ($net | map({kind: "net", id: ., reason: "its owner is dead"}))' \
 			-- "${extra[@]}" <<<"${out:-[]}"
 	else
 		[ -n "$out" ] && printf '%s\n' "$out"
+		[ -n "$netout" ] && printf '%s\n' "$netout"
 		for d in "${extra[@]}"; do
 			printf '%s vm-disk %s (a --rm run whose janitor is gone)\n' \
 			"$([ "$dry" = 1 ] && echo "would remove" || echo removed)" "${d#"$root"/}"

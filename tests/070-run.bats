@@ -51,7 +51,7 @@ teardown() {
 }
 
 @test "run: 1 MiB of binary output arrives byte-exact" {
-	timeout 240 fcvm podman run --rm "$IMG" sh -c \
+	timeout 600 fcvm podman run --rm "$IMG" sh -c \
 		'dd if=/dev/urandom of=/tmp/blob bs=1024 count=1024 2>/dev/null; cat /tmp/blob; sha256sum /tmp/blob >&2' \
 		>"$BATS_TEST_TMPDIR/out" 2>"$BATS_TEST_TMPDIR/err"
 	assert_eq "$(stat -c %s "$BATS_TEST_TMPDIR/out")" 1048576 "exactly 1 MiB"
