@@ -649,14 +649,34 @@ static int handle(struct vol *v, const struct vp_req *r, struct vp_buf *out)
 		fd = openat2_beneath(n->fd, r->name, (uint64_t)(fl | O_CREAT | O_EXCL | O_NOCTTY),
 				     r->mode & 07777);
 		if (fd < 0 && errno == EEXIST && !(r->flags & O_EXCL)) {
+			/* Open what is there only if it is a regular file: a FIFO
+			 * would block the server, a device must not be opened. The
+			 * type is checked first, and O_NONBLOCK covers a swap. */
+			struct stat ls;
+			int lfd = openat2_beneath(n->fd, r->name, O_PATH, 0);
+
 			made = false;
-			fd = openat2_beneath(n->fd, r->name, (uint64_t)(fl | O_NOCTTY), 0);
+			if (lfd < 0)
+				return -errno;
+			rc = stat_fd(lfd, &ls);
+			close(lfd);
+			if (rc < 0)
+				return rc;
+			if (!S_ISREG(ls.st_mode))
+				return S_ISDIR(ls.st_mode) ? -EISDIR : -EACCES;
+			fd = openat2_beneath(n->fd, r->name, (uint64_t)(fl | O_NOCTTY | O_NONBLOCK), 0);
 		}
 		if (fd < 0)
 			return -errno;
 		if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 			close(fd);
 			return -EACCES;
+		}
+		if (!made && !(fl & O_NONBLOCK) &&
+		    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0) {
+			rc = -errno;
+			close(fd);
+			return rc;
 		}
 		procname(pn, fd);
 		pfd = openat(v->proc_fd, pn, O_PATH | O_CLOEXEC);

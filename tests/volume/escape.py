@@ -127,6 +127,14 @@ expect(c.entry("mknod", node=ROOT, name="blk", mode=stat.S_IFBLK | 0o666, rdev=(
 err, fifo, _ = c.entry("mknod", node=ROOT, name="fifo", mode=stat.S_IFIFO | 0o644)
 expect(err, 0, "mknod of a FIFO works")
 expect(c.fh("open", node=fifo, flags=os.O_RDONLY)[0], E.EACCES, "the server never opens a FIFO (it would block)")
+# Regression: CREATE without O_EXCL over an existing FIFO opened it and the
+# server blocked for good in open(2).
+for fl in [os.O_RDONLY, os.O_WRONLY, os.O_RDWR | os.O_TRUNC]:
+    expect(c.entry("create", node=ROOT, name="fifo", mode=0o644, flags=fl)[0], E.EACCES,
+           "create (no O_EXCL, flags %#o) over a FIFO is refused, not opened" % fl)
+expect(c.entry("create", node=ROOT, name="sub", mode=0o644, flags=os.O_RDONLY)[0], E.EISDIR, "create over a directory: EISDIR")
+err, cn, _ = c.entry("create", node=ROOT, name="file", mode=0o644, flags=os.O_RDWR)
+expect(err, 0, "create (no O_EXCL) over a regular file opens it")
 
 # --- rename race: a directory moved while its node is held stays inside ---
 err, d, _ = c.entry("mkdir", node=ROOT, name="racedir", mode=0o755)
