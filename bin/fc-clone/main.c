@@ -89,28 +89,41 @@ static void record_config(struct vmowner *o, json_t *man, const char *disk)
 	}
 	json_object_set_new(cfg, "rootfs", json_string(disk));
 	json_object_set_new(cfg, "drives", drives);
-	if (json_str(src, "kernel"))
-		json_object_set_new(cfg, "kernel", json_string(json_str(src, "kernel")));
-	if (json_str(src, "initrd"))
-		json_object_set_new(cfg, "initrd", json_string(json_str(src, "initrd")));
 	if (json_str(src, "boot_args"))
 		json_object_set_new(cfg, "boot_args", json_string(json_str(src, "boot_args")));
 }
 
-/* Until the clone's agent answers a STATUS request (at most @ms). */
+/* Until the clone's agent answers a STATUS request (at most @ms). The
+ * restore resets the guest's vsock transport a moment after the resume: a
+ * connection made before the guest handled that reset is dropped by it
+ * without an answer, so each attempt is short and we try again. */
 static int wait_agent(const char *vsock, int ms, struct fc_err *e)
 {
-	struct agentc_opts ao = AGENTC_OPTS_INIT;
-	_cleanup_agentc_ struct agentc *s = NULL;
-	_cleanup_free_ char *status = NULL;
+	uint64_t end = now_ms() + (uint64_t)ms;
+	int attempt_ms = 2000;
 
-	ao.timeout_ms = ms;
-	ao.heartbeat_ms = 0;
-	s = agentc_new(&ao);
-	if (agentc_connect(s, vsock, AGENT_PORT_RUN, e) < 0 || agentc_status(s, &status, e) < 0)
-		return fc_err_wrap(e, "the clone's agent");
-	log_info("the clone's agent answers: %s", status);
-	return 0;
+	for (int n = 1;; n++) {
+		struct agentc_opts ao = AGENTC_OPTS_INIT;
+		_cleanup_agentc_ struct agentc *s = NULL;
+		_cleanup_free_ char *status = NULL;
+		uint64_t left = end > now_ms() ? end - now_ms() : 0;
+
+		ao.timeout_ms = (int)(left < (uint64_t)attempt_ms ? left : (uint64_t)attempt_ms);
+		if (ao.timeout_ms < 1)
+			ao.timeout_ms = 1;
+		ao.heartbeat_ms = 0;
+		s = agentc_new(&ao);
+		if (agentc_connect(s, vsock, AGENT_PORT_RUN, e) == 0 &&
+		    agentc_status(s, &status, e) == 0) {
+			log_debug("the clone's agent answers (attempt %d): %s", n, status);
+			return 0;
+		}
+		if (agentc_signal(s))
+			return fc_err_set(e, EINTR, "interrupted while waiting for the clone's agent");
+		if (now_ms() >= end)
+			return fc_err_wrap(e, "the clone's agent did not answer within %d s", ms / 1000);
+		log_debug("the clone's agent, attempt %d: %s", n, e->msg);
+	}
 }
 
 static int clone_configure(struct vmowner *o, struct fcapi *api, void *arg, struct fc_err *e)
@@ -133,7 +146,7 @@ static int clone_configure(struct vmowner *o, struct fcapi *api, void *arg, stru
 			   "backend_path", file_of(c->man, "memory"), "resume_vm", 1,
 			   "vsock_override", "uds_path", s->vsock), e) < 0)
 		return fc_err_wrap(e, "load snapshot '%s'", c->tag);
-	log_info("snapshot '%s' loaded and resumed in %llu ms", c->tag,
+	log_debug("snapshot '%s' loaded and resumed in %llu ms", c->tag,
 		 (unsigned long long)(now_ms() - t0));
 	record_config(o, c->man, disk);
 	/* Network for clones (a namespace per clone keeping the snapshot's
@@ -141,7 +154,7 @@ static int clone_configure(struct vmowner *o, struct fcapi *api, void *arg, stru
 	 * clock) are not wired yet: see fc-clone(1), BUGS. */
 	if (wait_agent(s->vsock, c->agent_timeout_ms, e) < 0)
 		return -1;
-	log_info("clone %s answers %llu ms after the load began", s->id,
+	log_debug("clone %s answers %llu ms after the load began", s->id,
 		 (unsigned long long)(now_ms() - t0));
 	return 0;
 }
@@ -228,6 +241,9 @@ int main(int argc, char **argv)
 	spec.process_type = "clone";
 	spec.cpus = (uint64_t)json_integer_value(json_object_get(mach, "cpus"));
 	spec.memory_mib = (uint64_t)json_integer_value(json_object_get(mach, "memory_mib"));
+	/* The record names the source's kernel and initrd (the clone runs them). */
+	spec.kernel = json_str(json_object_get(json_object_get(c.man, "source"), "config"), "kernel");
+	spec.initrd = json_str(json_object_get(json_object_get(c.man, "source"), "config"), "initrd");
 	spec.own_disk_dir = true;
 	spec.configure = clone_configure;
 	spec.configure_arg = &c;

@@ -175,7 +175,7 @@ static int snap_vm(json_t *rec, const char *tmp, struct fc_err *e)
 		r = -1;
 	}
 	fcapi_free(a);
-	log_info("VM %s paused for %llu ms", json_str(rec, "id"),
+	log_debug("VM %s paused for %llu ms", json_str(rec, "id"),
 		 (unsigned long long)(now_ms() - t0));
 	return r;
 }
