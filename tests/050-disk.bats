@@ -303,7 +303,7 @@ mount_btrfs() {
 	assert_eq "$(jq -r .name <<<"$output")" localhost/shape:2 "docker name"
 }
 
-@test "image: what skopeo and podman save write (tag-only oci-archive, docker-archive)" {
+@test "image: what skopeo and podman save write (tag-only oci-archive, no name, docker-archive)" {
 	command -v skopeo >/dev/null || skip "skopeo not installed"
 	local want; want=$(config_sha "$BATS_FILE_TMPDIR/img.tar")
 	local t=$BATS_TEST_TMPDIR
@@ -323,6 +323,22 @@ mount_btrfs() {
 		timeout 60 $p load -q -i "$t/$shape.tar" >/dev/null
 	done
 	assert_eq "$(timeout 60 $p image inspect --format '{{.Id}}' "$want")" "$want" "podman finds the image by that id"
+	# and what podman save writes: a docker-archive keeps the id; an
+	# oci-archive of an image loaded from a docker-archive gets a converted
+	# config, so the id the guest's podman load gives it is that config's
+	local fmt id
+	for fmt in docker-archive oci-archive; do
+		timeout 60 $p save -q --format "$fmt" -o "$t/saved-$fmt.tar" localhost/shape:3
+		id=$want
+		[ "$fmt" = oci-archive ] && id=$(config_sha "$t/saved-$fmt.tar")
+		run_fc 0 fc-disk image --json "$t/saved-$fmt.tar"
+		assert_eq "$(jq -r .ref <<<"$output")" "$id" "podman save --format $fmt: runs by its image id"
+		assert_eq "$(jq -r .format <<<"$output")" "$fmt" "podman save --format $fmt: format"
+		timeout 60 $p rmi -a -f >/dev/null 2>&1
+		timeout 60 $p load -q -i "$t/saved-$fmt.tar" >/dev/null
+		assert_eq "$(timeout 60 $p image inspect --format '{{.Id}}' "$id")" "$id" \
+			"podman save --format $fmt: podman load gives it that id"
+	done
 	timeout 60 $p rmi -a -f >/dev/null 2>&1 || true
 }
 
