@@ -25,7 +25,11 @@ teardown() {
 	for p in "${PIDS[@]}"; do
 		# A client whose mount is gone exits by itself; give it a moment.
 		for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-		kill "$p" 2>/dev/null && wait "$p" 2>/dev/null
+		kill "$p" 2>/dev/null
+		# Bounded: a server stuck in a system call cannot take SIGTERM.
+		for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+		kill -0 "$p" 2>/dev/null && { left="$left stuck $p"; kill -9 "$p"; }
+		wait "$p" 2>/dev/null
 	done
 	# Leak check: no mount of ours, no process of ours.
 	if grep -qF " $W" /proc/mounts; then
@@ -78,6 +82,8 @@ tree_sum() {
 	assert_contains "$output" "open the shared directory" "a symlink as the share is refused"
 	[ ! -e "$W/s.sock" ]
 	run_fc 0 fc-volfs -h
+	run_fc 0 fc-volume mount -h
+	assert_contains "$output" "usage: fc-volfs (--connect UNIX_PATH | --vsock PORT" "fc-volume mount runs fc-volfs"
 	run_fc 2 fc-volfs "$W/m"
 	assert_contains "$output" "exactly one of --connect and --vsock" "the client needs a server"
 	run_fc 1 fc-volfs --connect "$W/none.sock" --reconnect-timeout 0.2 "$W"

@@ -480,7 +480,7 @@ static int exec_volfs(int argc, char **argv)
 
 	if (k < 0)
 		die("readlink /proc/self/exe");
-	self[k] = '\0';
+	self[k > 0 ? k : 0] = '\0';
 	slash = strrchr(self, '/');
 	strcpy(slash ? slash + 1 : self, "fc-volfs");
 	args[0] = self;
