@@ -205,3 +205,22 @@ tree_sum() {
 	sort -k2 "$W/sums" > "$W/want"
 	diff "$W/want" "$W/got"
 }
+
+@test "fc-volume: connections reset under load (as after a snapshot restore) are redialled and requests sent again" {
+	mkdir "$W/share"
+	serve "$W/share" "$W/s.sock"
+	python3 "$VOL/dropper.py" "$W/drop.sock" "$W/s.sock" 37 > "$W/dropper.log" 2>&1 &
+	PIDS+=($!)
+	wait_line "$W/dropper.log" "^listening" 10 "$!"
+	mount_vol "$W/drop.sock" "$W/mnt" --connections 4 --reconnect-timeout 10
+	local i
+	for i in $(seq 60); do head -c $((i * 997)) /dev/urandom > "$W/mnt/f$i"; done
+	(cd "$W/mnt" && sha256sum f* | sort -k2) > "$W/through"
+	(cd "$W/share" && sha256sum f* | sort -k2) > "$W/host"
+	diff "$W/host" "$W/through"
+	[ "$(wc -l < "$W/host")" -eq 60 ]
+	local drops
+	drops=$(grep -c '^dropped' "$W/dropper.log")
+	[ "$drops" -ge 5 ] || { echo "only $drops resets happened" >&2; return 1; }
+	assert_contains "$(cat "$W/client.log")" "no reply" "the client saw the resets and redialled"
+}
