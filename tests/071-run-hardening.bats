@@ -182,12 +182,7 @@ start_bg() {
 	MNT="$BATS_TEST_TMPDIR/mnt"
 	mkdir -p "$MNT"
 	mount -o loop "$BATS_TEST_TMPDIR/small.img" "$MNT"
-	export FCVM_ROOT="$MNT/root"
-	mkdir -p "$FCVM_ROOT"
-	fc-setup storage --dir "$FCVM_ROOT" >/dev/null
-	mkdir -p "$FCVM_ROOT/kernels" "$FCVM_ROOT/rootfs"
-	ln -s "$FCVM_TEST_KERNEL" "$FCVM_ROOT/kernels/default"
-	ln -s "$FCVM_TEST_ROOTFS" "$FCVM_ROOT/rootfs/default"
+	fc_vm_root full "$MNT"
 	dd if=/dev/zero of="$MNT/fill" bs=1M 2>/dev/null || true
 	sync
 	run_fc 125 fcvm podman run --rm "$IMG" true

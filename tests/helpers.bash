@@ -94,13 +94,13 @@ need_firecracker() {
 	[ "$usable" = true ] || skip "KVM here cannot run a guest (fc-setup preflight): Firecracker cannot boot"
 }
 
-# fc_vm_root NAME: for tests that boot VMs, FCVM_ROOT on the fixture btrfs
-# (fc-disk reflinks there), prepared by 'fc-setup storage', with the cached
-# kernel and rootfs as its defaults, and FCVM_VMM=fc-qemu. Skips like
-# need_rootfs. The caller removes "$FCVM_ROOT" when done.
+# fc_vm_root NAME [PARENT]: for tests that boot VMs, FCVM_ROOT on the
+# fixture btrfs (fc-disk reflinks there; or in PARENT), prepared by 'fc-setup
+# storage', with the cached kernel and rootfs as its defaults, and
+# FCVM_VMM=fc-qemu. Skips like need_rootfs. The caller removes "$FCVM_ROOT".
 fc_vm_root() {
 	need_rootfs
-	export FCVM_ROOT="$FCVM_TEST_BTRFS/$1-$BATS_TEST_NUMBER-$$"
+	export FCVM_ROOT="${2:-$FCVM_TEST_BTRFS}/$1-$BATS_TEST_NUMBER-$$"
 	mkdir -p "$FCVM_ROOT"
 	fc-setup storage --dir "$FCVM_ROOT" >/dev/null
 	mkdir -p "$FCVM_ROOT/kernels" "$FCVM_ROOT/rootfs"
