@@ -146,6 +146,19 @@ cmd_janitor() {
 	done
 }
 
+# --- the network janitor (internal: 'fcvm _netjanitor ID PID START') ---
+# Removes VM ID's network (fc-net down) once fcvm (PID with START) is gone
+# and the VM has no live record: a detached VM that ended by itself, or a
+# SIGKILL of fcvm. Its own session, like the --rm janitor; bounded by the
+# VM's life. A network already removed makes it a no-op.
+cmd_netjanitor() {
+	local id=$1 p=$2 s=$3
+	valid_name "$id" || exit 2
+	while alive "$p" "$s"; do sleep 1; done
+	while field_of "$id" id >/dev/null; do sleep 1; done
+	fc-net down --vm "$id" >/dev/null 2>&1
+}
+
 # start_janitor ID: the janitor as a coprocess. Bash keeps a coprocess's
 # pipe ends close-on-exec, so no tool we start holds the write end: the
 # janitor sees end of file exactly when fcvm is gone.
@@ -334,6 +347,9 @@ cmd_run() {
 		[ "$hostlo" = 1 ] && netargs+=(--host-loopback)
 		[ -n "${FCVM_RESOLV_CONF:-}" ] && netargs+=(--resolv-conf "$FCVM_RESOLV_CONF")
 		local net
+		# Started first: a SIGKILL of fcvm from here on leaves nothing.
+		( exec setsid "$self" _netjanitor "$id" "$$" "$(proc_start $$)" \
+			</dev/null >/dev/null 2>&1 ) &
 		net_up=1	# fc-net removes what a failed 'up' made; down is harmless
 		net=$(fc-net up -q "${netargs[@]}") || fail ""
 		printf '%s\n' "$net" | write_atomic "$netfile" || fail ""
@@ -462,6 +478,7 @@ cmd_ls() {
 	if [[ " ${args[*]} " != *" --json "* ]]; then
 		local table recs
 		table=$(fc-state ls "${args[@]}") || exit 125
+		[ -n "$table" ] || return 0
 		recs=$(fc-state ls "${args[@]}" --json) || exit 125
 		local -A ports=()
 		local id pl
@@ -470,7 +487,7 @@ cmd_ls() {
 		done < <(jq -r '.[] | select(.network.ports) |
 			[.id, (.network.ports | map("\(.host_ip):\(.host_port)->\(.guest_port)/\(.proto)") | join(","))] | @tsv' <<<"$recs")
 		local line first=1 w
-		w=$(awk 'NR == 1 { print length($0) }' <<<"$table")
+		w=$(awk 'length($0) > w { w = length($0) } END { print w + 0 }' <<<"$table")
 		while IFS= read -r line; do
 			if [ "$first" = 1 ]; then
 				printf '%-*s  %s\n' "$w" "$line" PORTS
@@ -654,6 +671,7 @@ rm) shift; cmd_rm "$@" ;;
 gc) shift; cmd_gc "$@" ;;
 exec) shift; cmd_exec "$@" ;;
 _janitor) shift; cmd_janitor "$@" ;;
+_netjanitor) shift; cmd_netjanitor "$@" ;;
 -h|--help|help) usage ;;
 *) usage_die "unknown command '$1'" ;;
 esac

@@ -205,22 +205,75 @@ EOF
 	assert_eq "$(ls "$FCVM_ROOT/net" 2>/dev/null)" "" "no network left"
 }
 
-@test "net-vm: SIGKILL of fcvm leaves a network that fcvm gc removes" {
-	local port; port=$(free_port)
+# start_k1 PORT: a foreground fcvm run of the httpd as k1, in the
+# background ($FCVM_PID); waits until it answers.
+start_k1() {
+	local port=$1 i tap=""
 	fcvm podman run --name k1 -p "127.0.0.1:$port:8080" "$IMG" sh -c "$(httpd_cmd killed)" \
 		>/dev/null 2>&1 3>&- &
-	local fp=$! i tap=""
+	FCVM_PID=$!
 	for ((i = 0; i < 300; i++)); do
 		tap=$(fc-state get --field network.tap k1 2>/dev/null) && break
 		sleep 0.5
 	done
-	[ -n "$tap" ] || { echo "k1 never got a record with a network" >&2; false; }
+	[ -n "$tap" ] || { echo "k1 never got a record with a network" >&2; return 1; }
 	TAPS+=("$tap")
+	K1_ID=$(fc-state get --field id k1)
 	get_until "http://127.0.0.1:$port/" killed
-	kill -KILL "$fp"
-	wait "$fp" 2>/dev/null || true
-	# The VM dies with fcvm (--die-with-parent); its network stays for gc.
-	for ((i = 0; i < 100; i++)); do fc-state get k1 >/dev/null 2>&1 || break; sleep 0.2; done
-	run_fc 0 fcvm gc
+}
+
+@test "net-vm: SIGKILL of fcvm: the network goes with the VM (fcvm's network janitor)" {
+	local port; port=$(free_port)
+	start_k1 "$port"
+	[ -f "$FCVM_ROOT/net/$K1_ID.json" ]
+	kill -KILL "$FCVM_PID"
+	wait "$FCVM_PID" 2>/dev/null || true
+	local i
+	for ((i = 0; i < 150; i++)); do [ -e "$FCVM_ROOT/net/$K1_ID.json" ] || break; sleep 0.2; done
 	no_net_left
+}
+
+@test "net-vm: SIGKILL of fcvm and of its network janitor: fcvm gc removes the network" {
+	local port; port=$(free_port)
+	start_k1 "$port"
+	local nj; nj=$(pgrep -f "_netjanitor $K1_ID ")
+	[ -n "$nj" ] || { echo "no network janitor for $K1_ID" >&2; false; }
+	kill -KILL $nj "$FCVM_PID"
+	wait "$FCVM_PID" 2>/dev/null || true
+	# The VM dies with fcvm (--die-with-parent); its network stays.
+	local i
+	for ((i = 0; i < 100; i++)); do fc-state get k1 >/dev/null 2>&1 || break; sleep 0.2; done
+	sleep 2
+	[ -f "$FCVM_ROOT/net/$K1_ID.json" ] || { echo "the network went without gc" >&2; false; }
+	run_fc 0 fcvm gc
+	assert_contains "$output" "$K1_ID" "fcvm gc names the network it removed"
+	no_net_left
+}
+
+@test "net-vm: rootless as an ordinary user (nobody): the default network, -p, curl, stop" {
+	command -v slirp4netns >/dev/null || skip "slirp4netns is not installed"
+	command -v setpriv >/dev/null || skip "setpriv is not installed"
+	# What root does once (fcvm(1)): a data root the user owns, and
+	# /dev/net/tun with the 0666 mode a normal distribution gives it.
+	chmod 0666 /dev/net/tun
+	mkdir -p "$FCVM_ROOT/home"
+	cp "$IMG" "$FCVM_ROOT/img.tar"
+	chown -R 65534:65534 "$FCVM_ROOT"
+	local -a as_user=(setpriv --reuid=65534 --regid=65534 --clear-groups
+		env HOME="$FCVM_ROOT/home" PATH="$PATH" FCVM_ROOT="$FCVM_ROOT" FCVM_VMM=fc-qemu)
+	local port; port=$(free_port)
+	run_fc 0 --timeout 300 "${as_user[@]}" fcvm podman run -d --rm --name u1 \
+		-p "127.0.0.1:$port:8080" "$FCVM_ROOT/img.tar" sh -c "$(httpd_cmd "hello, nobody")"
+	assert_eq "$(fc-state get --field network.mode u1)" rootless "an ordinary user's default is rootless"
+	local vmm; vmm=$(fc-state get --field vmm_pid u1)
+	assert_eq "$(stat -c %u "/proc/$vmm")" 65534 "the VMM runs as the user"
+	[ "$(readlink "/proc/$vmm/ns/net")" != "$(readlink /proc/self/ns/net)" ] ||
+		{ echo "the VMM is in the host's network namespace" >&2; false; }
+	local holder; holder=$(fc-state get --field network.holder_pid u1)
+	get_until "http://127.0.0.1:$port/" "hello, nobody"
+	run_fc 0 "${as_user[@]}" fcvm stop u1
+	no_net_left
+	local i
+	for ((i = 0; i < 50; i++)); do kill -0 "$holder" 2>/dev/null || break; sleep 0.2; done
+	! kill -0 "$holder" 2>/dev/null || { echo "holder $holder still runs" >&2; false; }
 }
