@@ -256,7 +256,12 @@ static int parse_network(json_t *n, struct plan_net *net, struct fc_err *e)
 		unsigned int m[6];
 		char end;
 
-		if (!json_is_string(v) || json_string_length(v) != 17 ||
+		const char *ms = json_is_string(v) ? json_string_value(v) : "";
+
+		for (i = 0; i < 17 && ms[i]; i++)
+			if (i % 3 == 2 ? ms[i] != ':' : !strchr("0123456789abcdefABCDEF", ms[i]))
+				break;
+		if (!json_is_string(v) || json_string_length(v) != 17 || i != 17 ||
 		    sscanf(json_string_value(v), "%2x:%2x:%2x:%2x:%2x:%2x%c", &m[0], &m[1], &m[2],
 			   &m[3], &m[4], &m[5], &end) != 6)
 			return fc_err_set(e, 0, "'network.mac' must look like xx:xx:xx:xx:xx:xx");

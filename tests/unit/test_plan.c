@@ -2,6 +2,7 @@
  * every rejection, the podman argv built from a plan and the image name
  * taken from `podman load` output.
  */
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -327,8 +328,79 @@ static void test_exec(void)
 	      "winsize: zero and extra keys refused");
 }
 
+/* The plan's network (fc-net's result, the guest's part): parsed, refused,
+ * and --network=host in podman's argv only with it. */
+static void test_network(void)
+{
+	struct plan p;
+	struct fc_err e;
+	char **argv, *s;
+
+#define NETPLAN(net) "{\"version\":1,\"image\":{\"disk\":\"/dev/vdb\"},\"network\":" net "}"
+	CHECK(parse(NETPLAN("{\"guest_ip\":\"10.213.0.2\",\"prefix\":30,\"gateway\":\"10.213.0.1\","
+			    "\"dns\":[\"10.213.0.1\",\"192.0.2.53\"],\"mac\":\"0a:fc:12:34:ab:CD\"}"),
+		    &p, &e) == 0,
+	      "a network with every key parses");
+	CHECK(p.net.set && p.net.prefix == 30 && p.net.ndns == 2 && p.net.has_mac &&
+		      p.net.mac[0] == 0x0a && p.net.mac[5] == 0xcd &&
+		      p.net.ip.s_addr == htonl(0x0ad50002) && p.net.gateway.s_addr == htonl(0x0ad50001),
+	      "network: address, gateway, prefix, dns, mac");
+	argv = plan_run_argv("podman", &p, "r");
+	s = joined(argv);
+	CHECK(strstr(s, "|--network=host|") && !strstr(s, "--network=none"),
+	      "with a network the container shares the guest's (--network=host)");
+	free(s);
+	plan_argv_free(argv);
+	plan_free(&p);
+	CHECK(parse(NETPLAN("{\"guest_ip\":\"10.0.2.15\",\"prefix\":24,\"gateway\":\"10.0.2.2\"}"),
+		    &p, &e) == 0 && p.net.set && !p.net.has_mac && p.net.ndns == 0,
+	      "dns and mac are optional");
+	plan_free(&p);
+	CHECK(parse(NETPLAN("null"), &p, &e) == 0 && !p.net.set, "network null: none");
+	argv = plan_run_argv("podman", &p, "r");
+	s = joined(argv);
+	CHECK(strstr(s, "|--network=none|") != NULL, "without a network: --network=none");
+	free(s);
+	plan_argv_free(argv);
+	plan_free(&p);
+	refused(NETPLAN("[]"), "'network' must be an object", "network not an object");
+	refused(NETPLAN("{\"guest_ip\":\"10.0.2.15\",\"prefix\":24,\"gateway\":\"10.0.2.2\",\"x\":1}"),
+		"unknown key 'network.x'", "unknown network key");
+	refused(NETPLAN("{\"prefix\":24,\"gateway\":\"10.0.2.2\"}"),
+		"'network.guest_ip' must be an IPv4 address", "missing guest_ip");
+	refused(NETPLAN("{\"guest_ip\":\"10.0.2.999\",\"prefix\":24,\"gateway\":\"10.0.2.2\"}"),
+		"'network.guest_ip' must be an IPv4 address", "bad address");
+	refused(NETPLAN("{\"guest_ip\":\"127.0.0.2\",\"prefix\":24,\"gateway\":\"127.0.0.1\"}"),
+		"must be a unicast address", "loopback guest address");
+	refused(NETPLAN("{\"guest_ip\":\"10.0.2.15\",\"prefix\":31,\"gateway\":\"10.0.2.2\"}"),
+		"'network.prefix' must be a whole number from 1 to 30", "prefix 31");
+	refused(NETPLAN("{\"guest_ip\":\"10.0.2.15\",\"prefix\":\"24\",\"gateway\":\"10.0.2.2\"}"),
+		"'network.prefix' must be", "prefix as a string");
+	refused(NETPLAN("{\"guest_ip\":\"10.0.2.15\",\"prefix\":24,\"gateway\":\"10.0.3.2\"}"),
+		"'network.gateway' must be another address in the guest's /24", "gateway off the subnet");
+	refused(NETPLAN("{\"guest_ip\":\"10.0.2.15\",\"prefix\":24,\"gateway\":\"10.0.2.15\"}"),
+		"'network.gateway' must be another address", "gateway = guest");
+	refused(NETPLAN("{\"guest_ip\":\"10.0.2.15\",\"prefix\":24,\"gateway\":\"10.0.2.2\","
+			"\"dns\":[\"1.1.1.1\",\"1.1.1.2\",\"1.1.1.3\",\"1.1.1.4\"]}"),
+		"'network.dns' must be an array of at most 3", "four resolvers");
+	refused(NETPLAN("{\"guest_ip\":\"10.0.2.15\",\"prefix\":24,\"gateway\":\"10.0.2.2\","
+			"\"dns\":[\"nameserver\"]}"),
+		"'network.dns[0]' must be a unicast IPv4 address", "a resolver that is no address");
+	refused(NETPLAN("{\"guest_ip\":\"10.0.2.15\",\"prefix\":24,\"gateway\":\"10.0.2.2\","
+			"\"mac\":\"0a:fc:12:34:ab\"}"),
+		"'network.mac' must look like", "short mac");
+	refused(NETPLAN("{\"guest_ip\":\"10.0.2.15\",\"prefix\":24,\"gateway\":\"10.0.2.2\","
+			"\"mac\":\"0a:fc:12:34:ab:zz\"}"),
+		"'network.mac' must look like", "mac with non-hex digits");
+	refused(NETPLAN("{\"guest_ip\":\"10.0.2.15\",\"prefix\":24,\"gateway\":\"10.0.2.2\","
+			"\"mac\":\"+a:fc:12:34:ab:cd\"}"),
+		"'network.mac' must look like", "mac with a sign");
+#undef NETPLAN
+}
+
 int main(void)
 {
+	test_network();
 	test_exec();
 	test_full();
 	test_minimal();
