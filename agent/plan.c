@@ -18,7 +18,7 @@ static const char *const global_flags[] = {
 
 static const char *const known_keys[] = {
 	"version", "image", "cmd", "entrypoint", "env", "user", "workdir", "tty", "poweroff",
-	"container_name", "stdin", "network",
+	"container_name", "stdin", "network", "labels", "hostname",
 };
 
 static const char *const network_keys[] = { "guest_ip", "prefix", "gateway", "dns", "mac" };
@@ -316,6 +316,16 @@ int plan_parse(const char *buf, size_t len, struct plan *p, struct fc_err *e)
 		return fc_err_set(e, 0, "'workdir' must be an absolute path");
 	if (get_bool(j, "tty", &p->tty, e) < 0 || get_bool(j, "stdin", &p->in, e) < 0)
 		return -1;
+	if (get_array(j, "labels", true, &p->labels, e) < 0)
+		return -1;
+	for (size_t i = 0; p->labels && p->labels[i]; i++)
+		if (p->labels[i][0] == '=' || p->labels[i][0] == '\0')
+			return fc_err_set(e, 0, "'labels[%zu]' must look like KEY[=VALUE]", i);
+	if (get_opt_string(j, "hostname", PLAN_MAX_NAME, &p->hostname, e) < 0)
+		return -1;
+	if (p->hostname && !plan_name_ok(p->hostname))
+		return fc_err_set(e, 0, "'hostname' must match [A-Za-z0-9][A-Za-z0-9_.-]{0,%d}",
+				  PLAN_MAX_NAME - 1);
 	if (get_opt_string(j, "container_name", PLAN_MAX_STR, &p->name, e) < 0)
 		return -1;
 	if (p->name && !plan_name_ok(p->name))
@@ -347,6 +357,8 @@ void plan_free(struct plan *p)
 	strv_free(p->env);
 	free(p->user);
 	free(p->workdir);
+	strv_free(p->labels);
+	free(p->hostname);
 	free(p->name);
 	memset(p, 0, sizeof(*p));
 }
@@ -413,6 +425,10 @@ char **plan_run_argv(const char *runner, const struct plan *p, const char *ref)
 		argv_add(&a, xasprintf("--user=%s", p->user));
 	if (p->workdir)
 		argv_add(&a, xasprintf("--workdir=%s", p->workdir));
+	for (size_t i = 0; p->labels && p->labels[i]; i++)
+		argv_add(&a, xasprintf("--label=%s", p->labels[i]));
+	if (p->hostname)
+		argv_add(&a, xasprintf("--hostname=%s", p->hostname));
 	if (p->entrypoint) {
 		/* podman takes an exec-form entrypoint as a JSON array string. */
 		json_t *arr = json_array();

@@ -46,6 +46,8 @@ struct plan {
 	char **entrypoint;	/* NULL-terminated; NULL when absent */
 	char **env;		/* NULL-terminated, never NULL after a successful parse */
 	char *user, *workdir;	/* NULL when absent */
+	char **labels;		/* "labels": ["K=V"...], NULL-terminated; NULL when absent */
+	char *hostname;		/* "hostname", NULL when absent */
 	char *name;		/* container name, never NULL after a successful parse */
 	bool tty;
 	bool in;		/* "stdin": the host's stdin reaches the container (podman run -i) */

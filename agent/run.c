@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "json.h"
@@ -19,6 +21,7 @@
 #define DRAIN_MS	 5000	/* pipes kept open by an orphan after the child exits */
 #define LOAD_CAPTURE_MAX (64 * 1024)
 #define ERROR_TEXT_MAX	 2000
+#define IN_HIGH		 (256 * 1024)	/* queued stdin at which the host is paused */
 
 enum run_state { RUN_IDLE, RUN_STARTING, RUN_RUNNING, RUN_EXITED };
 
@@ -51,6 +54,13 @@ struct run {
 	struct child ch;
 	int exit_code;		/* RUN_EXITED */
 	bool seen;		/* run_container_seen() */
+	/* the container's stdin ("stdin": true) and terminal ("tty": true) */
+	struct ev_watch in;	/* pipe write end or a dup of the pty master, -1 */
+	int master;		/* pty master (also ch.out.fd) or -1 */
+	uint8_t *ib;
+	size_t ilen, icap;
+	bool in_eof, in_paused;
+	unsigned rows, cols;	/* the last WINSIZE */
 	char *error;		/* RUN_EXITED without a container exit: why */
 };
 
@@ -169,7 +179,9 @@ static void pipe_event(struct ev_watch *w, short revents)
 	n = read(w->fd, buf, sizeof(buf));
 	if (n < 0 && (errno == EINTR || errno == EAGAIN))
 		return;
-	if (n <= 0) {
+	if (n <= 0) {	/* EOF; EIO: a pty whose other side is all closed */
+		if (w == &c->out && r->master >= 0)
+			r->master = -1;
 		close_pipe(r, w);
 		check_done(r);
 		return;
@@ -225,7 +237,8 @@ static void child_exited(struct ev_child *p, int status)
 /* fork + exec with stdin from /dev/null and stdout/stderr on @out/@err.
  * An exec failure is reported on the child's stderr with status 127, the
  * way a shell does, so it reaches the user like any other podman error. */
-static pid_t start_child(char **argv, int out, int err, struct fc_err *e)
+static pid_t start_child(char **argv, int in, int out, int err, const char *slave,
+			 struct fc_err *e)
 {
 	sigset_t none;
 	pid_t pid;
@@ -241,13 +254,177 @@ static pid_t start_child(char **argv, int out, int err, struct fc_err *e)
 		signal(sig, SIG_DFL);
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
-	int in = open("/dev/null", O_RDONLY);
+	if (slave) {	/* the container's terminal: our controlling tty */
+		setsid();
+		in = out = err = open(slave, O_RDWR);
+		if (in < 0 || ioctl(in, TIOCSCTTY, 0) < 0)
+			_exit(127);
+	}
+	if (in < 0)
+		in = open("/dev/null", O_RDONLY);
 	if (in < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
 		_exit(127);
 	/* Every other fd of the agent is CLOEXEC. */
 	execvp(argv[0], argv);
 	dprintf(2, "fc-agent: execute '%s': %s\n", argv[0], strerror(errno));
 	_exit(127);
+}
+
+/* ---- the container's stdin and terminal (podman run -i / -t) ---- */
+
+static void in_close(struct run *r)
+{
+	if (r->in.fd < 0)
+		return;
+	ev_unlink(r->a->loop, &r->in);
+	close(r->in.fd);
+	r->in.fd = -1;
+	r->ilen = 0;
+}
+
+static void in_flow(struct run *r)
+{
+	bool want = r->ilen >= IN_HIGH;
+
+	if (r->conn && want != r->in_paused) {
+		r->in_paused = want;
+		conn_pause_input(r->conn, want);
+	}
+	if (r->in.fd >= 0)
+		r->in.events = r->ilen || r->in_eof ? POLLOUT : 0;
+}
+
+static void in_event(struct ev_watch *w, short revents)
+{
+	struct run *r = w->data;
+
+	(void)revents;
+	while (r->ilen) {
+		ssize_t n = write(w->fd, r->ib, r->ilen);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			break;
+		if (n < 0) {	/* the container closed its stdin: drop the rest */
+			in_close(r);
+			in_flow(r);
+			return;
+		}
+		memmove(r->ib, r->ib + n, r->ilen - n);
+		r->ilen -= n;
+	}
+	if (!r->ilen && r->in_eof) {
+		if (r->master >= 0) {
+			struct termios t;
+			char eof = tcgetattr(w->fd, &t) == 0 && t.c_cc[VEOF] ? t.c_cc[VEOF] : 4;
+
+			if (write(w->fd, &eof, 1) < 0 && errno == EAGAIN)
+				return;
+			r->in_eof = false;
+			w->events = 0;
+		} else {
+			in_close(r);
+		}
+	}
+	in_flow(r);
+}
+
+static void in_add(struct run *r, const uint8_t *buf, size_t len)
+{
+	if (!r->plan.in || r->in_eof || (r->state == RUN_RUNNING && r->in.fd < 0) ||
+	    r->state == RUN_EXITED)
+		return;
+	if (r->ilen + len > r->icap) {
+		r->icap = r->ilen + len + 16 * 1024;
+		r->ib = xrealloc(r->ib, r->icap);
+	}
+	memcpy(r->ib + r->ilen, buf, len);
+	r->ilen += len;
+	in_flow(r);
+}
+
+static void set_winsize(struct run *r)
+{
+	struct winsize ws = { .ws_row = r->rows, .ws_col = r->cols };
+
+	if (r->master >= 0 && r->rows && r->cols)
+		ioctl(r->master, TIOCSWINSZ, &ws);
+}
+
+/* run_child() for podman run with a stdin pipe, or with a pty that is
+ * stdin, stdout and stderr (its master carries both ways). */
+static int run_child_stdio(struct run *r, char **argv, struct fc_err *e)
+{
+	struct child *c = &r->ch;
+	int pin[2] = { -1, -1 }, po[2] = { -1, -1 }, pe[2] = { -1, -1 };
+	_cleanup_close_ int master = -1;
+	char slave[128];
+	pid_t pid;
+
+	if (r->plan.tty) {
+		master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+		if (master < 0 || grantpt(master) < 0 || unlockpt(master) < 0 ||
+		    ptsname_r(master, slave, sizeof(slave)) != 0)
+			return fc_err_set(e, errno, "open a pseudo-terminal");
+		r->master = master;
+		set_winsize(r);
+		r->master = -1;
+		pid = start_child(argv, -1, -1, -1, slave, e);
+	} else {
+		if (pipe2(pin, O_CLOEXEC) < 0 || pipe2(po, O_CLOEXEC) < 0 || pipe2(pe, O_CLOEXEC) < 0) {
+			fc_err_set(e, errno, "pipe");
+			pid = -1;
+		} else {
+			pid = start_child(argv, pin[0], po[1], pe[1], NULL, e);
+		}
+	}
+	for (int i = 0; i < 2 && pid < 0; i++) {
+		if (pin[i] >= 0)
+			close(pin[i]);
+		if (po[i] >= 0)
+			close(po[i]);
+		if (pe[i] >= 0)
+			close(pe[i]);
+	}
+	if (pid < 0)
+		return -1;
+	c->active = true;
+	c->proc = (struct ev_child){ .pid = pid, .cb = child_exited, .data = r };
+	ev_child_add(r->a->loop, &c->proc);
+	ev_watch_init(&r->in, -1, in_event, r);
+	if (r->plan.tty) {
+		int dup = fcntl(master, F_DUPFD_CLOEXEC, 3);
+
+		fcntl(master, F_SETFL, O_NONBLOCK | O_RDWR);
+		r->master = master;
+		c->out.fd = steal_fd(&master);
+		if (dup >= 0 && r->plan.in)
+			r->in.fd = dup;
+		else if (dup >= 0)
+			close(dup);
+	} else {
+		close(pin[0]);
+		close(po[1]);
+		close(pe[1]);
+		fcntl(po[0], F_SETFL, O_NONBLOCK);
+		fcntl(pe[0], F_SETFL, O_NONBLOCK);
+		fcntl(pin[1], F_SETFL, O_NONBLOCK);
+		c->out.fd = po[0];
+		c->err.fd = pe[0];
+		r->in.fd = pin[1];
+	}
+	c->out.events = POLLIN;
+	ev_link(r->a->loop, &c->out);
+	if (c->err.fd >= 0) {
+		c->err.events = POLLIN;
+		ev_link(r->a->loop, &c->err);
+	}
+	if (r->in.fd >= 0) {
+		ev_link(r->a->loop, &r->in);
+		in_flow(r);
+	}
+	return 0;
 }
 
 /* Start @argv as the current step; capture (load) or stream (run). */
@@ -262,13 +439,15 @@ static int run_child(struct run *r, char **argv, bool capture_output, struct fc_
 	ev_watch_init(&c->out, -1, pipe_event, r);
 	ev_watch_init(&c->err, -1, pipe_event, r);
 	ev_watch_init(&c->drain, -1, drain_event, r);
+	if (!capture_output && (r->plan.in || r->plan.tty))
+		return run_child_stdio(r, argv, e);
 	/* Only our ends are non-blocking: the container's output stays blocking. */
 	if (pipe2(po, O_CLOEXEC) < 0 || pipe2(pe, O_CLOEXEC) < 0 ||
 	    fcntl(po[0], F_SETFL, O_NONBLOCK) < 0 || fcntl(pe[0], F_SETFL, O_NONBLOCK) < 0) {
 		fc_err_set(e, errno, "pipe");
 		goto fail;
 	}
-	pid = start_child(argv, po[1], pe[1], e);
+	pid = start_child(argv, -1, po[1], pe[1], NULL, e);
 	if (pid < 0)
 		goto fail;
 	close(po[1]);
@@ -382,6 +561,7 @@ static void child_step_done(struct run *r)
 		return;
 	}
 	log_info("podman run %s", st);
+	in_close(r);
 	r->state = RUN_EXITED;
 	if (WIFSIGNALED(c->status)) {
 		r->exit_code = 128 + WTERMSIG(c->status);
@@ -423,6 +603,7 @@ static void drop_host(struct run *r, const char *msg)
 	conn_set_session(c, &dropped_ops, NULL);
 	conn_finish(c);
 	detach(r);
+	in_close(r);
 	log_warn("host connection dropped; the container keeps running, its output is discarded");
 	resume_pipes(r);
 }
@@ -446,10 +627,27 @@ static void run_frame(struct conn *c, void *sess, const struct proto_hdr *h,
 			kill(r->ch.proc.pid, sig);
 		break;
 	case MSG_STDIN:
-	case MSG_STDIN_EOF:
-		/* The container's stdin is /dev/null in this version. */
-		log_debug("ignoring %s frame", proto_type_name(h->type));
+		/* Without "stdin" the container's stdin is /dev/null: ignored. */
+		in_add(r, payload, h->len);
 		break;
+	case MSG_STDIN_EOF:
+		if (r->plan.in) {
+			r->in_eof = true;
+			in_flow(r);
+		}
+		break;
+	case MSG_WINSIZE: {
+		unsigned rows, cols;
+
+		if (exec_winsize_parse((const char *)payload, h->len, &rows, &cols, &e) < 0) {
+			drop_host(r, e.msg);
+			return;
+		}
+		r->rows = rows;
+		r->cols = cols;
+		set_winsize(r);
+		break;
+	}
 	default: {
 		_cleanup_free_ char *m = xasprintf("unexpected %s frame during a run",
 						   proto_type_name(h->type));
@@ -471,6 +669,7 @@ static void run_gone(struct conn *c, void *sess, const char *why)
 
 	(void)c;
 	detach(r);
+	in_close(r);
 	if (r->ch.active) {
 		log_warn("host connection: %s; the container keeps running, its output is discarded",
 			 why ? why : "closed");
@@ -496,6 +695,8 @@ struct run *run_new(struct agent *a)
 
 	r->a = a;
 	r->ch.out.fd = r->ch.err.fd = -1;
+	r->master = -1;
+	ev_watch_init(&r->in, -1, NULL, r);
 	return r;
 }
 
@@ -508,6 +709,8 @@ void run_free(struct run *r)
 	close_pipe(r, &r->ch.out);
 	close_pipe(r, &r->ch.err);
 	ev_unlink(r->a->loop, &r->ch.drain);
+	in_close(r);
+	free(r->ib);
 	free(r->ch.cap);
 	plan_free(&r->plan);
 	free(r->error);
@@ -545,6 +748,10 @@ void run_plan(struct run *r, struct conn *c, const uint8_t *payload, size_t len)
 	r->active = true;
 	r->poweroff = false;
 	r->seen = false;
+	in_close(r);
+	r->master = -1;
+	r->in_eof = r->in_paused = false;
+	r->rows = r->cols = 0;
 	r->conn = c;
 	r->a->sessions++;
 	conn_set_session(c, &run_ops, r);

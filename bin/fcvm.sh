@@ -56,7 +56,9 @@ usage() {
 	cat <<'EOF'
 usage: fcvm podman run [--name NAME] [-e K=V]... [--cpus N] [--memory MIB] [--rm] [-d]
                        [--network bridged|rootless|none] [-p [HOSTIP:][HOSTPORT:]PORT[/PROTO]]...
-                       [--host-loopback] [--timeout S] [--] IMAGE [CMD [ARG...]]
+                       [--host-loopback] [-i] [-t] [-w DIR] [-u USER] [--entrypoint CMD]
+                       [--env-file FILE]... [-l KEY[=VALUE]]... [--hostname NAME]
+                       [--timeout S] [--] IMAGE [CMD [ARG...]]
        fcvm exec [-i] [-t] [--vm] [-e K=V]... [-w DIR] [-u USER] NAME [--] CMD [ARG...]
        fcvm ls [-a] [--json]
        fcvm stop NAME
@@ -210,8 +212,26 @@ write_atomic() {
 cmd_run() {
 	local name="" cpus=2 memory=1024 rm=0 detach=0 timeout=180 netmode="" hostlo=0
 	local -a env=() publish=()
+	# podman's everyday flags, passed to the guest's podman through the plan
+	local interactive=0 tty=0 workdir="" user="" entrypoint="" hostname="" have_ep=0
+	local -a labels=() envfiles=()
 	while [ $# -gt 0 ]; do
 		case "$1" in
+		-i|--interactive) interactive=1; shift ;;
+		-t|--tty) tty=1; shift ;;
+		-it|-ti) interactive=1; tty=1; shift ;;
+		-w|--workdir) [ $# -ge 2 ] || usage_die "$1 needs a directory"; workdir=$2; shift 2 ;;
+		--workdir=*) workdir=${1#*=}; shift ;;
+		-u|--user) [ $# -ge 2 ] || usage_die "$1 needs a user"; user=$2; shift 2 ;;
+		--user=*) user=${1#*=}; shift ;;
+		--entrypoint) [ $# -ge 2 ] || usage_die "--entrypoint needs a command"; entrypoint=$2; have_ep=1; shift 2 ;;
+		--entrypoint=*) entrypoint=${1#*=}; have_ep=1; shift ;;
+		--env-file) [ $# -ge 2 ] || usage_die "--env-file needs a file"; envfiles+=("$2"); shift 2 ;;
+		--env-file=*) envfiles+=("${1#*=}"); shift ;;
+		-l|--label) [ $# -ge 2 ] || usage_die "$1 needs KEY[=VALUE]"; labels+=("$2"); shift 2 ;;
+		--label=*) labels+=("${1#*=}"); shift ;;
+		--hostname) [ $# -ge 2 ] || usage_die "--hostname needs a name"; hostname=$2; shift 2 ;;
+		--hostname=*) hostname=${1#*=}; shift ;;
 		--name) [ $# -ge 2 ] || usage_die "--name needs a value"; name=$2; shift 2 ;;
 		--name=*) name=${1#*=}; shift ;;
 		-e|--env) [ $# -ge 2 ] || usage_die "$1 needs K=V"; env+=("$2"); shift 2 ;;
@@ -238,7 +258,30 @@ cmd_run() {
 	[ $# -ge 1 ] || usage_die "podman run needs an IMAGE"
 	local image=$1; shift
 	[ -n "$image" ] || usage_die "podman run needs an IMAGE (got '')"
-	local e
+	local e f line
+	# --env-file: KEY=VALUE lines (blank lines and '#' comments skipped; a
+	# bare KEY takes the value from our environment, as podman does).
+	for f in "${envfiles[@]}"; do
+		[ -f "$f" ] && [ -r "$f" ] || usage_die "--env-file '$f': not a readable file"
+		while IFS= read -r line || [ -n "$line" ]; do
+			line=${line%$'\r'}
+			[[ "$line" =~ ^[[:space:]]*(#|$) ]] && continue
+			if [[ "$line" != *=* ]]; then
+				[[ "$line" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || usage_die "--env-file '$f': invalid line '$line'"
+				[ -n "${!line+x}" ] || continue
+				line="$line=${!line}"
+			fi
+			env+=("$line")
+		done < "$f"
+	done
+	[ -z "$workdir" ] || [[ "$workdir" == /* ]] || usage_die "invalid --workdir '$workdir': must be an absolute path"
+	[ -z "$user" ] || [[ "$user" =~ ^[A-Za-z0-9_.:@$-]+$ && "$user" != -* ]] || usage_die "invalid --user '$user'"
+	if [ -n "$hostname" ] && ! valid_name "$hostname"; then
+		usage_die "invalid --hostname '$hostname': use 1-63 characters of A-Z a-z 0-9 _ . - starting with a letter or digit"
+	fi
+	for e in "${labels[@]}"; do
+		[ -n "$e" ] && [[ "$e" != =* ]] || usage_die "invalid --label '$e': want KEY[=VALUE]"
+	done
 	for e in "${env[@]}"; do
 		[[ "$e" =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || usage_die "invalid -e '$e': want NAME=VALUE"
 	done
@@ -364,11 +407,30 @@ cmd_run() {
 	# runs the image by its id ('ref'): names in archives may be bare tags.
 	local env_json
 	env_json=$(jq -nc '$ARGS.positional' --args -- "${env[@]}") || fail "cannot encode -e values"
+	# -i/-t, -w, -u, --entrypoint (a JSON array as podman takes it, or one
+	# command), -l, --hostname; -i means nothing for a detached run.
+	local extra_json labels_json ep_json='null'
+	labels_json=$(jq -nc '$ARGS.positional' --args -- "${labels[@]}") || fail "cannot encode --label values"
+	if [ "$have_ep" = 1 ]; then
+		if [[ "$entrypoint" == \[* ]]; then
+			ep_json=$(jq -ce 'if type == "array" and all(.[]; type == "string") then . else error end' <<<"$entrypoint" 2>/dev/null) ||
+				fail "invalid --entrypoint '$entrypoint': a JSON array of strings or one command"
+		else
+			ep_json=$(jq -nc --arg e "$entrypoint" 'if $e == "" then [] else [$e] end')
+		fi
+	fi
+	[ "$detach" = 1 ] && interactive=0
+	extra_json=$(jq -nc --argjson i "$interactive" --argjson t "$tty" --arg w "$workdir" --arg u "$user" \
+		--arg h "$hostname" --argjson l "$labels_json" --argjson ep "$ep_json" \
+		'(if $i == 1 then {stdin: true} else {} end) + (if $t == 1 then {tty: true} else {} end)
+		 + (if $w != "" then {workdir: $w} else {} end) + (if $u != "" then {user: $u} else {} end)
+		 + (if $h != "" then {hostname: $h} else {} end) + (if ($l | length) > 0 then {labels: $l} else {} end)
+		 + (if $ep != null then {entrypoint: $ep} else {} end)') || fail "cannot encode the run options"
 	jq -n --arg ref "$ref" --arg cname "$name" --argjson env "$env_json" --argjson net "$net_json" \
 		'{version: 1, image: {disk: "/dev/vdb", ref: $ref}, container_name: $cname,
 		  env: $env, poweroff: true} + (if $ARGS.positional | length > 0 then {cmd: $ARGS.positional} else {} end)
-		  + (if $net then {network: $net} else {} end)' \
-		--args -- "$@" | write_atomic "$plan" || fail ""
+		  + (if $net then {network: $net} else {} end) + $extra' \
+		--argjson extra "$extra_json" --args -- "$@" | write_atomic "$plan" || fail ""
 
 	local -a boot=(fc-boot --name "$name" --id "$id" --cpus "$cpus" --memory "$memory"
 		--rootfs "$vmdir/rootfs.ext4" --drive "$disk:ro" --boot-args "quiet" -q "${netboot[@]}")
@@ -438,7 +500,15 @@ cmd_run() {
 	fi
 	# In the background with 'wait', so a signal runs our trap at once
 	# (bash defers traps while a foreground child runs).
-	"${run[@]}" --die-with-parent -- "$plan" &
+	local -a runio=()
+	[ "$interactive" = 1 ] && runio+=(-i)
+	[ "$tty" = 1 ] && runio+=(-t)
+	if [ "$interactive" = 1 ]; then
+		# (an asynchronous command's stdin is /dev/null unless said otherwise)
+		"${run[@]}" "${runio[@]}" --die-with-parent -- "$plan" 0<&0 &
+	else
+		"${run[@]}" "${runio[@]}" --die-with-parent -- "$plan" &
+	fi
 	run_pid=$!
 	announce "$run_pid"
 	watch_space

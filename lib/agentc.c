@@ -727,7 +727,7 @@ int agentc_run(struct agentc *s, uint8_t type, const void *req, size_t len, stru
 				  proto_type_name(type), len, PROTO_MAX_PAYLOAD);
 	tx_queue(s, type, req, len);
 	s->req_queued = true;
-	if (s->winch_pending)
+	if (s->o.winch)	/* the size now (a run's pty is made after the request) */
 		winsize_queue(s);
 	s->last_rx = now_ms();
 	if (pump(s, PH_RUN, e) < 0)

@@ -251,6 +251,47 @@ EOF
 	pkill -f "sleep 100" -P 1 2>/dev/null || true
 }
 
+@test "run -i/-t (test mode): stdin reaches the main container; -t gives it a terminal with the host's size" {
+	start_agent
+	jq -n --arg disk "$DISK" '{version: 1, image: {disk: $disk}, cmd: ["wc", "-l"], stdin: true}' \
+		> "$BATS_TEST_TMPDIR/p.json"
+	run_fc 0 sh -c "printf 'x\ny\n' | fc-run --unix '$SOCK' -i '$BATS_TEST_TMPDIR/p.json'"
+	assert_eq "$(echo $output)" 2 "wc saw both lines and the end of input"
+	jq -n --arg disk "$DISK" '{version: 1, image: {disk: $disk}, cmd: ["cat"]}' > "$BATS_TEST_TMPDIR/q.json"
+	run_fc 0 sh -c "echo ignored | fc-run --unix '$SOCK' '$BATS_TEST_TMPDIR/q.json'"
+	assert_eq "$output" "" "without stdin in the plan the container reads nothing"
+	jq -n --arg disk "$DISK" '{version: 1, image: {disk: $disk}, stdin: true, tty: true,
+		cmd: ["sh", "-c", "test -t 0 && echo is-a-tty; stty size; read a; echo got=$a"]}' > "$BATS_TEST_TMPDIR/t.json"
+	run env SOCK="$SOCK" P="$BATS_TEST_TMPDIR/t.json" timeout 60 python3 - <<'EOF2'
+import os, pty, time, select, struct, fcntl, termios
+pid, fd = pty.fork()
+if pid == 0:
+    # --foreground: fc-run must stay in the terminal's foreground group
+    os.execvp("sh", ["sh", "-c", "timeout --foreground 30 fc-run --unix %s -i -t %s; echo rc=$?" % (os.environ["SOCK"], os.environ["P"])])
+fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 77, 0, 0))
+buf, end = b"", time.time() + 20
+while time.time() < end and b"33 77" not in buf:
+    r, _, _ = select.select([fd], [], [], 0.2)
+    if r:
+        try: buf += os.read(fd, 4096)
+        except OSError: break
+os.write(fd, b"hello\r")
+end = time.time() + 20
+while time.time() < end and b"rc=" not in buf:
+    r, _, _ = select.select([fd], [], [], 0.2)
+    if r:
+        try: buf += os.read(fd, 4096)
+        except OSError: break
+print(buf.decode(errors="replace").replace("\r", ""))
+os.waitpid(pid, 0)
+EOF2
+	echo "$output"
+	assert_contains "$output" "is-a-tty" "the container's stdin is a terminal"
+	assert_contains "$output" "33 77" "with the host terminal's size"
+	assert_contains "$output" "got=hello" "keys reach it"
+	assert_contains "$output" "rc=0" "and its exit code comes back"
+}
+
 # ---- a real microVM ----
 
 @test "exec in a microVM: streams and code, --vm sees the guest OS, the container only itself, not found is 127" {
@@ -283,5 +324,19 @@ EOF
 	RUN_PID=""
 	run_fc 125 fcvm exec xvm -- true
 	assert_contains "$output" "no running VM named 'xvm'" "a stopped VM"
+	rm -rf "$FCVM_ROOT"
+}
+
+@test "run in a microVM: -i pipes stdin (wc -l prints 2); -w -u --hostname --env-file --entrypoint reach podman run" {
+	fc_vm_root exec
+	local img="$BATS_TEST_TMPDIR/busybox.oci.tar"
+	"$BATS_TEST_DIRNAME/lib/mkimage" "$img" --name localhost/fcvm-test:latest >/dev/null
+	run_fc 0 --timeout 300 sh -c "printf 'x\ny\n' | fcvm podman run -i --rm '$img' wc -l 3>&-"
+	assert_eq "$(echo $output)" 2 "printf 'x\\ny\\n' | fcvm podman run -i ... wc -l"
+	printf 'FROMFILE=yes\n# a comment\n\nOTHER=two words\n' > "$BATS_TEST_TMPDIR/envf"
+	run_fc 0 --timeout 300 fcvm podman run --rm -w /tmp -u 1234:5678 --hostname hx -l a=b \
+		--env-file "$BATS_TEST_TMPDIR/envf" --entrypoint sh "$img" \
+		-c 'echo "$(pwd) $(id -u):$(id -g) $(hostname) $FROMFILE $OTHER"' 3>&-
+	assert_contains "$output" "/tmp 1234:5678 hx yes two words" "workdir, user, hostname, env file, entrypoint"
 	rm -rf "$FCVM_ROOT"
 }

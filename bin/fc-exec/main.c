@@ -20,7 +20,6 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/signalfd.h>
-#include <termios.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -31,6 +30,7 @@
 #include "proc.h"
 #include "proto.h"
 #include "state.h"
+#include "tty.h"
 #include "util.h"
 
 #define EXIT_FAIL 125
@@ -39,36 +39,6 @@ static const char usage[] =
 	"usage: fc-exec (--name NAME | --id ID | --pid PID) [-i] [-t] [--vm] [-e K=V]...\n"
 	"               [-w DIR] [-u USER] [--timeout SECONDS] [-v] [-q] -- CMD [ARG...]\n"
 	"       fc-exec --unix PATH [same options] -- CMD [ARG...]\n";
-
-/* ---- the local terminal ---- */
-
-static struct termios saved_tio;
-static int raw_fd = -1;
-
-static void tty_restore(void)
-{
-	if (raw_fd < 0)
-		return;
-	tcsetattr(raw_fd, TCSADRAIN, &saved_tio);
-	raw_fd = -1;
-}
-
-static int tty_raw(int fd, struct fc_err *e)
-{
-	struct termios t;
-
-	if (tcgetattr(fd, &saved_tio) < 0)
-		return fc_err_set(e, errno, "read the terminal's modes");
-	t = saved_tio;
-	cfmakeraw(&t);
-	raw_fd = fd;
-	atexit(tty_restore);
-	if (tcsetattr(fd, TCSADRAIN, &t) < 0) {
-		raw_fd = -1;
-		return fc_err_set(e, errno, "put the terminal in raw mode");
-	}
-	return 0;
-}
 
 /* ---- finding the VM ---- */
 

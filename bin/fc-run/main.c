@@ -20,6 +20,7 @@
 #include "log.h"
 #include "proc.h"
 #include "proto.h"
+#include "tty.h"
 #include "util.h"
 
 #define EXIT_FAIL 125
@@ -27,7 +28,7 @@
 static const char usage[] =
 	"usage: fc-run --vsock UDS [--port N] [--timeout SECONDS] [--started-fd N]\n"
 	"              [--heartbeat-timeout SECONDS] [--die-with-parent]\n"
-	"              [--owner-pid PID[:START]] [--console PATH] PLAN.json\n"
+	"              [--owner-pid PID[:START]] [--console PATH] [-i] [-t] PLAN.json\n"
 	"       fc-run --unix PATH [--timeout SECONDS] [--started-fd N]\n"
 	"              [--heartbeat-timeout SECONDS] [--die-with-parent]\n"
 	"              [--owner-pid PID[:START]] [--console PATH] PLAN.json\n"
@@ -70,13 +71,15 @@ int main(int argc, char **argv)
 		{ "vsock", required_argument, NULL, 'V' },
 		{ "unix", required_argument, NULL, 'U' },
 		{ "port", required_argument, NULL, 'p' },
-		{ "timeout", required_argument, NULL, 't' },
+		{ "timeout", required_argument, NULL, 'X' },
 		{ "started-fd", required_argument, NULL, 'S' },
 		{ "die-with-parent", no_argument, NULL, 'D' },
 		{ "heartbeat-timeout", required_argument, NULL, 'H' },
 		{ "owner-pid", required_argument, NULL, 'O' },
 		{ "console", required_argument, NULL, 'C' },
 		{ "status", no_argument, NULL, 's' },
+		{ "interactive", no_argument, NULL, 'i' },
+		{ "tty", no_argument, NULL, 'T' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
@@ -88,14 +91,14 @@ int main(int argc, char **argv)
 	_cleanup_agentc_ struct agentc *s = NULL;
 	_cleanup_free_ char *plan = NULL, *status = NULL;
 	_cleanup_close_ int sigfd = -1;
-	bool want_status = false, die_with = false;
+	bool want_status = false, die_with = false, interactive = false, tty = false;
 	struct fc_err e;
 	size_t plan_len = 0;
 	int c, code;
 
 	log_init("fc-run");
 	o.harden = true;
-	while ((c = getopt_long(argc, argv, "vqh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "itvqh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'V':
 			vsock = optarg;
@@ -107,7 +110,7 @@ int main(int argc, char **argv)
 			if (parse_u64(optarg, 1, UINT32_MAX - 1, "--port", &port, &e) < 0)
 				usage_err(usage, "%s", e.msg);
 			break;
-		case 't':
+		case 'X':
 			if (parse_u64(optarg, 1, 86400, "--timeout", &timeout, &e) < 0)
 				usage_err(usage, "%s", e.msg);
 			break;
@@ -133,6 +136,13 @@ int main(int argc, char **argv)
 			break;
 		case 's':
 			want_status = true;
+			break;
+		case 'i':
+			interactive = true;
+			break;
+		case 't':
+		case 'T':
+			tty = true;
 			break;
 		case 'v':
 			log_adjust(1);
@@ -163,7 +173,8 @@ int main(int argc, char **argv)
 	 * fc-run at once (blocked signals reach the signalfd even when we
 	 * were started with them ignored, as a script's background job);
 	 * afterwards the first is forwarded to the container. */
-	sigfd = signalfd_for((const int[]){ SIGINT, SIGTERM, 0 }, SFD_NONBLOCK, &e);
+	sigfd = signalfd_for((const int[]){ SIGINT, SIGTERM, tty ? SIGWINCH : 0, 0 }, SFD_NONBLOCK,
+			     &e);
 	if (sigfd < 0)
 		fc_err_exit(&e, EXIT_FAIL);
 	o.sigfd = sigfd;
@@ -182,8 +193,21 @@ int main(int argc, char **argv)
 		puts(status);
 		return fflush(stdout) ? 1 : 0;
 	}
+	/* -i: stdin to the container (the plan says "stdin": true); -t with
+	 * a terminal: its size follows, and with -i it is raw until we end. */
+	if (interactive)
+		o.in_fd = STDIN_FILENO;
+	if (tty && isatty(STDIN_FILENO)) {
+		o.winch = true;
+		o.tty_fd = STDIN_FILENO;
+		if (interactive && tty_raw(STDIN_FILENO, &e) < 0)
+			fc_err_exit(&e, EXIT_FAIL);
+	}
+	agentc_free(s);
+	s = agentc_new(&o);
 	code = agentc_session(s, vsock ? vsock : unix_path, vsock ? port : 0, MSG_PLAN, plan,
 			      plan_len, &e);
+	tty_restore();
 	if (code < 0)
 		fc_err_exit(&e, EXIT_FAIL);
 	return code;
