@@ -184,3 +184,17 @@ clean:
 bench-volume: $(BUILD)/bin/fc-volume $(BUILD)/bin/fc-volfs
 	tests/bench/volume $(BUILD)
 .PHONY: bench-volume
+
+# fc-uffd: the test client that does Firecracker's side of the Uffd
+# backend (tests/140-uffd.bats, make bench-uffd).
+UFFD_CLIENT := $(BUILD)/tests/uffd-client
+all: $(UFFD_CLIENT)
+$(UFFD_CLIENT): tests/uffd/client.c
+	@mkdir -p $(dir $@)
+	$(CC) $(WARN) $(HARDEN) $(CFLAGS) $(SANITIZE) -D_GNU_SOURCE $(ALL_LDFLAGS) -o $@ $<
+
+# fc-uffd against the kernel's own first-touch faults, with and without
+# prefetch.
+bench-uffd: $(BUILD)/bin/fc-uffd $(UFFD_CLIENT)
+	tests/bench/uffd $(BUILD)
+.PHONY: bench-uffd
