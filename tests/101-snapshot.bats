@@ -44,7 +44,7 @@ need_snap_qemu() {
 # A source VM: a container whose shell starts a background process (the
 # in-memory state: its pid and a marker in its argv) and writes a file.
 start_source() {
-	run_fc 0 --timeout 300 fcvm podman run -d --name src "$IMG" sh -c \
+	run_fc 0 --timeout 300 fcvm podman run -d --network none --name src "$IMG" sh -c \
 		'echo on-disk >/disk-state; sleep 86400 & echo $! >/tmp/bgpid; echo started-ok; wait' 3>&-
 	SRC_ID=$output
 	local i

@@ -237,6 +237,19 @@ int main(int argc, char **argv)
 	c.man = snapshot_open(c.tag, &e);
 	if (!c.man)
 		fc_err_exit(&e, 1);
+	/* A clone of a VM with a network would open the source's TAP: until
+	 * the network for clones (a namespace per clone) is wired, say so. */
+	{
+		const char *tap = json_str(json_object_get(json_object_get(c.man, "source"),
+							   "config"), "tap");
+
+		if (tap) {
+			fc_err_set(&e, ENOTSUP, "snapshot '%s' is of a VM with a network (tap "
+				   "'%s'): clones with a network are not supported yet; "
+				   "snapshot a VM run with --network none", c.tag, tap);
+			fc_err_exit(&e, 1);
+		}
+	}
 	mach = json_object_get(c.man, "machine");
 	spec.process_type = "clone";
 	spec.cpus = (uint64_t)json_integer_value(json_object_get(mach, "cpus"));
