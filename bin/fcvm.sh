@@ -65,6 +65,10 @@ usage: fcvm podman run [--name NAME] [-e K=V]... [--cpus N] [--memory MIB] [--rm
        fcvm logs NAME
        fcvm rm NAME
        fcvm gc [-n] [--json]
+       fcvm snapshot create (--pid PID | --name NAME) --tag TAG
+       fcvm snapshot run --snapshot TAG [--name NAME] [-d]
+       fcvm snapshot ls [--json]
+       fcvm snapshot rm [--force] TAG
 EOF
 }
 
@@ -728,6 +732,72 @@ cmd_gc() {
 	return 0
 }
 
+# fcvm snapshot create|run|ls|rm: fc-snap and fc-clone. create snapshots a
+# running VM, found by its owner's pid (fc-boot's, what 'fcvm ls' shows as
+# PID) or its name; run starts a clone (in the foreground, or -d: once its
+# agent answers, printing its id); ls and rm are fc-snap's.
+cmd_snapshot() {
+	[ $# -ge 1 ] || usage_die "snapshot needs create, run, ls or rm"
+	local sub=$1
+	shift
+	case "$sub" in
+	create)
+		local -a target=()
+		local tag=""
+		while [ $# -gt 0 ]; do
+			case "$1" in
+			--pid|--name|--vm|--tag)
+				[ $# -ge 2 ] || usage_die "snapshot create: $1 needs a value"
+				case "$1" in
+				--pid) [[ "$2" =~ ^[1-9][0-9]{0,9}$ ]] || usage_die "invalid --pid '$2'"
+				       target+=(--pid "$2") ;;
+				--name|--vm) valid_name "$2" || usage_die "invalid --name '$2'"
+				       target+=(--vm "$2") ;;
+				--tag) tag=$2 ;;
+				esac
+				shift 2 ;;
+			-h|--help) usage; exit 0 ;;
+			*) usage_die "snapshot create: unknown argument '$1'" ;;
+			esac
+		done
+		[ ${#target[@]} -eq 2 ] || usage_die "snapshot create needs one of --pid and --name"
+		[ -n "$tag" ] || usage_die "snapshot create needs --tag"
+		valid_name "$tag" || usage_die "invalid --tag '$tag': use 1-63 letters, digits, '_', '.', '-'"
+		need fc-snap
+		fc-snap create "${target[@]}" --tag "$tag" || exit 125 ;;
+	run)
+		local tag="" name="" detach=0
+		while [ $# -gt 0 ]; do
+			case "$1" in
+			--snapshot|--name)
+				[ $# -ge 2 ] || usage_die "snapshot run: $1 needs a value"
+				if [ "$1" = --snapshot ]; then tag=$2; else name=$2; fi
+				shift 2 ;;
+			-d|--detach) detach=1; shift ;;
+			-h|--help) usage; exit 0 ;;
+			*) usage_die "snapshot run: unknown argument '$1'" ;;
+			esac
+		done
+		[ -n "$tag" ] || usage_die "snapshot run needs --snapshot"
+		valid_name "$tag" || usage_die "invalid --snapshot '$tag'"
+		[ -n "$name" ] || name="clone-$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')"
+		valid_name "$name" || usage_die "invalid --name '$name'"
+		need fc-clone
+		if [ "$detach" = 1 ]; then
+			fc-clone --snapshot "$tag" --name "$name" --detach >/dev/null || exit 125
+			fc-state get --field id -- "$name" || exit 125
+			return 0
+		fi
+		local rc=0
+		fc-clone --snapshot "$tag" --name "$name" || rc=$?
+		[ "$rc" = 1 ] && exit 125
+		exit "$rc" ;;
+	ls) need fc-snap; fc-snap ls "$@" || exit 125 ;;
+	rm) need fc-snap; fc-snap rm "$@" || exit 125 ;;
+	*) usage_die "snapshot: unknown command '$sub' (create, run, ls, rm)" ;;
+	esac
+}
+
 [ $# -ge 1 ] || usage_die "missing command"
 case "$1" in
 podman)
@@ -740,6 +810,7 @@ logs) shift; cmd_logs "$@" ;;
 rm) shift; cmd_rm "$@" ;;
 gc) shift; cmd_gc "$@" ;;
 exec) shift; cmd_exec "$@" ;;
+snapshot) shift; cmd_snapshot "$@" ;;
 _janitor) shift; cmd_janitor "$@" ;;
 _netjanitor) shift; cmd_netjanitor "$@" ;;
 -h|--help|help) usage ;;
