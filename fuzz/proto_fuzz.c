@@ -6,7 +6,9 @@
  *         and again with proto_rx_read (through a memfd), every header
  *         also through proto_decode_hdr;
  *   odd:  the rest is a plan (plan_parse, then plan_run_argv/plan_load_argv)
- *         and, as text, podman load output (plan_loaded_ref).
+ *         and, as text, podman load output (plan_loaded_ref), an exec
+ *         request (exec_req_parse, then exec_req_argv: the command comes
+ *         last, after the container name, intact) and a window size.
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -DFC_LIBFUZZER -D_GNU_SOURCE \
  *     -Ilib fuzz/proto_fuzz.c agent/plan.c lib/proto.c lib/json.c lib/err.c \
@@ -87,6 +89,30 @@ static void fuzz_plan(const uint8_t *data, size_t size)
 		plan_argv_free(b);
 	}
 	plan_free(&p);
+	{
+		struct exec_req r;
+		unsigned rows, cols;
+
+		if (exec_req_parse(text, size, &r, &e) == 0) {
+			char **a = exec_req_argv("podman", &r, "box", "FCVM_EXEC_ID=0");
+			size_t n = 0, k = 0;
+
+			while (a[n])
+				n++;
+			while (r.cmd[k])
+				k++;
+			if (!k || n < k + 1 || strcmp(a[n - k - 1], "box"))
+				abort();
+			for (size_t i = 0; i < k; i++)
+				if (strcmp(a[n - k + i], r.cmd[i]))
+					abort();
+			plan_argv_free(a);
+		}
+		exec_req_free(&r);
+		if (exec_winsize_parse(text, size, &rows, &cols, &e) == 0 &&
+		    (!rows || !cols || rows > 65535 || cols > 65535))
+			abort();
+	}
 	ref = plan_loaded_ref(text, &e);
 	if (ref && !plan_ref_ok(ref))
 		abort();
