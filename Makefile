@@ -187,7 +187,7 @@ bench-volume: $(BUILD)/bin/fc-volume $(BUILD)/bin/fc-volfs
 
 # fc-uffd: the test client that does Firecracker's side of the Uffd
 # backend (tests/140-uffd.bats, make bench-uffd).
-UFFD_CLIENT := $(BUILD)/tests/uffd-client
+UFFD_CLIENT := $(BUILD)/test-helpers/uffd-client
 all: $(UFFD_CLIENT)
 $(UFFD_CLIENT): tests/uffd/client.c
 	@mkdir -p $(dir $@)

@@ -618,7 +618,9 @@ static bool serve_fault(struct uffd_server *s, struct client *c, uint64_t addr, 
 	else
 		s->st.pages_copied += (uint64_t)r;
 	if (!zero) {
-		uint64_t f = (g->r.offset + p * ps) / PAGE_4K, k, n4 = ps / PAGE_4K;
+		/* Recorded: every page copied for the fault, fault-around included
+		 * (a page it brought in is never faulted on, touched or not). */
+		uint64_t f = (g->r.offset + p * ps) / PAGE_4K, k, n4 = (uint64_t)r * ps / PAGE_4K;
 
 		for (k = 0; k < n4 && f + k < s->ws_pages_total; k++)
 			if (!bit(s->ws, f + k)) {

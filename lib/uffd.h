@@ -20,7 +20,8 @@
  *     EAGAIN (a remove in progress) puts the page on a retry list.
  *     UFFD_EVENT_REMOVE marks its pages removed: later faults there get
  *     zero pages, as the kernel would give them.
- *  4. Each faulting page is recorded in the working set (one bit per 4 KiB
+ *  4. Each page copied for a fault (the fault-around pages too: they are
+ *     never faulted on) is recorded in the working set (one bit per 4 KiB
  *     page of the file). With prefetch on, a new client first gets the
  *     recorded set copied in large contiguous batches, a bounded amount per
  *     loop turn, so faults of other clients are never held up by it.

@@ -147,7 +147,7 @@ static void write_stats(struct srv *s, bool force)
 	uint64_t now = now_ms();
 
 	uffd_server_stats(s->u, &st);
-	if (!force && (!memcmp(&st, &s->last, sizeof(st)) || now - s->last_stats_ms < 500))
+	if (!force && (!memcmp(&st, &s->last, sizeof(st)) || now - s->last_stats_ms < 100))
 		return;
 	j = json_pack("{s:i, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
 		      "pid", (int)getpid(), "snapshot", s->tag,
@@ -320,8 +320,8 @@ static int serve(struct srv *s, const char *want_name, struct uffd_opts *uo, int
 		struct epoll_event evs[8];
 		int t = uffd_server_timeout(s->u), n, i;
 
-		if (t < 0 || t > 1000)
-			t = 1000;
+		if (t < 0 || t > 200)	/* the stats file trails by at most this */
+			t = 200;
 		if (s->stopping && t > 100)
 			t = 100;
 		n = epoll_wait(s->epfd, evs, ARRAY_SIZE(evs), t);
