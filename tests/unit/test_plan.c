@@ -398,8 +398,34 @@ static void test_network(void)
 #undef NETPLAN
 }
 
+static void test_labels_hostname(void)
+{
+	struct plan p;
+	struct fc_err e;
+	char **argv, *s;
+
+	CHECK(parse("{\"version\":1,\"image\":{\"disk\":\"/d\"},\"labels\":[\"a=b\",\"c\"],"
+		    "\"hostname\":\"hx\",\"stdin\":true}", &p, &e) == 0,
+	      "labels, hostname and stdin parse");
+	argv = plan_run_argv("podman", &p, "img");
+	s = joined(argv);
+	CHECK(strstr(s, "|--interactive|") && strstr(s, "|--label=a=b|--label=c|") &&
+		      strstr(s, "|--hostname=hx|"),
+	      "podman run gets --interactive, --label=..., --hostname=...");
+	free(s);
+	plan_argv_free(argv);
+	plan_free(&p);
+	refused("{\"version\":1,\"image\":{\"disk\":\"/d\"},\"labels\":[\"=x\"]}", "KEY[=VALUE]",
+		"a label without a key");
+	refused("{\"version\":1,\"image\":{\"disk\":\"/d\"},\"hostname\":\"-x\"}", "'hostname'",
+		"an option-like hostname");
+	refused("{\"version\":1,\"image\":{\"disk\":\"/d\"},\"stdin\":\"yes\"}", "true or false",
+		"stdin not a bool");
+}
+
 int main(void)
 {
+	test_labels_hostname();
 	test_network();
 	test_exec();
 	test_full();
