@@ -46,6 +46,7 @@ static const char usage_text[] =
 
 #define BATCH	   64
 #define WBUF_HIGH  (8u << 20)	/* stop reading a connection with this much unsent */
+#define RBUF_MAX   (VP_HDR_SIZE + VP_MAX_PAYLOAD + 65536)	/* nor with this much unserved */
 
 struct conn {
 	int fd;
@@ -208,7 +209,7 @@ static int conn_arm(struct server *s, struct conn *c)
 	uint32_t ev = 0;
 	struct epoll_event e;
 
-	c->reading = c->w.len - c->woff < WBUF_HIGH;
+	c->reading = c->w.len - c->woff < WBUF_HIGH && c->rlen < RBUF_MAX;
 	if (c->reading)
 		ev |= EPOLLIN;
 	if (c->w.len > c->woff)
@@ -307,12 +308,16 @@ static int conn_read(struct conn *c)
 	for (;;) {
 		ssize_t k;
 
+		/* Bounded: a client that pipelines faster than it is served
+		 * waits (EPOLLIN is off past RBUF_MAX, see conn_arm). */
+		if (c->rlen >= RBUF_MAX)
+			return 0;
 		if (c->rcap - c->rlen < 4096) {
 			size_t cap = c->rcap ? c->rcap * 2 : 65536;
 
-			if (cap > VP_HDR_SIZE + VP_MAX_PAYLOAD + 65536 && c->rcap - c->rlen > 0)
-				cap = c->rcap;
-			if (cap != c->rcap) {
+			if (cap > RBUF_MAX)
+				cap = RBUF_MAX;
+			if (cap > c->rcap) {
 				c->rbuf = xrealloc(c->rbuf, cap);
 				c->rcap = cap;
 			}

@@ -198,6 +198,17 @@ z.send_raw(b"".join(vp.frame("fsync", 6000 + i, vp.payload("fsync", fh=fh2)) for
 z.close()  # gone before the answers: the server drops them
 check(c.hello()[0] == 1, "the server answers after fsyncs for a closed connection")
 
+# A flood of pipelined requests (more than the server buffers) is served
+# in bounded memory, every one answered in order.
+fl = vp.Conn(RW, timeout=60)
+flood = b"".join(vp.frame("getattr", 70000 + i, vp.payload("getattr", node=ROOT)) for i in range(60000))
+t = __import__("threading").Thread(target=fl.send_raw, args=(flood,))
+t.start()
+ok_order = all(fl.reply()[1] == 70000 + i for i in range(60000))
+t.join()
+check(ok_order, "60000 pipelined requests (1.4 MB) answered in order")
+fl.close()
+
 # --- random frames: valid headers, random payloads, random ops ---
 rnd = random.Random(1234)
 y = vp.Conn(RW)
