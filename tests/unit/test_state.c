@@ -186,7 +186,7 @@ static void test_save_load(void)
 	if (check_failures)
 		printf("# seen: %s\n", c.seen);
 	for (int i = 1; i <= 4; i++) {
-		char id[8];
+		char id[16];
 
 		snprintf(id, sizeof(id), "vm-c%d", i);
 		state_remove(id);
