@@ -5,8 +5,11 @@
  *   dispatch.c  the run port's first frame: PLAN -> run session,
  *               STATUS_REQ -> status answer; anything else is refused
  *   run.c       the run session: plan, podman load, podman run, output,
- *               exit code; the container outlives its host connection
- * A new session type (exec on AGENT_PORT_EXEC, a volume channel) is one
+ *               stdin and a pty when the plan asks, exit code; the
+ *               container outlives its host connection
+ *   exec.c      exec sessions (the exec port, AGENT_PORT_EXEC): one command
+ *               in the container or the guest OS per connection
+ * A new session type (a volume channel) is one
  * more file with its own struct conn_ops, and one more line in main.c's
  * listener table: nothing in the others changes.
  */
