@@ -835,8 +835,13 @@ int uffd_ws_load(struct uffd_server *s, const char *path, struct fc_err *e)
 	const uint8_t *bits;
 	uint64_t k;
 
+	if (!buf && e->errnum == ENOENT)
+		return 0;
+	if (!buf && e->errnum == 0)	/* too large for this file's set */
+		return fc_err_say(e, EINVAL, "working set '%s' is not one of this memory file",
+				  path);
 	if (!buf)
-		return e->errnum == ENOENT ? 0 : -1;
+		return -1;
 	hl = (size_t)snprintf(hdr, sizeof(hdr), WS_MAGIC "%llu\n",
 			      (unsigned long long)s->o.mem_size);
 	if (len != hl + nb || memcmp(buf, hdr, hl))
