@@ -784,7 +784,7 @@ cmd_snapshot() {
 		valid_name "$name" || usage_die "invalid --name '$name'"
 		need fc-clone
 		if [ "$detach" = 1 ]; then
-			fc-clone --snapshot "$tag" --name "$name" --detach >/dev/null || exit 125
+			fc-clone -q --snapshot "$tag" --name "$name" --detach >/dev/null || exit 125
 			fc-state get --field id -- "$name" || exit 125
 			return 0
 		fi

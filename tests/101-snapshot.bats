@@ -20,6 +20,8 @@ setup() {
 
 teardown() {
 	local p r=0
+	# every owner still recorded (clones a failed test left), then ours
+	PIDS+=($(fc-state ls --json 2>/dev/null | jq -r '.[].pid' 2>/dev/null))
 	for p in "${PIDS[@]}"; do
 		kill -TERM "$p" 2>/dev/null || true
 	done
@@ -44,22 +46,21 @@ need_snap_qemu() {
 # A source VM: a container whose shell starts a background process (the
 # in-memory state: its pid and a marker in its argv) and writes a file.
 start_source() {
-	run_fc 0 --timeout 300 fcvm podman run -d --network none --name src "$IMG" sh -c \
-		'echo on-disk >/disk-state; sleep 86400 & echo $! >/tmp/bgpid; echo started-ok; wait' 3>&-
-	SRC_ID=$output
-	local i
-	for ((i = 0; i < 600; i++)); do
-		fcvm logs src 2>/dev/null | grep -q started-ok && return 0
-		sleep 0.2
-	done
-	echo "the source container did not start" >&2
-	fcvm logs src >&2
-	return 1
+	# In the foreground, in the background of the test: its output is the
+	# container's (teardown stops it).
+	fcvm podman run --network none --name src "$IMG" sh -c \
+		'echo on-disk >/disk-state; sleep 86400 & echo $! >/tmp/bgpid; echo started-ok; wait' \
+		>"$BATS_TEST_TMPDIR/src.out" 2>"$BATS_TEST_TMPDIR/src.err" 3>&- &
+	SRC_PID=$!
+	PIDS+=("$SRC_PID")
+	wait_line "$BATS_TEST_TMPDIR/src.out" started-ok 300 "$SRC_PID" ||
+		{ cat "$BATS_TEST_TMPDIR/src.err" >&2; return 1; }
+	SRC_ID=$(fc-state get --field id src)
 }
 
 # clone NAME: fc-clone --detach of snapshot t1; prints nothing, sets PIDS.
 clone() {
-	run_fc 0 --timeout 300 fc-clone --snapshot "${2:-t1}" --name "$1" --detach 3>&-
+	run_fc 0 --timeout 300 fc-clone -q --snapshot "${2:-t1}" --name "$1" --detach 3>&-
 	PIDS+=("$output")
 }
 
@@ -162,8 +163,9 @@ nothing_started() {
 	bgpid=$output
 	[ -n "$bgpid" ]
 
-	run_fc 0 --timeout 300 fc-snap create --vm src --tag t1
-	assert_eq "$output" "$FCVM_ROOT/snapshots/t1" "create prints the snapshot directory"
+	local owner; owner=$(fc-state get --field pid src)
+	run_fc 0 --timeout 300 fcvm snapshot create --pid "$owner" --tag t1
+	assert_eq "$output" "$FCVM_ROOT/snapshots/t1" "create (by the owner's pid) prints the snapshot directory"
 	local m="$FCVM_ROOT/snapshots/t1/manifest.json"
 	assert_eq "$(jq -r .source.name "$m")" src "manifest: the source"
 	assert_eq "$(jq -r .files.vmstate.sha256 "$m")" \
@@ -171,17 +173,22 @@ nothing_started() {
 	assert_eq "$(jq -r .files.memory.size "$m")" "$(stat -c %s "$FCVM_ROOT/snapshots/t1/memory")" \
 		"manifest: memory size"
 	ls -a "$FCVM_ROOT/snapshots" | grep -q '^\.tmp' && { echo "a temporary was left" >&2; false; }
-	run_fc 1 fc-snap create --vm src --tag t1
+	run_fc 125 fcvm snapshot create --name src --tag t1
 	assert_contains "$output" "snapshot 't1' already exists" "an existing tag is refused"
+	ls -a "$FCVM_ROOT/snapshots" | grep -q '^\.tmp' && { echo "a refused create left a temporary" >&2; false; }
 
 	# the source keeps running and answers
 	run_fc 0 --timeout 120 fc-exec --name src -- cat /disk-state
 	assert_eq "$output" on-disk "the source answers after the snapshot"
 
 	local c
-	for c in c1 c2 c3; do
-		clone $c
-	done
+	clone c1
+	clone c2
+	run_fc 0 --timeout 300 fcvm snapshot run --snapshot t1 --name c3 -d 3>&-
+	assert_eq "$output" "$(fc-state get --field id c3)" "snapshot run -d prints the clone's id"
+	PIDS+=("$(fc-state get --field pid c3)")
+	run_fc 0 fcvm snapshot ls --json
+	assert_eq "$(jq -r '.[] | select(.tag == "t1") | .clones' <<<"$output")" 3 "ls counts the clones"
 	run_fc 0 fc-state ls --json
 	assert_eq "$(jq '[.[] | select(.process_type == "clone" and .snapshot == "t1")] | length' <<<"$output")" 3 \
 		"three clone records with their snapshot"
@@ -215,10 +222,10 @@ nothing_started() {
 	[ "$pss" -lt $((3 * img)) ] || { echo "PSS $pss KiB not under 3 x the image" >&2; false; }
 
 	# rm refuses while clones use the snapshot; --force stops them
-	run_fc 1 fc-snap rm t1
+	run_fc 125 fcvm snapshot rm t1
 	assert_contains "$output" "used by 3 clone(s)" "rm refuses"
 	[ -d "$FCVM_ROOT/snapshots/t1" ]
-	run_fc 0 --timeout 120 fc-snap rm --force t1
+	run_fc 0 --timeout 120 fcvm snapshot rm --force t1
 	[ ! -e "$FCVM_ROOT/snapshots/t1" ]
 	run_fc 0 fc-state ls --json
 	assert_eq "$(jq '[.[] | select(.process_type == "clone")] | length' <<<"$output")" 0 "clones stopped"
@@ -232,6 +239,7 @@ nothing_started() {
 	start_source
 	run_fc 0 --timeout 300 fc-snap create --vm src --tag t1
 	run_fc 0 fcvm stop src
+	timeout 60 tail --pid="$SRC_PID" -f /dev/null
 	run_fc 1 fc-snap create --vm src --tag t2
 	assert_contains "$output" "no running VM named 'src'" "a stopped VM"
 	[ ! -e "$FCVM_ROOT/snapshots/t2" ]
