@@ -182,8 +182,8 @@ int main(int argc, char **argv)
 	if (die_with && die_with_parent(SIGTERM, &e) < 0)
 		fc_err_exit(&e, EXIT_FAIL);
 
-	s = agentc_new(&o);
 	if (want_status) {
+		s = agentc_new(&o);
 		if (agentc_connect(s, vsock ? vsock : unix_path, vsock ? port : 0, &e) < 0 ||
 		    agentc_status(s, &status, &e) < 0) {
 			if (agentc_signal(s))
@@ -203,7 +203,7 @@ int main(int argc, char **argv)
 		if (interactive && tty_raw(STDIN_FILENO, &e) < 0)
 			fc_err_exit(&e, EXIT_FAIL);
 	}
-	agentc_free(s);
+	/* One agentc for the session: agentc_free closes o's started_fd. */
 	s = agentc_new(&o);
 	code = agentc_session(s, vsock ? vsock : unix_path, vsock ? port : 0, MSG_PLAN, plan,
 			      plan_len, &e);
