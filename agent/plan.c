@@ -18,8 +18,10 @@ static const char *const global_flags[] = {
 
 static const char *const known_keys[] = {
 	"version", "image", "cmd", "entrypoint", "env", "user", "workdir", "tty", "poweroff",
-	"container_name", "stdin", "network", "labels", "hostname",
+	"container_name", "stdin", "network", "labels", "hostname", "volumes",
 };
+
+static const char *const volume_keys[] = { "port", "guest", "read_only", "connections" };
 
 static const char *const network_keys[] = { "guest_ip", "prefix", "gateway", "dns", "mac" };
 
@@ -273,6 +275,67 @@ static int parse_network(json_t *n, struct plan_net *net, struct fc_err *e)
 	return 0;
 }
 
+/* "volumes": [{"port":N,"guest":"/abs","read_only":bool,"connections":N}].
+ * The guest path goes into podman's -v SRC:DST[:ro], so no ':' or ',', and
+ * no "." or ".." component. */
+static int parse_volumes(json_t *arr, struct plan *p, struct fc_err *e)
+{
+	size_t n = json_is_array(arr) ? json_array_size(arr) : 0;
+
+	if (!json_is_array(arr) || n > PLAN_MAX_VOLUMES)
+		return fc_err_set(e, 0, "'volumes' must be an array of at most %d objects",
+				  PLAN_MAX_VOLUMES);
+	p->vols = xcalloc(n ? n : 1, sizeof(*p->vols));
+	for (size_t i = 0; i < n; i++) {
+		json_t *v = json_array_get(arr, i);
+		struct plan_vol *pv = &p->vols[p->nvols++];
+		_cleanup_free_ char *what = xasprintf("volumes[%zu].", i);
+		long long port = 0, conns = 4;
+		const char *g;
+
+		if (!json_is_object(v))
+			return fc_err_set(e, 0, "'volumes[%zu]' must be an object", i);
+		if (check_keys(v, what, volume_keys, ARRAY_SIZE(volume_keys), e) < 0)
+			return -1;
+		int rc = json_int(v, "port", 1024, 65535, &port, e);
+
+		if (rc < 0)
+			return fc_err_wrap(e, "'volumes[%zu]'", i);
+		if (rc > 0)
+			return fc_err_set(e, 0, "'volumes[%zu].port' is missing", i);
+		if (json_int(v, "connections", 1, PLAN_MAX_VOL_CONNS, &conns, e) < 0)
+			return fc_err_wrap(e, "'volumes[%zu]'", i);
+		if (get_bool(v, "read_only", &pv->ro, e) < 0)
+			return fc_err_wrap(e, "'volumes[%zu]'", i);
+		if (!json_object_get(v, "guest"))
+			return fc_err_set(e, 0, "'volumes[%zu].guest' is missing", i);
+		if (get_string(json_object_get(v, "guest"), "volumes[].guest", PLAN_MAX_PATH,
+			       &pv->guest, e) < 0)
+			return -1;
+		pv->port = (unsigned)port;
+		pv->conns = (unsigned)conns;
+		g = pv->guest;
+		if (g[0] != '/' || !g[1] || strpbrk(g, ":,") || strstr(g, "/./") ||
+		    strstr(g, "/../") || !strcmp(g + strlen(g) - 2, "/.") ||
+		    (strlen(g) >= 3 && !strcmp(g + strlen(g) - 3, "/..")))
+			return fc_err_set(e, 0, "'volumes[%zu].guest' must be an absolute path "
+					  "other than / without ':', ',', '.' or '..'", i);
+		for (const char *c = g; *c; c++)
+			if ((unsigned char)*c < 0x20 || *c == 0x7f)
+				return fc_err_set(e, 0, "'volumes[%zu].guest' has a control "
+						  "character", i);
+		for (size_t k = 0; k + 1 < p->nvols; k++) {
+			if (p->vols[k].port == pv->port)
+				return fc_err_set(e, 0, "'volumes[%zu].port' %u is used twice", i,
+						  pv->port);
+			if (!strcmp(p->vols[k].guest, pv->guest))
+				return fc_err_set(e, 0, "'volumes[%zu].guest' '%s' is used twice", i,
+						  pv->guest);
+		}
+	}
+	return 0;
+}
+
 int plan_parse(const char *buf, size_t len, struct plan *p, struct fc_err *e)
 {
 	_cleanup_json_ json_t *j = NULL;
@@ -336,6 +399,9 @@ int plan_parse(const char *buf, size_t len, struct plan *p, struct fc_err *e)
 	v = json_object_get(j, "network");
 	if (v && parse_network(v, &p->net, e) < 0)
 		return -1;
+	v = json_object_get(j, "volumes");
+	if (v && parse_volumes(v, p, e) < 0)
+		return -1;
 	return 0;
 }
 
@@ -360,6 +426,9 @@ void plan_free(struct plan *p)
 	strv_free(p->labels);
 	free(p->hostname);
 	free(p->name);
+	for (size_t i = 0; i < p->nvols; i++)
+		free(p->vols[i].guest);
+	free(p->vols);
 	memset(p, 0, sizeof(*p));
 }
 
@@ -429,6 +498,10 @@ char **plan_run_argv(const char *runner, const struct plan *p, const char *ref)
 		argv_add(&a, xasprintf("--label=%s", p->labels[i]));
 	if (p->hostname)
 		argv_add(&a, xasprintf("--hostname=%s", p->hostname));
+	/* the fc-volfs mounts (volume.c), already checked: no ':' or ',' */
+	for (size_t i = 0; i < p->nvols; i++)
+		argv_add(&a, xasprintf("--volume=" PLAN_VOL_DIR "/%zu:%s%s", i, p->vols[i].guest,
+				       p->vols[i].ro ? ":ro" : ""));
 	if (p->entrypoint) {
 		/* podman takes an exec-form entrypoint as a JSON array string. */
 		json_t *arr = json_array();

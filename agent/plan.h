@@ -39,6 +39,20 @@ struct plan_net {
 	bool has_mac;
 };
 
+/* A host directory volume ("volumes" in the plan): fc-volfs mounts host
+ * vsock port @port at /run/fcvm/vol/<i>, bound into the container at
+ * @guest (see volume.h). */
+#define PLAN_MAX_VOLUMES 16
+#define PLAN_MAX_VOL_CONNS 64
+#define PLAN_VOL_DIR	 "/run/fcvm/vol"	/* mount points: PLAN_VOL_DIR/<i> */
+
+struct plan_vol {
+	unsigned port;		/* host vsock port, 1024..65535 */
+	char *guest;		/* absolute path in the container */
+	bool ro;
+	unsigned conns;		/* fc-volfs --connections, 1..64 (default 4) */
+};
+
 struct plan {
 	char *disk;		/* absolute path of the image disk */
 	char *ref;		/* image name to run, NULL: take it from podman load */
@@ -53,6 +67,8 @@ struct plan {
 	bool in;		/* "stdin": the host's stdin reaches the container (podman run -i) */
 	bool poweroff;
 	struct plan_net net;
+	struct plan_vol *vols;	/* "volumes", @nvols entries */
+	size_t nvols;
 };
 
 /* Parse @len bytes of plan JSON into @p (zeroed first; free with

@@ -17,6 +17,7 @@
 #include "plan.h"
 #include "run.h"
 #include "util.h"
+#include "volume.h"
 
 #define DRAIN_MS	 5000	/* pipes kept open by an orphan after the child exits */
 #define LOAD_CAPTURE_MAX (64 * 1024)
@@ -88,6 +89,7 @@ static void detach(struct run *r)
 /* The last frame of the run (EXIT or ERROR) is queued: finish. */
 static void last_frame_sent(struct run *r)
 {
+	vol_release();	/* the container is gone: its volumes go too */
 	if (r->conn)
 		conn_finish(r->conn);	/* run_gone() completes the run */
 	else
@@ -770,6 +772,13 @@ void run_plan(struct run *r, struct conn *c, const uint8_t *payload, size_t len)
 	 * agent runs on a host, whose network is not its to change. */
 	if (r->plan.net.set && r->a->pid1 && net_configure(&r->plan.net, &e) < 0) {
 		_cleanup_free_ char *m = xasprintf("network: %s", e.msg);
+
+		fail_run(r, m);
+		return;
+	}
+	/* host directory volumes: mounted before podman run binds them */
+	if (r->plan.nvols && vol_mount_all(&r->plan, &e) < 0) {
+		_cleanup_free_ char *m = xasprintf("volumes: %s", e.msg);
 
 		fail_run(r, m);
 		return;

@@ -7,8 +7,9 @@
  *     packages, mirror); built under $FCVM_CACHE/rootfs-base.lock in a temp
  *     dir beside it (the cache may be shared by several data roots);
  *  2. image: the base unpacked into rootfs/.tmp-<key16>-<pid>/tree, plus
- *     fc-agent and the guest configuration, made into a sparse ext4 by
- *     mkfs.ext4 -d; key = sha256(base key, agent sha256, config files, size,
+ *     fc-agent, fc-volfs (the volume FUSE client, static) and the guest
+ *     configuration, made into a sparse ext4 by mkfs.ext4 -d; key =
+ *     sha256(base key, agent sha256, volfs sha256, config files, size,
  *     format version). The temp dir is renamed to rootfs/<key16> when
  *     complete and rootfs/default repointed, under locks/rootfs.lock.
  * A signal at any point removes the temp dirs (see setup.h).
@@ -30,7 +31,7 @@
 #include "util.h"
 
 #define ROOTFS_USAGE \
-	"usage: fc-setup rootfs [--agent FILE] [--suite SUITE] [--mirror URL] [--size MIB]\n"
+	"usage: fc-setup rootfs [--agent FILE] [--volfs FILE] [--suite SUITE] [--mirror URL] [--size MIB]\n"
 
 /* netavark and aardvark-dns by name: debootstrap does not resolve podman's
  * virtual dependency container-network-stack. */
@@ -171,9 +172,10 @@ static int build_base(const char *tarball, const char *suite, const char *mirror
 	return 0;
 }
 
-static int build_image(const char *tmp, const char *tarball, const char *agent, uint64_t size_mib,
-		       json_t *manifest, struct fc_err *e)
+static int build_image(const char *tmp, const char *tarball, const char *agent, const char *volfs,
+		       uint64_t size_mib, json_t *manifest, struct fc_err *e)
 {
+	_cleanup_free_ char *volfs_dst = NULL;
 	_cleanup_free_ char *tree = xasprintf("%s/tree", tmp);
 	_cleanup_free_ char *img = xasprintf("%s/rootfs.ext4", tmp);
 	_cleanup_free_ char *agent_dst = xasprintf("%s/usr/sbin/fc-agent", tree);
@@ -191,6 +193,9 @@ static int build_image(const char *tmp, const char *tarball, const char *agent, 
 		return fc_err_wrap(e, "unpack '%s' (delete it to rebuild)", tarball);
 	if (copy_file(agent, agent_dst, 0755, e) < 0)
 		return fc_err_wrap(e, "install fc-agent");
+	volfs_dst = xasprintf("%s/usr/sbin/fc-volfs", tree);
+	if (copy_file(volfs, volfs_dst, 0755, e) < 0)
+		return fc_err_wrap(e, "install fc-volfs");
 	for (size_t i = 0; i < ARRAY_SIZE(conf_files); i++) {
 		_cleanup_free_ char *p = xasprintf("%s/%s", tree, conf_files[i].path);
 
@@ -218,6 +223,7 @@ static int build_image(const char *tmp, const char *tarball, const char *agent, 
 /* What cmd_rootfs() hands publish_build() for build_job(). */
 struct rootfs_job {
 	const char *suite, *mirror, *basekey, *basekey16, *key, *agent, *agsha, *confsha;
+	const char *volfs, *volsha;
 	uint64_t size_mib;
 };
 
@@ -259,20 +265,24 @@ static int build_job(const char *tmp, void *arg, struct fc_err *e)
 		"suite", j->suite, "variant", "minbase", "packages", packages, "mirror", j->mirror,
 		"base", "key", j->basekey, "tarball", tarball, "sha256", tsha,
 		"agent", "path", j->agent, "sha256", j->agsha, "config_sha256", j->confsha));
-	return build_image(tmp, tarball, j->agent, j->size_mib, m, e);
+	json_object_set_new(json_object_get(m, "inputs"), "volfs",
+			    json_pack("{s:s,s:s}", "path", j->volfs, "sha256", j->volsha));
+	return build_image(tmp, tarball, j->agent, j->volfs, j->size_mib, m, e);
 }
 
 int cmd_rootfs(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "agent", required_argument, NULL, 'a' },
+		{ "volfs", required_argument, NULL, 'V' },
 		{ "suite", required_argument, NULL, 's' },
 		{ "mirror", required_argument, NULL, 'm' },
 		{ "size", required_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
-	_cleanup_free_ char *agent = NULL;
+	_cleanup_free_ char *agent = NULL, *volfs = NULL;
+	char volsha[SHA256_HEX_LEN + 1];
 	const char *suite = "bookworm", *mirror = "http://deb.debian.org/debian";
 	char basekey[SHA256_HEX_LEN + 1], key[SHA256_HEX_LEN + 1], agsha[SHA256_HEX_LEN + 1];
 	char confsha[SHA256_HEX_LEN + 1], key16[17], basekey16[17];
@@ -284,6 +294,7 @@ int cmd_rootfs(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'a': free(agent); agent = xstrdup(optarg); break;
+		case 'V': free(volfs); volfs = xstrdup(optarg); break;
 		case 's': suite = optarg; break;
 		case 'm': mirror = optarg; break;
 		case 'S':
@@ -315,6 +326,18 @@ int cmd_rootfs(int argc, char **argv)
 		fc_err_wrap(&e, "--agent");
 		fc_err_exit(&e, 1);
 	}
+	if (!volfs) {
+		_cleanup_free_ char *d = self_dir();
+
+		volfs = xasprintf("%s/fc-volfs", d);
+		if (access(volfs, R_OK) < 0)
+			diex("no fc-volfs next to fc-setup ('%s'): run 'make' first or pass --volfs FILE",
+			     volfs);
+	}
+	if (sha256_file_hex(volfs, volsha, &e) < 0) {
+		fc_err_wrap(&e, "--volfs");
+		fc_err_exit(&e, 1);
+	}
 	if (fc_root_check(&e) < 0 || fc_root_init(&e) < 0)
 		fc_err_exit(&e, 1);
 
@@ -340,6 +363,7 @@ int cmd_rootfs(int argc, char **argv)
 	key_add(&s, "format", "fcvm-rootfs-" STR(FORMAT_VERSION));
 	key_add(&s, "base", basekey);
 	key_add(&s, "agent", agsha);
+	key_add(&s, "volfs", volsha);
 	key_add(&s, "config", confsha);
 	{
 		char sz[32];
@@ -352,7 +376,8 @@ int cmd_rootfs(int argc, char **argv)
 
 	struct rootfs_job job = { .suite = suite, .mirror = mirror, .basekey = basekey,
 				  .basekey16 = basekey16, .key = key, .agent = agent, .agsha = agsha,
-				  .confsha = confsha, .size_mib = size_mib };
+				  .confsha = confsha, .volfs = volfs, .volsha = volsha,
+				  .size_mib = size_mib };
 
 	if (publish_build("rootfs", "rootfs", key16, build_job, &job, &e) < 0)
 		setup_fail(&e);

@@ -127,7 +127,7 @@ static void test_refusals(void)
 	refused("[1]", "JSON object", "an array");
 	refused("{\"version\":1,\"version\":1,\"image\":{\"disk\":\"/d\"}}", "invalid JSON",
 		"a duplicate key");
-	refused("{\"version\":1,\"image\":{\"disk\":\"/d\"},\"volumes\":[]}", "unknown key 'volumes'",
+	refused("{\"version\":1,\"image\":{\"disk\":\"/d\"},\"mounts\":[]}", "unknown key 'mounts'",
 		"an unknown key");
 	refused("{\"version\":1,\"image\":{\"disk\":\"/d\",\"x\":1}}", "unknown key 'image.x'",
 		"an unknown image key");
@@ -423,8 +423,50 @@ static void test_labels_hostname(void)
 		"stdin not a bool");
 }
 
+#define VOLP "{\"version\":1,\"image\":{\"disk\":\"/d\"},\"volumes\":"
+
+static void test_volumes(void)
+{
+	struct plan p;
+	struct fc_err e;
+	char **argv, *s;
+
+	CHECK(parse(VOLP "[{\"port\":5100,\"guest\":\"/data\"},"
+		    "{\"port\":5101,\"guest\":\"/in\",\"read_only\":true,\"connections\":2}]}",
+		    &p, &e) == 0, "two volumes parse");
+	CHECK(p.nvols == 2 && p.vols[0].port == 5100 && p.vols[0].conns == 4 && !p.vols[0].ro &&
+		      p.vols[1].ro && p.vols[1].conns == 2 && !strcmp(p.vols[1].guest, "/in"),
+	      "volume fields (default 4 connections)");
+	argv = plan_run_argv("podman", &p, "img");
+	s = joined(argv);
+	CHECK(strstr(s, "|--volume=/run/fcvm/vol/0:/data|--volume=/run/fcvm/vol/1:/in:ro|") != NULL,
+	      "podman run gets --volume=/run/fcvm/vol/<i>:GUEST[:ro]");
+	free(s);
+	plan_argv_free(argv);
+	plan_free(&p);
+	refused(VOLP "{}}", "'volumes' must be an array", "volumes not an array");
+	refused(VOLP "[{\"guest\":\"/d\"}]}", "'volumes[0].port' is missing", "no port");
+	refused(VOLP "[{\"port\":80,\"guest\":\"/d\"}]}", "volumes[0]", "a port below 1024");
+	refused(VOLP "[{\"port\":5100}]}", "'volumes[0].guest' is missing", "no guest path");
+	refused(VOLP "[{\"port\":5100,\"guest\":\"data\"}]}", "absolute", "a relative guest path");
+	refused(VOLP "[{\"port\":5100,\"guest\":\"/\"}]}", "absolute", "guest path /");
+	refused(VOLP "[{\"port\":5100,\"guest\":\"/a:/b\"}]}", "':'", "a ':' in the guest path");
+	refused(VOLP "[{\"port\":5100,\"guest\":\"/a/../b\"}]}", "'..'", "'..' in the guest path");
+	refused(VOLP "[{\"port\":5100,\"guest\":\"/a/..\"}]}", "'..'", "a trailing '..'");
+	refused(VOLP "[{\"port\":5100,\"guest\":\"/a\\nb\"}]}", "control", "a newline");
+	refused(VOLP "[{\"port\":5100,\"guest\":\"/d\",\"x\":1}]}", "unknown key 'volumes[0].x'",
+		"an unknown volume key");
+	refused(VOLP "[{\"port\":5100,\"guest\":\"/d\",\"connections\":65}]}", "volumes[0]",
+		"too many connections");
+	refused(VOLP "[{\"port\":5100,\"guest\":\"/d\"},{\"port\":5100,\"guest\":\"/e\"}]}",
+		"used twice", "a port twice");
+	refused(VOLP "[{\"port\":5100,\"guest\":\"/d\"},{\"port\":5101,\"guest\":\"/d\"}]}",
+		"used twice", "a guest path twice");
+}
+
 int main(void)
 {
+	test_volumes();
 	test_labels_hostname();
 	test_network();
 	test_exec();
