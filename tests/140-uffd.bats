@@ -112,6 +112,13 @@ alive() {
 	alive
 }
 
+@test "fc-uffd: guest RAM in a shared memfd (QEMU's vhost-user layout) is served the same way" {
+	serve t1 --prefetch off
+	run_fc 0 --timeout 60 "$CL" run "$SOCK" "$MEM" --memfd --regions 2
+	assert_contains "$output" "ok touched=4096 bad=0" "shmem pages equal the file"
+	[ "$(stat -c %a "$SOCK")" = 600 ]
+}
+
 @test "fc-uffd: REMOVE (madvise DONTNEED) then touch gives zero pages" {
 	serve t1 --prefetch off
 	run_fc 0 --timeout 60 "$CL" run "$SOCK" "$MEM" --remove --regions 2

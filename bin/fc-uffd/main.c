@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -245,6 +246,7 @@ static int serve(struct srv *s, const char *want_name, struct uffd_opts *uo, int
 	struct epoll_event ev;
 	const char *mem_path;
 	json_int_t mem_size;
+	struct rlimit rl;
 	struct stat st;
 	void *mem;
 
@@ -280,11 +282,27 @@ static int serve(struct srv *s, const char *want_name, struct uffd_opts *uo, int
 	s->lfd = sock_listen_unix(s->sock_path, SOCK_NONBLOCK, 128, e);
 	if (s->lfd < 0)
 		return -1;
+	/* whoever connects gets the snapshot's memory: the owner only */
+	if (chmod(s->sock_path, 0600) < 0)
+		return fc_err_set(e, errno, "chmod '%s'", s->sock_path);
 	json_object_set_new(s->rec, "snapshot", json_string(s->tag));
 	json_object_set_new(s->rec, "sockets", json_pack("{s:s}", "uffd", s->sock_path));
 	if (save_record(s, "running", e) < 0)
 		return -1;
 
+	/* Each connection holds its socket and up to 8 received fds until it
+	 * is judged: raise the soft limit, and admit no more than fit, so
+	 * accept() never fails with EMFILE (a level-triggered spin). */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+		getrlimit(RLIMIT_NOFILE, &rl);
+		if (!uo->max_clients) {
+			rlim_t lim = rl.rlim_cur > 64 ? (rl.rlim_cur - 32) / 10 : 4;
+
+			uo->max_clients = (unsigned)(lim > 1024 ? 1024 : lim);
+		}
+	}
 	s->u = uffd_server_new(uo, e);
 	if (!s->u)
 		return -1;
@@ -334,6 +352,8 @@ static int serve(struct srv *s, const char *want_name, struct uffd_opts *uo, int
 				while ((c = accept4(s->lfd, NULL, NULL,
 						    SOCK_CLOEXEC | SOCK_NONBLOCK)) >= 0)
 					uffd_server_add(s->u, c);
+				if (errno == EMFILE || errno == ENFILE)
+					log_warn("accept: %s", strerror(errno));
 			} else if (evs[i].data.fd == s->sfd) {
 				struct signalfd_siginfo si;
 

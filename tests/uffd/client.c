@@ -6,7 +6,7 @@
  *
  *   uffd-client run SOCK MEMFILE [--old] [--regions N] [--stride K]
  *               [--remove] [--procs N] [--delay-ms D] [--die-after N]
- *               [--hold-ms D]
+ *               [--hold-ms D] [--memfd]
  *       every touched page must equal the file (after --remove: the
  *       removed half must read zero); exit 0 and "ok touched=N" when so.
  *   uffd-client bad KIND SOCK MEMFILE
@@ -72,11 +72,26 @@ static int make_uffd(void)
 	return fd;
 }
 
+static bool use_memfd;
+
+/* Guest RAM as Firecracker has it (private anonymous), or with --memfd as
+ * QEMU has it for vhost-user (a MAP_SHARED memfd: shmem). */
 static char *map_register(int uffd, uint64_t len)
 {
 	struct uffdio_register reg = { .mode = UFFDIO_REGISTER_MODE_MISSING };
-	char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-		       -1, 0);
+	char *p;
+
+	if (use_memfd) {
+		int mfd = memfd_create("guest-ram", MFD_CLOEXEC);
+
+		if (mfd < 0 || ftruncate(mfd, (off_t)len) < 0)
+			fail("memfd: %s", strerror(errno));
+		p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+		close(mfd);
+	} else {
+		p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+			 -1, 0);
+	}
 
 	if (p == MAP_FAILED)
 		fail("mmap: %s", strerror(errno));
@@ -381,6 +396,8 @@ int main(int argc, char **argv)
 
 		if (!strcmp(argv[a], "--old"))
 			o.old = true;
+		else if (!strcmp(argv[a], "--memfd"))
+			use_memfd = true;
 		else if (!strcmp(argv[a], "--remove"))
 			o.remove = true;
 		else if (!strcmp(argv[a], "--regions"))
