@@ -264,13 +264,13 @@ start_k1() {
 	local port; port=$(free_port)
 	run_fc 0 --timeout 300 "${as_user[@]}" fcvm podman run -d --rm --name u1 \
 		-p "127.0.0.1:$port:8080" "$FCVM_ROOT/img.tar" sh -c "$(httpd_cmd "hello, nobody")"
+	get_until "http://127.0.0.1:$port/" "hello, nobody"
 	assert_eq "$(fc-state get --field network.mode u1)" rootless "an ordinary user's default is rootless"
 	local vmm; vmm=$(fc-state get --field vmm_pid u1)
 	assert_eq "$(stat -c %u "/proc/$vmm")" 65534 "the VMM runs as the user"
 	[ "$(readlink "/proc/$vmm/ns/net")" != "$(readlink /proc/self/ns/net)" ] ||
 		{ echo "the VMM is in the host's network namespace" >&2; false; }
 	local holder; holder=$(fc-state get --field network.holder_pid u1)
-	get_until "http://127.0.0.1:$port/" "hello, nobody"
 	run_fc 0 "${as_user[@]}" fcvm stop u1
 	no_net_left
 	local i
