@@ -134,6 +134,10 @@ bench-vsock: all
 	tests/bench/vsock $(BUILD)
 bench-net: all
 	tests/bench/net $(BUILD)
+# fcvm exec latency against --vm and a raw vsock round trip (tests/bench/exec).
+bench-exec: all
+	tests/bench/exec $(BUILD)
+.PHONY: bench-exec
 
 # libFuzzer targets, one per parser of outside input; each also builds
 # without -DFC_LIBFUZZER as a replay program for a saved crash.
