@@ -62,6 +62,8 @@ struct srv {
 	size_t nclones;
 	bool killed;
 	uint64_t ws_dropped;
+	void *mem;
+	size_t mem_size;
 };
 
 static int parse_int(const char *s, uint64_t min, uint64_t max, const char *what)
@@ -235,6 +237,20 @@ static void cleanup(struct srv *s)
 		unlink(s->stats_path);
 	if (s->recorded)
 		state_remove(s->id);
+	uffd_server_free(s->u);
+	json_decref(s->rec);
+	if (s->sfd >= 0)
+		close(s->sfd);
+	if (s->epfd >= 0)
+		close(s->epfd);
+	if (s->mem)
+		munmap(s->mem, s->mem_size);
+	free(s->id);
+	free(s->name);
+	free(s->sock_path);
+	free(s->stats_path);
+	free(s->ws_path);
+	free((char *)s->tag);
 }
 
 static int serve(struct srv *s, const char *want_name, struct uffd_opts *uo, int ready_fd,
@@ -270,6 +286,8 @@ static int serve(struct srv *s, const char *want_name, struct uffd_opts *uo, int
 	mem = mmap(NULL, (size_t)mem_size, PROT_READ, MAP_SHARED, mfd, 0);
 	if (mem == MAP_FAILED)
 		return fc_err_set(e, errno, "map '%s'", mem_path);
+	s->mem = mem;
+	s->mem_size = (size_t)mem_size;
 	s->ws_path = xasprintf("%s/" WS_FILE, json_str(m, "dir"));
 	uo->mem = mem;
 	uo->mem_size = (uint64_t)mem_size;
