@@ -58,7 +58,7 @@ usage: fcvm podman run [--name NAME] [-e K=V]... [--cpus N] [--memory MIB] [--rm
                        [--network bridged|rootless|none] [-p [HOSTIP:][HOSTPORT:]PORT[/PROTO]]...
                        [--host-loopback] [-i] [-t] [-w DIR] [-u USER] [--entrypoint CMD]
                        [--env-file FILE]... [-l KEY[=VALUE]]... [--hostname NAME]
-                       [--timeout S] [--] IMAGE [CMD [ARG...]]
+                       [-v|--map HOST:GUEST[:ro]]... [--timeout S] [--] IMAGE [CMD [ARG...]]
        fcvm exec [-i] [-t] [--vm] [-e K=V]... [-w DIR] [-u USER] NAME [--] CMD [ARG...]
        fcvm ls [-a] [--json]
        fcvm stop NAME
@@ -165,6 +165,88 @@ cmd_netjanitor() {
 	fc-net down --vm "$id" >/dev/null 2>&1
 }
 
+# --- host directory volumes (-v HOST:GUEST[:ro]; issue 12) ----------------
+# vol_check SPEC: HOST (an existing directory, made absolute) and GUEST (an
+# absolute path) into vol_host/vol_guest/vol_ro; a bad one ends fcvm (125)
+# before anything is made.
+VOL_PORT_BASE=5100
+vol_check() {
+	local spec=$1 g
+	vol_ro=false
+	case $spec in
+	*:ro) vol_ro=true; spec=${spec%:ro} ;;
+	*:rw) spec=${spec%:rw} ;;
+	esac
+	[[ "$spec" == *:* ]] || die "invalid -v '$1': want HOST:GUEST[:ro]"
+	vol_guest=${spec##*:} vol_host=${spec%:*}
+	[ -n "$vol_host" ] || die "invalid -v '$1': HOST is empty"
+	[ -d "$vol_host" ] || die "invalid -v '$1': '$vol_host' is not an existing directory"
+	vol_host=$(realpath -e -- "$vol_host") || die "invalid -v '$1': cannot resolve '$vol_host'"
+	g=$vol_guest
+	[[ "$g" == /?* && "$g" != *,* && "/$g/" != */../* && "/$g/" != */./* ]] ||
+		die "invalid -v '$1': GUEST must be an absolute path other than / (no ',', '.' or '..')"
+	[[ "$g" != *[[:cntrl:]]* ]] || die "invalid -v '$1': GUEST has a control character"
+}
+
+# 'fcvm _volkeeper ID UDS STATUS PORT RO HOST [PORT RO HOST]...' (internal):
+# one 'fc-volume serve' per volume on the VM's hybrid-vsock listener
+# UDS_PORT, each waited for; then "ready" (or "error: WHY") into the file
+# STATUS (written whole, then renamed). It lives in its
+# own session as long as the VM has a live record (so a detached VM keeps
+# its volumes, and a SIGKILL of fcvm, which takes fc-boot with it, does
+# not leave servers behind); then, or on SIGTERM, it stops the servers and
+# removes their sockets. The servers die with it (setpriv --pdeathsig).
+cmd_volkeeper() {
+	local id=$1 uds=$2 status=$3 port ro host sock line i
+	shift 3
+	valid_name "$id" || exit 2
+	local -a pids=() socks=()
+	vol_stop_all() {
+		[ ${#pids[@]} -gt 0 ] || return 0
+		kill -TERM "${pids[@]}" 2>/dev/null
+		for ((i = 0; i < 100; i++)); do
+			kill -0 "${pids[@]}" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -KILL "${pids[@]}" 2>/dev/null
+		wait "${pids[@]}" 2>/dev/null
+		rm -f -- "${socks[@]}"
+		rmdir -- "${uds%/*}" 2>/dev/null	# run/ID, once fc-boot is gone too
+		pids=()
+	}
+	vol_say() { echo "$1" > "$status.tmp" && mv -f -- "$status.tmp" "$status"; }
+	vk_tdir=$(mktemp -d "${TMPDIR:-/tmp}/fcvm-vol.XXXXXX") || { vol_say "error: mktemp failed"; exit 1; }
+	local tdir=$vk_tdir
+	trap 'rm -rf -- "$vk_tdir"' EXIT
+	trap 'vol_stop_all; exit 0' TERM INT HUP
+	while [ $# -ge 3 ]; do
+		port=$1 ro=$2 host=$3
+		shift 3
+		sock="${uds}_$port"
+		local -a ropt=()
+		[ "$ro" = true ] && ropt=(--ro)
+		# the ready line through a fifo of our own
+		mkfifo "$tdir/ready" || { vol_say "error: cannot make a fifo in '$tdir'"; vol_stop_all; exit 1; }
+		setpriv --pdeathsig TERM -- fc-volume serve -q --dir "$host" "${ropt[@]}" \
+			--listen "$sock" --ready-fd 4 4>"$tdir/ready" &
+		pids+=($!) socks+=("$sock")
+		line=""
+		read -r -t 30 line < "$tdir/ready"
+		rm -f -- "$tdir/ready"
+		if [[ "$line" != ready* ]]; then
+			vol_say "error: volume '$host': fc-volume serve did not get ready within 30 s"
+			vol_stop_all
+			exit 1
+		fi
+	done
+	vol_say ready
+	while field_of "$id" id >/dev/null; do
+		sleep 1 &
+		wait $!
+	done
+	vol_stop_all
+}
+
 # start_janitor ID: the janitor as a coprocess. Bash keeps a coprocess's
 # pipe ends close-on-exec, so no tool we start holds the write end: the
 # janitor sees end of file exactly when fcvm is gone.
@@ -218,7 +300,7 @@ cmd_run() {
 	local -a env=() publish=()
 	# podman's everyday flags, passed to the guest's podman through the plan
 	local interactive=0 tty=0 workdir="" user="" entrypoint="" hostname="" have_ep=0
-	local -a labels=() envfiles=()
+	local -a labels=() envfiles=() volspecs=()
 	while [ $# -gt 0 ]; do
 		case "$1" in
 		-i|--interactive) interactive=1; shift ;;
@@ -251,6 +333,8 @@ cmd_run() {
 		-p|--publish) [ $# -ge 2 ] || usage_die "$1 needs [HOSTIP:][HOSTPORT:]PORT[/PROTO]"; publish+=("$2"); shift 2 ;;
 		--publish=*) publish+=("${1#*=}"); shift ;;
 		--host-loopback) hostlo=1; shift ;;
+		-v|--volume|--map) [ $# -ge 2 ] || usage_die "$1 needs HOST:GUEST[:ro]"; volspecs+=("$2"); shift 2 ;;
+		--volume=*|--map=*) volspecs+=("${1#*=}"); shift ;;
 		--rm) rm=1; shift ;;
 		-d|--detach) detach=1; shift ;;
 		-h|--help) usage; exit 0 ;;
@@ -312,8 +396,25 @@ cmd_run() {
 		[[ "$p" =~ ^(([0-9.]*):)?(([0-9]+(-[0-9]+)?)?:)?[0-9]+(-[0-9]+)?(/(tcp|udp))?$ ]] ||
 			usage_die "invalid -p '$p': want [HOSTIP:][HOSTPORT:]PORT[/tcp|/udp] (ranges A-B)"
 	done
+	# -v: checked now; the plan's "volumes" and the keeper's arguments
+	local vol_host vol_guest vol_ro vols_json='[]' vi=0
+	local -a volargs=() vguests=()
+	for p in "${volspecs[@]}"; do
+		vol_check "$p"
+		for e in "${vguests[@]}"; do
+			[ "$e" != "$vol_guest" ] || die "invalid -v '$p': '$vol_guest' is mapped twice"
+		done
+		vguests+=("$vol_guest")
+		[ $vi -lt 16 ] || die "too many -v: at most 16"
+		volargs+=("$((VOL_PORT_BASE + vi))" "$vol_ro" "$vol_host")
+		vols_json=$(jq -c --argjson port "$((VOL_PORT_BASE + vi))" --arg g "$vol_guest" \
+			--argjson ro "$vol_ro" '. + [{port: $port, guest: $g, read_only: $ro}]' <<<"$vols_json") ||
+			die "cannot encode -v '$p'"
+		vi=$((vi + 1))
+	done
 	need fc-disk; need fc-boot; need fc-run; need fc-state; need jq
 	[ "$netmode" = none ] || need fc-net
+	[ $vi -eq 0 ] || { need fc-volume; need setpriv; }
 
 	# The data root (fc-state refuses an unprepared one), the name, space.
 	local recs
@@ -332,7 +433,7 @@ cmd_run() {
 	local id; id=$(new_id)
 	[ -n "$name" ] || name=$id
 	local vmdir="$root/vm-disks/$id" plan="$root/vm-disks/$id/plan.json"
-	local boot_pid="" run_pid="" running=0 rc net_up=0
+	local boot_pid="" run_pid="" running=0 rc net_up=0 volk_pid=""
 
 	# From here on something may exist: every way out goes through cleanup.
 	cleanup_vm() {
@@ -352,10 +453,18 @@ cmd_run() {
 		fi
 		[ -n "$run_pid" ] && wait "$run_pid" 2>/dev/null
 		run_pid="" boot_pid=""
+		vols_down
 		net_down
 		if [ "$rm" = 1 ] || [ "$running" = 0 ]; then
 			fc-disk rm --vm "$id" >/dev/null 2>&1
 		fi
+	}
+	# vols_down: the volume servers (their keeper stops them; ours to wait for).
+	vols_down() {
+		[ -n "$volk_pid" ] || return 0
+		kill -TERM "$volk_pid" 2>/dev/null
+		wait "$volk_pid" 2>/dev/null
+		volk_pid=""
 	}
 	# net_down: what fc-net up made for this VM (the VM is gone by now).
 	net_down() {
@@ -433,8 +542,9 @@ cmd_run() {
 	jq -n --arg ref "$ref" --arg cname "$name" --argjson env "$env_json" --argjson net "$net_json" \
 		'{version: 1, image: {disk: "/dev/vdb", ref: $ref}, container_name: $cname,
 		  env: $env, poweroff: true} + (if $ARGS.positional | length > 0 then {cmd: $ARGS.positional} else {} end)
-		  + (if $net then {network: $net} else {} end) + $extra' \
-		--argjson extra "$extra_json" --args -- "$@" | write_atomic "$plan" || fail ""
+		  + (if $net then {network: $net} else {} end) + $extra
+		  + (if ($vols | length) > 0 then {volumes: $vols} else {} end)' \
+		--argjson extra "$extra_json" --argjson vols "$vols_json" --args -- "$@" | write_atomic "$plan" || fail ""
 
 	local -a boot=(fc-boot --name "$name" --id "$id" --cpus "$cpus" --memory "$memory"
 		--rootfs "$vmdir/rootfs.ext4" --drive "$disk:ro" --boot-args "quiet" -q "${netboot[@]}")
@@ -478,6 +588,27 @@ cmd_run() {
 	owner=$boot_pid${start:+:$start}
 	local -a run=(fc-run --vsock "$vsock" --timeout "$timeout" --owner-pid "$owner"
 		--console "$vmdir/console.log")
+	if [ $vi -gt 0 ]; then
+		# The volume servers before the plan: the guest dials them at once.
+		local vstat="$vmdir/volumes.status" vline="" i
+		( [ -n "$jan_fd" ] && eval "exec $jan_fd>&-"
+		  exec setsid "$self" _volkeeper "$id" "$vsock" "$vstat" "${volargs[@]}" \
+			</dev/null >/dev/null 2>>"$vmdir/volumes.log" ) &
+		volk_pid=$!
+		announce "$volk_pid"
+		# each server is given 30 s; the keeper says, or dies
+		for ((i = 0; i < 600 * vi; i++)); do
+			[ -e "$vstat" ] && break
+			kill -0 "$volk_pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		[ -e "$vstat" ] && read -r vline < "$vstat"
+		if [ "$vline" != ready ]; then
+			[ -s "$vmdir/volumes.log" ] && tail -n 3 "$vmdir/volumes.log" >&2
+			vline=${vline#error: }
+			fail "${vline:-the volume servers did not start}"
+		fi
+	fi
 	if [ "$detach" = 1 ]; then
 		local fifo="$vmdir/started"
 		mkfifo "$fifo" || fail "cannot make '$fifo'"
@@ -522,6 +653,8 @@ cmd_run() {
 	kill "$watch_pid" 2>/dev/null
 	wait "$watch_pid" 2>/dev/null
 	watch_pid=""
+	# The container is gone (and with it the guest's mounts): its volumes go.
+	vols_down
 	# The agent powers the guest off after the container ends; give it a moment.
 	local i
 	for ((i = 0; i < 100; i++)); do
@@ -813,6 +946,7 @@ exec) shift; cmd_exec "$@" ;;
 snapshot) shift; cmd_snapshot "$@" ;;
 _janitor) shift; cmd_janitor "$@" ;;
 _netjanitor) shift; cmd_netjanitor "$@" ;;
+_volkeeper) shift; cmd_volkeeper "$@" ;;
 -h|--help|help) usage ;;
 *) usage_die "unknown command '$1'" ;;
 esac
