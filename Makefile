@@ -134,6 +134,8 @@ bench-vsock: all
 	tests/bench/vsock $(BUILD)
 bench-net: all
 	tests/bench/net $(BUILD)
+bench-clone: all
+	tests/bench/clone $(BUILD)
 # fcvm exec latency against --vm and a raw vsock round trip (tests/bench/exec).
 bench-exec: all
 	tests/bench/exec $(BUILD)
