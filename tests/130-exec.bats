@@ -319,6 +319,35 @@ EOF2
 	assert_contains "$output" "no-such-cmd" "podman's message"
 	run_fc 0 --timeout 120 sh -c "printf 'x\ny\n' | fcvm exec -i xvm -- wc -l"
 	assert_eq "$(echo $output)" 2 "stdin into the container"
+	# -it through a real pty: podman exec -t in the guest, the size, keys, Ctrl-C
+	run env SOCK=unused timeout 200 python3 - <<'EOF2'
+import os, pty, time, select, struct, fcntl, termios
+def rd(fd, pat, t):
+    buf, end = b"", time.time() + t
+    while time.time() < end and pat not in buf:
+        r, _, _ = select.select([fd], [], [], 0.2)
+        if r:
+            try: buf += os.read(fd, 4096)
+            except OSError: break
+    return buf
+pid, fd = pty.fork()
+if pid == 0:
+    os.execvp("sh", ["sh", "-c", "stty -g > $BATS_TEST_TMPDIR/b; timeout --foreground 150 fcvm exec -it xvm -- sh -c 'stty size; read x; echo got=$x; sleep 100'; echo rc=$?; stty -g > $BATS_TEST_TMPDIR/a"])
+fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 31, 91, 0, 0))
+b = rd(fd, b"31 91", 120)
+os.write(fd, b"hi\r")
+b += rd(fd, b"got=hi", 30)
+time.sleep(1)
+os.write(fd, b"\x03")
+b += rd(fd, b"rc=", 30)
+print(b.decode(errors="replace").replace("\r", ""))
+os.waitpid(pid, 0)
+EOF2
+	echo "$output"
+	assert_contains "$output" "31 91" "-it: the host terminal's size in the container"
+	assert_contains "$output" "got=hi" "-it: keys reach it"
+	assert_contains "$output" "rc=130" "-it: Ctrl-C ended the container's sleep"
+	assert_eq "$(cat "$BATS_TEST_TMPDIR/a")" "$(cat "$BATS_TEST_TMPDIR/b")" "-it: terminal modes restored"
 	kill -TERM "$RUN_PID"
 	wait "$RUN_PID" || true
 	RUN_PID=""
