@@ -101,15 +101,26 @@ int uffd_parse_handshake(const char *buf, size_t len, uint64_t file_size,
 				return fc_err_say(e, EINVAL, "region %zu: unknown key '%s'", i, k);
 			}
 		}
-		if (old == neu)
-			return fc_err_say(e, EINVAL,
-					  "region %zu: needs exactly one of page_size, page_size_kib",
+		if (!old && !neu)
+			return fc_err_say(e, EINVAL, "region %zu: no page_size (or page_size_kib)",
 					  i);
 		if (get_u64(o, "base_host_virt_addr", i, &r->base, e) < 0 ||
 		    get_u64(o, "size", i, &r->size, e) < 0 ||
 		    get_u64(o, "offset", i, &r->offset, e) < 0 ||
 		    get_u64(o, neu ? "page_size" : "page_size_kib", i, &r->page_size, e) < 0)
 			return -1;
+		if (old && neu) {
+			/* Firecracker >= 1.12 sends both (the old one deprecated) */
+			uint64_t kib;
+
+			if (get_u64(o, "page_size_kib", i, &kib, e) < 0)
+				return -1;
+			if (kib != r->page_size)
+				return fc_err_say(e, EINVAL, "region %zu: page_size %llu and "
+						  "page_size_kib %llu differ", i,
+						  (unsigned long long)r->page_size,
+						  (unsigned long long)kib);
+		}
 		if (r->page_size != PAGE_4K && r->page_size != PAGE_2M)
 			return fc_err_say(e, EINVAL, "region %zu: page size %llu (4096 or 2097152)",
 					  i, (unsigned long long)r->page_size);

@@ -4,8 +4,9 @@
  *
  * How it works (the order matters):
  *  1. A VMM connects to the server's Unix socket and sends ONE message: a
- *     JSON array of {base_host_virt_addr, size, offset, page_size} (or
- *     page_size_kib, in bytes despite its name: Firecracker 1.10-1.11) with
+ *     JSON array of {base_host_virt_addr, size, offset, page_size} (1.10-1.11
+ *     send page_size_kib instead, in bytes despite its name; 1.12 and later
+ *     send both, equal, the old one deprecated) with
  *     exactly one SCM_RIGHTS fd, its userfaultfd. Nothing is sent back.
  *     The bytes are collected (non-blocking, at most UFFD_HS_MAX, fds only
  *     with MSG_CMSG_CLOEXEC) until they form one complete JSON value, the
@@ -50,8 +51,9 @@ struct uffd_region {
 
 /* Parse and validate a handshake body of @len bytes (not NUL-terminated)
  * against a memory file of @file_size bytes: a JSON array of 1 to @max
- * objects with exactly the keys base_host_virt_addr, size, offset and one
- * of page_size / page_size_kib (non-negative integers); page size 4 KiB or
+ * objects with exactly the keys base_host_virt_addr, size, offset and
+ * page_size and/or page_size_kib (equal when both; non-negative integers,
+ * no other keys); page size 4 KiB or
  * 2 MiB; base, size and offset aligned to it, size > 0; no overflow; each
  * region inside the file; regions disjoint in memory and in the file; and
  * together covering the whole file. Fills @out[0..*n). 0, or -1 with @e. */

@@ -1,7 +1,9 @@
 /* uffd-client - Firecracker's side of the Uffd backend, done for real, to
  * test fc-uffd without a VM: anonymous mappings registered with a
  * userfaultfd for MISSING faults (and EVENT_REMOVE), the handshake (one
- * message: the JSON array of regions + the uffd as SCM_RIGHTS), then page
+ * message: the JSON array of regions + the uffd as SCM_RIGHTS; page_size
+ * and page_size_kib both, as 1.12 and later send them, or with --old only
+ * page_size_kib, as 1.10-1.11 do), then page
  * touches checked against the memory file.
  *
  *   uffd-client run SOCK MEMFILE [--old] [--regions N] [--stride K]
@@ -151,10 +153,10 @@ static size_t region_json(char *out, size_t cap, char *const *base, const uint64
 	for (i = 0; i < n; i++)
 		l += (size_t)snprintf(out + l, cap - l,
 				      "%s{\"base_host_virt_addr\":%llu,\"size\":%llu,\"offset\":%llu,"
-				      "\"%s\":4096}",
+				      "%s\"page_size_kib\":4096}",
 				      i ? "," : "", (unsigned long long)(uintptr_t)base[i],
 				      (unsigned long long)size[i], (unsigned long long)off[i],
-				      old ? "page_size_kib" : "page_size");
+				      old ? "" : "\"page_size\":4096,");
 	l += (size_t)snprintf(out + l, cap - l, "]");
 	return l;
 }
@@ -301,9 +303,10 @@ static int bad(const char *kind)
 	}
 	len = region_json(json, sizeof(json), base, size, off, n, false);
 	if (!strcmp(kind, "pagesize")) {
-		char *p = strstr(json, "4096}");
+		char *p;
 
-		memcpy(p, "8192}", 5);
+		while ((p = strstr(json, ":4096")))
+			memcpy(p, ":8192", 5);
 	}
 	if (!strcmp(kind, "unknownkey")) {
 		json[len - 2] = ',';
