@@ -233,3 +233,17 @@ alive() {
 	assert_contains "$(cat "$W/server.log")" "stopping clone $cp" "the clone is named"
 	rm -f "$FCVM_ROOT/state/$id.json"
 }
+
+@test "fc-uffd: a SIGKILLed server's record, socket and stats are left for fc-state gc, which removes them" {
+	serve t1
+	kill -9 "$SPID"
+	wait "$SPID" || true
+	PIDS=()
+	[ -S "$SOCK" ]
+	[ -e "$FCVM_ROOT/run/uffd-t1-$SPID.stats" ]
+	run_fc 0 fc-state gc
+	assert_contains "$output" "uffd-t1-$SPID.sock" "the socket is removed"
+	assert_contains "$output" "uffd-t1-$SPID.stats" "the stats file is removed"
+	[ -z "$(ls "$FCVM_ROOT/run")" ]
+	[ -z "$(ls "$FCVM_ROOT/state")" ]
+}

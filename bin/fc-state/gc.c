@@ -6,7 +6,7 @@
  *     that still runs (SIGKILL), and its run/<id>/ directory. A record that
  *     does not parse goes only when its .pid names no running process. Then
  *     .pid files without a record, run/<id>/ directories no record names,
- *     run/uffd-TAG-PID.sock of dead servers, and temporaries of atomic
+ *     run/uffd-TAG-PID.{sock,stats} of dead servers, and temporaries of atomic
  *     writes (".NAME.tmp-PID-RANDOM") of dead writers in state/.
  *  2. Builds: for kernels/ and rootfs/, try the build lock fc-setup holds
  *     while it builds (locks/kernel.lock, locks/rootfs.lock) without
@@ -278,8 +278,9 @@ static void gc_orphans(struct gc *g)
 		    !json_object_get(g->ids, name)) {
 			drop(g, "sockets", p, "no record names it");
 		} else if (!strncmp(name, "uffd-", 5) && dash && strlen(dash) > 6 &&
-			   !strcmp(name + strlen(name) - 5, ".sock")) {
-			/* run/uffd-<tag>-<pid>.sock: a memory server's */
+			   (!strcmp(name + strlen(name) - 5, ".sock") ||
+			    !strcmp(name + strlen(name) - 6, ".stats"))) {
+			/* run/uffd-<tag>-<pid>.{sock,stats}: a memory server's */
 			long pid = strtol(dash + 1, NULL, 10);
 
 			if (pid > 0 && pid <= INT_MAX && !state_pid_live((pid_t)pid, 0))
