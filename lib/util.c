@@ -69,6 +69,9 @@ void cleanup_closep(int *fd)
 		close(*fd);
 		errno = saved;
 	}
+	/* Also when called by hand: a second call, or a later poll() on
+	 * the number, must not touch a descriptor someone else now owns. */
+	*fd = -1;
 }
 
 int parse_u64(const char *s, uint64_t min, uint64_t max, const char *what,

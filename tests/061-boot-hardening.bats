@@ -177,6 +177,32 @@ wait_status() {
 	wait "$pid" 2>/dev/null || true
 }
 
+@test "fc-boot: a VM whose vsock backend (fc-vsock) dies is stopped, and fc-boot fails saying why" {
+	need_guest
+	FCVM_VMM=fc-qemu fc-boot --name vsockdies --kernel "$FCVM_TEST_KERNEL/vmlinux" \
+		--initrd "$FCVM_TEST_KERNEL/initrd.img" 3>&- 2>"$BATS_TEST_TMPDIR/boot.err" &
+	local pid=$!
+	wait_status running 60 "$pid"
+	local vs; vs=$(pgrep -f "fc-vsock.*$FCVM_ROOT" | head -1)
+	[ -n "$vs" ] || { echo "no fc-vsock found" >&2; return 1; }
+	kill -9 "$vs"
+	local i
+	for ((i = 0; i < 150; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		echo "fc-boot still runs 15 s after its vsock backend died" >&2
+		kill "$pid"; wait "$pid"; return 1
+	fi
+	local rc=0
+	wait "$pid" || rc=$?
+	[ "$rc" -ne 0 ] || { echo "fc-boot exited 0 although the VM lost its backend" >&2; return 1; }
+	assert_contains "$(cat "$BATS_TEST_TMPDIR/boot.err")" "vsock backend" "the cause is named"
+	assert_eq "$(leaked_procs)" "" "no QEMU or fc-qemu left"
+	assert_eq "$(count_state)" 0 "no state left"
+}
+
 # --- item 16: the console log is capped and rotated once --------------------
 
 @test "fc-boot: --console-max caps console.log and rotates it once, keeping the newest output" {

@@ -65,6 +65,7 @@ struct vmm {
 	size_t err_part_len;
 	bool err_cont;			/* err_part continues a longer line */
 	int qemu_status;
+	bool backend_lost;	/* fc-vsock died under a running QEMU */
 	bool tcg;
 	struct snapvmm *snap;		/* snap.c's part: binary, RAM file (NULL: not yet) */
 };

@@ -164,7 +164,11 @@ int main(int argc, char **argv)
 			if (vmm_reap(v)) {
 				int st = v->qemu_status;
 
-				if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
+				if (v->backend_lost) {
+					/* last, so the owner's "last line" names the cause */
+					log_error("the VM was stopped: its vsock backend fc-vsock died");
+					code = 1;
+				} else if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
 					log_info("QEMU exited: the guest shut down");
 				} else {
 					_cleanup_free_ char *line = text_clean(v->err_line,

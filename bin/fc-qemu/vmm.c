@@ -466,11 +466,23 @@ int vmm_reap(struct vmm *v)
 {
 	int st;
 
-	if (reaped(&v->vsock, &st))
-		log_warn("fc-vsock exited (%s %d)", WIFEXITED(st) ? "status" : "signal",
-			 WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
 	if (reaped(&v->qemu, &v->qemu_status))
 		return 1;
+	if (!reaped(&v->vsock, &st))
+		return 0;
+	/* A QEMU shutting down closes the backend's socket first, so give
+	 * it a moment to exit on its own before calling the loss fatal. */
+	if (v->qemu > 0 && wait_timeout(v->qemu, 1000, &v->qemu_status) == 1) {
+		v->qemu = 0;
+		return 1;
+	}
+	/* Without its vsock backend the guest's agent is unreachable and
+	 * nothing would ever end the VM: stop it, so the owner tears it down. */
+	log_error("fc-vsock, the VM's vsock backend, exited (%s %d): stopping the VM",
+		  WIFEXITED(st) ? "status" : "signal", WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+	v->backend_lost = true;
+	if (v->qemu > 0)
+		kill(v->qemu, SIGTERM);
 	return 0;
 }
 
