@@ -86,6 +86,11 @@ $(BUILD)/tests/%: tests/unit/%.c $$(unit_extra_$$*) $(BUILD)/libfc.a
 check: all
 	tests/run-tests $(BUILD)
 
+# The slow files too (tests/*-slow.bats: the kill matrix of every tool x
+# signal x phase x mode).
+check-slow: all
+	FCVM_TEST_SLOW=1 tests/run-tests $(BUILD)
+
 check-unit: all
 	tests/run-tests --unit-only $(BUILD)
 
@@ -181,7 +186,7 @@ install: all
 clean:
 	rm -rf build build-asan
 
-.PHONY: fuzz fuzz-run bench-run bench-vsock bench-net lint deps demo all check check-unit check-asan bench bench-boot install clean
+.PHONY: check-slow fuzz fuzz-run bench-run bench-vsock bench-net lint deps demo all check check-unit check-asan bench bench-boot install clean
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
