@@ -227,6 +227,19 @@ static void test_conn(void)
 	CHECK(s.frames == 1 && s.last_type == MSG_SIGNAL && !strcmp(s.last, "{\"signal\":2}"),
 	      "conn: a frame from the host reaches the session");
 
+	/* Input paused: frames wait in the socket, none reaches the session
+	 * (a hang-up would still be seen); resumed: they all arrive, in order. */
+	conn_pause_input(c, true);
+	proto_send_str(sv[1], MSG_STDIN, "one", &e);
+	proto_send_str(sv[1], MSG_STDIN, "two", &e);
+	spin(l, 20);
+	CHECK(s.frames == 1, "conn: paused input: no frame reaches the session");
+	conn_pause_input(c, false);
+	for (int i = 0; i < 100 && s.frames < 3; i++)
+		spin(l, 1);
+	CHECK(s.frames == 3 && s.last_type == MSG_STDIN && !strcmp(s.last, "two"),
+	      "conn: resumed: the held frames arrive, in order");
+
 	/* Backpressure: queue data until there is no room; the peer reads
 	 * nothing yet. */
 	while (conn_has_room(c) && sent < 1000) {
