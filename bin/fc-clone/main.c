@@ -96,11 +96,12 @@ static void record_config(struct vmowner *o, json_t *man, const char *disk)
 /* Until the clone's agent answers a STATUS request (at most @ms). The
  * restore resets the guest's vsock transport a moment after the resume: a
  * connection made before the guest handled that reset is dropped by it
- * without an answer, so each attempt is short and we try again. */
+ * without an answer, so attempts start short (0.5 s, doubling) and we
+ * try again. */
 static int wait_agent(const char *vsock, int ms, struct fc_err *e)
 {
 	uint64_t end = now_ms() + (uint64_t)ms;
-	int attempt_ms = 2000;
+	int attempt_ms = 500;	/* doubled after each attempt, up to 4 s */
 
 	for (int n = 1;; n++) {
 		struct agentc_opts ao = AGENTC_OPTS_INIT;
@@ -123,6 +124,8 @@ static int wait_agent(const char *vsock, int ms, struct fc_err *e)
 		if (now_ms() >= end)
 			return fc_err_wrap(e, "the clone's agent did not answer within %d s", ms / 1000);
 		log_debug("the clone's agent, attempt %d: %s", n, e->msg);
+		if (attempt_ms < 4000)
+			attempt_ms *= 2;
 	}
 }
 
