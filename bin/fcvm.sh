@@ -120,12 +120,29 @@ field_of() { fc-state get --field "$2" -- "$1" 2>/dev/null; }
 # then removes vm-disks/ID. It runs in its own session: a SIGKILL of fcvm's
 # process group does not reach it.
 cmd_janitor() {
-	local id=$1 line p s round
+	local id=$1 line p s round detached=0 handed=0 i owner
 	local -a procs=()
 	valid_name "$id" || exit 2
 	while read -r line; do
-		case $line in "pid "*) procs+=("${line#pid }") ;; esac
+		case $line in
+		"pid "*) procs+=("${line#pid }") ;;
+		detached) detached=1 ;;
+		handed-over) handed=1 ;;
+		esac
 	done
+	# A -d run whose fcvm died before it handed the VM to its user: the
+	# detached owner lives in its own session and nobody would ever stop
+	# it, so we do (it may still be claiming its record: look a while).
+	if [ "$detached" = 1 ] && [ "$handed" = 0 ]; then
+		for ((i = 0; i < 20; i++)); do
+			if owner=$(field_of "$id" pid); then
+				kill -TERM "$owner" 2>/dev/null
+				break
+			fi
+			[ -e "$root/vm-disks/$id" ] || break
+			sleep 0.5
+		done
+	fi
 	# fcvm removed it itself (the usual end) and named nothing that lives.
 	if [ ! -e "$root/vm-disks/$id" ]; then
 		local any=0
@@ -483,6 +500,7 @@ cmd_run() {
 	trap 'cleanup_vm; exit 143' TERM
 	trap 'cleanup_vm; exit 129' HUP
 	[ "$rm" = 1 ] && start_janitor "$id"
+	[ -n "$jan_fd" ] && [ "$detach" = 1 ] && echo detached >&"$jan_fd"
 
 	if ! fc-disk rootfs --vm "$id" >/dev/null; then
 		fail ""
@@ -630,6 +648,8 @@ cmd_run() {
 			fail "container did not start (see 'fcvm logs $id')"
 		fi
 		trap - INT TERM HUP
+		# From here the VM is the user's ('fcvm stop'), not the janitor's.
+		[ -n "$jan_fd" ] && echo handed-over >&"$jan_fd"
 		echo "$id"
 		exit 0
 	fi

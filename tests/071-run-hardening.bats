@@ -110,6 +110,23 @@ start_bg() {
 	until_gone 20
 }
 
+@test "-d --rm: SIGKILL of fcvm before it handed the VM over stops the VM and removes everything" {
+	fc_vm_root hard
+	env --default-signal=INT fcvm podman run -d --rm --name early "$IMG" sleep 600 \
+		>"$BATS_TEST_TMPDIR/out" 2>"$BATS_TEST_TMPDIR/err" 3>&- &
+	FCVM_PID=$!
+	# The detached owner exists (its record), the container is not yet
+	# handed to the user (fcvm has printed no id).
+	fc-state wait --timeout 240 early starting 2>/dev/null ||
+		fc-state wait --timeout 240 early running
+	[ ! -s "$BATS_TEST_TMPDIR/out" ] || skip "fcvm handed the VM over before it could be killed"
+	kill -KILL "$FCVM_PID"
+	wait "$FCVM_PID" || true
+	FCVM_PID=""
+	# The janitor stops the owner (fc-boot's 3 s grace) and removes the disk.
+	until_gone 30
+}
+
 @test "-d: the detached fc-run is recorded and ends with the VM" {
 	fc_vm_root hard
 	run_fc 0 --timeout 240 fcvm podman run -d --name rec "$IMG" sleep 600 3>&-
