@@ -658,11 +658,14 @@ cmd_run() {
 	local -a runio=()
 	[ "$interactive" = 1 ] && runio+=(-i)
 	[ "$tty" = 1 ] && runio+=(-t)
+	# fc-run says on fd 4 whether the agent reported the container's end
+	# (then the guest powers itself off); the file is ours, in the VM dir.
+	local exitf="$vmdir/run.exit"
 	if [ "$interactive" = 1 ]; then
 		# (an asynchronous command's stdin is /dev/null unless said otherwise)
-		"${run[@]}" "${runio[@]}" --die-with-parent -- "$plan" 0<&0 &
+		"${run[@]}" "${runio[@]}" --die-with-parent --exit-fd 4 -- "$plan" 0<&0 4>"$exitf" &
 	else
-		"${run[@]}" "${runio[@]}" --die-with-parent -- "$plan" &
+		"${run[@]}" "${runio[@]}" --die-with-parent --exit-fd 4 -- "$plan" 4>"$exitf" &
 	fi
 	run_pid=$!
 	announce "$run_pid"
@@ -675,12 +678,16 @@ cmd_run() {
 	watch_pid=""
 	# The container is gone (and with it the guest's mounts): its volumes go.
 	vols_down
-	# The agent powers the guest off after the container ends; give it a moment.
+	# After the container's end the agent powers the guest off: give it a
+	# moment. Without one (fc-run killed or failed) nothing will: stop now.
 	local i
-	for ((i = 0; i < 100; i++)); do
-		kill -0 "$boot_pid" 2>/dev/null || break
-		sleep 0.1
-	done
+	if grep -q '^exit ' "$exitf" 2>/dev/null; then
+		for ((i = 0; i < 100; i++)); do
+			kill -0 "$boot_pid" 2>/dev/null || break
+			sleep 0.1
+		done
+	fi
+	rm -f "$exitf"
 	kill -TERM "$boot_pid" 2>/dev/null
 	wait "$boot_pid" 2>/dev/null
 	boot_pid=""

@@ -71,6 +71,7 @@ struct agentc {
 
 	bool in_eof;
 	int exit_code;
+	bool exited;		/* the agent's EXIT frame arrived */
 	char *status;
 	bool winch_pending;	/* a resize before the request went out */
 };
@@ -114,6 +115,11 @@ void cleanup_agentcp(struct agentc **s)
 int agentc_signal(const struct agentc *s)
 {
 	return s->sig;
+}
+
+bool agentc_exited(const struct agentc *s)
+{
+	return s->exited;
 }
 
 /* ---- the owner and its console ---- */
@@ -453,6 +459,7 @@ static int on_frame(struct agentc *s, enum phase ph, struct fc_err *e)
 		if (ph != PH_RUN)
 			break;
 		s->exit_code = exit_from(s->rx.payload, s->rx.h.len, e);
+		s->exited = s->exit_code >= 0;
 		return s->exit_code < 0 ? -1 : 1;
 	}
 	return fc_err_say(e, EPROTO, "agent protocol error: unexpected %s frame",

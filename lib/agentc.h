@@ -114,4 +114,8 @@ int agentc_session(struct agentc *s, const char *path, uint32_t port, uint8_t ty
 /* The signal that ended the session, or 0. */
 int agentc_signal(const struct agentc *s);
 
+/* True once the agent reported the command's end (EXIT): the code
+ * agentc_session() returned is then the command's own. */
+bool agentc_exited(const struct agentc *s);
+
 #endif

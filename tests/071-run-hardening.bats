@@ -127,6 +127,28 @@ start_bg() {
 	until_gone 30
 }
 
+@test "--rm: SIGKILL of fc-run ends the run at once, not after a wait for a power-off that never comes" {
+	fc_vm_root hard
+	start_bg runkill --rm "$IMG" sleep 600
+	local run="" i
+	for ((i = 0; i < 600; i++)); do
+		run=$(pgrep -f "fc-run .*$FCVM_ROOT" | head -1)
+		[ -z "$run" ] || break
+		sleep 0.1
+	done
+	[ -n "$run" ] || { echo "no fc-run found" >&2; return 1; }
+	sleep 2	# the agent has the plan: the container runs
+	local t0=$SECONDS
+	kill -KILL "$run"
+	local rc=0
+	wait "$FCVM_PID" || rc=$?
+	FCVM_PID=""
+	[ "$rc" -ne 0 ] || { echo "fcvm exited 0 though its fc-run was killed" >&2; return 1; }
+	# Before: fcvm waited 10 s for the agent's power-off, then fc-boot's grace.
+	[ $((SECONDS - t0)) -lt 9 ] || { echo "fcvm took $((SECONDS - t0)) s to end" >&2; return 1; }
+	until_gone 10
+}
+
 @test "-d: the detached fc-run is recorded and ends with the VM" {
 	fc_vm_root hard
 	run_fc 0 --timeout 240 fcvm podman run -d --name rec "$IMG" sleep 600 3>&-

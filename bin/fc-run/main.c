@@ -26,10 +26,10 @@
 #define EXIT_FAIL 125
 
 static const char usage[] =
-	"usage: fc-run --vsock UDS [--port N] [--timeout SECONDS] [--started-fd N]\n"
+	"usage: fc-run --vsock UDS [--port N] [--timeout SECONDS] [--started-fd N] [--exit-fd N]\n"
 	"              [--heartbeat-timeout SECONDS] [--die-with-parent]\n"
 	"              [--owner-pid PID[:START]] [--console PATH] [-i] [-t] PLAN.json\n"
-	"       fc-run --unix PATH [--timeout SECONDS] [--started-fd N]\n"
+	"       fc-run --unix PATH [--timeout SECONDS] [--started-fd N] [--exit-fd N]\n"
 	"              [--heartbeat-timeout SECONDS] [--die-with-parent]\n"
 	"              [--owner-pid PID[:START]] [--console PATH] PLAN.json\n"
 	"       fc-run --status (--vsock UDS [--port N] | --unix PATH) [--timeout SECONDS]\n"
@@ -73,6 +73,7 @@ int main(int argc, char **argv)
 		{ "port", required_argument, NULL, 'p' },
 		{ "timeout", required_argument, NULL, 'X' },
 		{ "started-fd", required_argument, NULL, 'S' },
+		{ "exit-fd", required_argument, NULL, 'E' },
 		{ "die-with-parent", no_argument, NULL, 'D' },
 		{ "heartbeat-timeout", required_argument, NULL, 'H' },
 		{ "owner-pid", required_argument, NULL, 'O' },
@@ -94,7 +95,7 @@ int main(int argc, char **argv)
 	bool want_status = false, die_with = false, interactive = false, tty = false;
 	struct fc_err e;
 	size_t plan_len = 0;
-	int c, code;
+	int c, code, exit_fd = -1;
 
 	log_init("fc-run");
 	o.harden = true;
@@ -118,6 +119,11 @@ int main(int argc, char **argv)
 			if (parse_u64(optarg, 0, 1 << 20, "--started-fd", &v, &e) < 0)
 				usage_err(usage, "%s", e.msg);
 			o.started_fd = v;
+			break;
+		case 'E':
+			if (parse_u64(optarg, 0, 1 << 20, "--exit-fd", &v, &e) < 0)
+				usage_err(usage, "%s", e.msg);
+			exit_fd = v;
 			break;
 		case 'H':
 			if (parse_u64(optarg, 3, 86400, "--heartbeat-timeout", &v, &e) < 0)
@@ -164,6 +170,8 @@ int main(int argc, char **argv)
 					       "expected one PLAN.json argument");
 	if (o.started_fd >= 0 && fcntl(o.started_fd, F_GETFD) < 0)
 		usage_err(usage, "--started-fd %d is not an open file descriptor", o.started_fd);
+	if (exit_fd >= 0 && fcntl(exit_fd, F_GETFD) < 0)
+		usage_err(usage, "--exit-fd %d is not an open file descriptor", exit_fd);
 	o.timeout_ms = timeout * 1000;
 
 	if (!want_status && !(plan = load_plan(argv[optind], &plan_len, &e)))
@@ -208,6 +216,10 @@ int main(int argc, char **argv)
 	code = agentc_session(s, vsock ? vsock : unix_path, vsock ? port : 0, MSG_PLAN, plan,
 			      plan_len, &e);
 	tty_restore();
+	/* Only an EXIT from the agent: then the guest ends by itself (the
+	 * plan's poweroff), and a front end may wait for that. */
+	if (exit_fd >= 0 && code >= 0 && agentc_exited(s) && dprintf(exit_fd, "exit %d\n", code) < 0)
+		log_warn("--exit-fd: %s", strerror(errno));
 	if (code < 0)
 		fc_err_exit(&e, EXIT_FAIL);
 	return code;
