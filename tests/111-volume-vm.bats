@@ -140,6 +140,31 @@ wait_file() {
 	# leak_check (teardown): no sockets, records or VM processes either
 }
 
+@test "volumes: a detached VM keeps its volume servers after fcvm returns; fcvm stop ends them" {
+	run_fc 0 --timeout 400 fcvm podman run -d --name voldet --network none -v "$HOSTRW:/data" "$IMG" \
+		sh -c 'echo up > /data/up; while [ ! -e /data/go ]; do sleep 0.2; done; echo seen > /data/seen; sleep 600' 3>&-
+	local i
+	for ((i = 0; i < 1200; i++)); do
+		[ -e "$HOSTRW/up" ] && break
+		sleep 0.1
+	done
+	[ -e "$HOSTRW/up" ] || { echo "the detached container wrote nothing" >&2; false; }
+	[ -n "$(vol_procs)" ] || { echo "no volume processes after fcvm -d returned" >&2; false; }
+	# still served after fcvm is gone: a host change reaches the guest
+	touch "$HOSTRW/go"
+	for ((i = 0; i < 600; i++)); do
+		[ -e "$HOSTRW/seen" ] && break
+		sleep 0.1
+	done
+	[ -e "$HOSTRW/seen" ] || { echo "the volume stopped working once fcvm returned" >&2; false; }
+	run_fc 0 --timeout 120 fcvm stop voldet
+	for ((i = 0; i < 300; i++)); do
+		[ -z "$(vol_procs)" ] && break
+		sleep 0.1
+	done
+	assert_eq "$(vol_procs)" "" "fcvm stop: volume servers and keeper gone within 30 s"
+}
+
 @test "volumes: bad -v refused before anything is made (exit 125, one line)" {
 	local spec
 	for spec in "$BATS_TEST_TMPDIR/missing:/data" "$HOSTRW:data" "$HOSTRW" "$HOSTRW:/" \
