@@ -310,7 +310,7 @@ static int drive(struct fcq *q, const char *id, json_t *b, struct fc_err *e)
 	return 0;
 }
 
-static bool valid_mac(const char *m)
+bool fcq_valid_mac(const char *m)
 {
 	if (strlen(m) != 17)
 		return false;
@@ -365,7 +365,7 @@ static int net_iface(struct fcq *q, const char *id, json_t *b, struct fc_err *e)
 	if (!valid_ifname(tap))
 		return fc_err_set(e, 0, "invalid 'host_dev_name' '%.32s': 1-15 characters of [A-Za-z0-9_.-]", tap);
 	mac = json_str(b, "guest_mac");
-	if (mac && !valid_mac(mac))
+	if (mac && !fcq_valid_mac(mac))
 		return fc_err_set(e, 0, "invalid 'guest_mac' '%.32s': must be xx:xx:xx:xx:xx:xx", mac);
 	for (size_t i = 0; i < c->nnets; i++) {
 		if (!strcmp(c->nets[i].id, id))

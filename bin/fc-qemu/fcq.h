@@ -154,6 +154,14 @@ int snap_load(struct fcq *q, json_t *body, struct fc_err *e);
 /* vmm.c */
 /* The next QMP message, waiting up to @timeout_ms (events included). */
 json_t *vmm_qmp_next(struct vmm *v, int timeout_ms, struct fc_err *e);
+
+/* After a command was written: wait for its answer (events on the way are
+ * dropped). *@ret (if not NULL) gets the "return" value (new reference);
+ * a QMP error is returned in @e, sanitised. 0 or -1. */
+int vmm_qmp_await(struct vmm *v, const char *cmd, json_t **ret, struct fc_err *e);
+
+/* A MAC address "xx:xx:xx:xx:xx:xx" (hex digits, either case). */
+bool fcq_valid_mac(const char *m);
 /* Reset @v; base_dir is kept (the caller sets it before or after). */
 void vmm_init(struct vmm *v);
 /* Spawn fc-vsock (if configured) and QEMU; return once QEMU runs and QMP

@@ -213,24 +213,7 @@ static int qmp_call(struct vmm *v, const char *cmd, json_t *args, int fd, json_t
 	} else if (write_full(v->qmp_fd, line, len) < 0) {
 		return fc_err_set(e, errno, "QMP '%s'", cmd);
 	}
-	for (;;) {
-		_cleanup_json_ json_t *j = vmm_qmp_next(v, 10000, e);
-		json_t *r, *err;
-
-		if (!j)
-			return fc_err_wrap(e, "QMP '%s'", cmd);
-		if ((err = json_object_get(j, "error"))) {
-			const char *d = json_str(err, "desc") ? json_str(err, "desc") : "error";
-			_cleanup_free_ char *desc = text_clean(d, strlen(d), 512, false);
-
-			return fc_err_set(e, 0, "QMP '%s': %s", cmd, desc);
-		}
-		if ((r = json_object_get(j, "return"))) {
-			if (ret)
-				*ret = json_incref(r);
-			return 0;
-		}
-	}
+	return vmm_qmp_await(v, cmd, ret, e);
 }
 
 static int qmp_simple(struct vmm *v, const char *cmd, json_t *args, struct fc_err *e)
@@ -351,20 +334,6 @@ static bool valid_ifname(const char *s)
 		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
 		      (*s >= '0' && *s <= '9') || *s == '_' || *s == '-' || *s == '.'))
 			return false;
-	return true;
-}
-
-static bool valid_mac(const char *m)
-{
-	if (strlen(m) != 17)
-		return false;
-	for (int i = 0; i < 17; i++) {
-		char ch = m[i];
-
-		if (i % 3 == 2 ? ch != ':' :
-		    !((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F')))
-			return false;
-	}
 	return true;
 }
 
@@ -504,7 +473,7 @@ static int config_from_json(json_t *j, struct fcq_config *c, struct fc_err *e)
 		    str_field(x, "id", true, &id, e) < 0 || str_field(x, "tap", true, &tap, e) < 0 ||
 		    str_field(x, "mac", true, &mac, e) < 0 || json_int(x, "mtu", 0, 65535, &mtu, e) < 0)
 			return fc_err_wrap(e, "interface %zu", idx);
-		if (!fcq_valid_id(id, '_') || !valid_ifname(tap) || (*mac && !valid_mac(mac)))
+		if (!fcq_valid_id(id, '_') || !valid_ifname(tap) || (*mac && !fcq_valid_mac(mac)))
 			return fc_err_set(e, 0, "interface %zu: invalid id, tap or mac", idx);
 		snprintf(n->id, sizeof(n->id), "%s", id);
 		snprintf(n->tap, sizeof(n->tap), "%s", tap);

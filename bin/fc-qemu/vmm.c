@@ -387,6 +387,11 @@ static int qmp_exec(struct vmm *v, const char *cmd, json_t **ret, struct fc_err 
 		return fc_err_set(e, 0, "QMP '%s': QEMU is not running", cmd);
 	if (write_full(v->qmp_fd, line, strlen(line)) < 0)
 		return fc_err_set(e, errno, "QMP '%s'", cmd);
+	return vmm_qmp_await(v, cmd, ret, e);
+}
+
+int vmm_qmp_await(struct vmm *v, const char *cmd, json_t **ret, struct fc_err *e)
+{
 	for (;;) {
 		_cleanup_json_ json_t *j = qmp_next(v, QMP_TIMEOUT_MS, e);
 		json_t *r, *err;
