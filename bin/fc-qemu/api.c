@@ -324,7 +324,7 @@ bool fcq_valid_mac(const char *m)
 	return true;
 }
 
-static bool valid_ifname(const char *s)
+bool fcq_valid_ifname(const char *s)
 {
 	size_t n = strlen(s);
 
@@ -362,7 +362,7 @@ static int net_iface(struct fcq *q, const char *id, json_t *b, struct fc_err *e)
 	if (json_int(b, "mtu", 68, 65535, &mtu, e) < 0)
 		return -1;
 	tap = json_str(b, "host_dev_name");
-	if (!valid_ifname(tap))
+	if (!fcq_valid_ifname(tap))
 		return fc_err_set(e, 0, "invalid 'host_dev_name' '%.32s': 1-15 characters of [A-Za-z0-9_.-]", tap);
 	mac = json_str(b, "guest_mac");
 	if (mac && !fcq_valid_mac(mac))

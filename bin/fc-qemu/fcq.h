@@ -160,6 +160,9 @@ json_t *vmm_qmp_next(struct vmm *v, int timeout_ms, struct fc_err *e);
  * a QMP error is returned in @e, sanitised. 0 or -1. */
 int vmm_qmp_await(struct vmm *v, const char *cmd, json_t **ret, struct fc_err *e);
 
+/* A host interface name: 1-15 of [A-Za-z0-9_.-]. */
+bool fcq_valid_ifname(const char *s);
+
 /* A MAC address "xx:xx:xx:xx:xx:xx" (hex digits, either case). */
 bool fcq_valid_mac(const char *m);
 /* Reset @v; base_dir is kept (the caller sets it before or after). */

@@ -324,19 +324,6 @@ static int bool_field(json_t *o, const char *key, bool *out, struct fc_err *e)
 	return 0;
 }
 
-static bool valid_ifname(const char *s)
-{
-	size_t n = strlen(s);
-
-	if (n == 0 || n > 15)
-		return false;
-	for (; *s; s++)
-		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
-		      (*s >= '0' && *s <= '9') || *s == '_' || *s == '-' || *s == '.'))
-			return false;
-	return true;
-}
-
 static char *dir_of(const char *path)
 {
 	const char *sl = strrchr(path, '/');
@@ -473,7 +460,7 @@ static int config_from_json(json_t *j, struct fcq_config *c, struct fc_err *e)
 		    str_field(x, "id", true, &id, e) < 0 || str_field(x, "tap", true, &tap, e) < 0 ||
 		    str_field(x, "mac", true, &mac, e) < 0 || json_int(x, "mtu", 0, 65535, &mtu, e) < 0)
 			return fc_err_wrap(e, "interface %zu", idx);
-		if (!fcq_valid_id(id, '_') || !valid_ifname(tap) || (*mac && !fcq_valid_mac(mac)))
+		if (!fcq_valid_id(id, '_') || !fcq_valid_ifname(tap) || (*mac && !fcq_valid_mac(mac)))
 			return fc_err_set(e, 0, "interface %zu: invalid id, tap or mac", idx);
 		snprintf(n->id, sizeof(n->id), "%s", id);
 		snprintf(n->tap, sizeof(n->tap), "%s", tap);
@@ -812,7 +799,7 @@ int snap_load(struct fcq *q, json_t *b, struct fc_err *e)
 			fc_err_set(e, 0, "network_overrides: the snapshot has no interface '%.64s'", id);
 			goto fail;
 		}
-		if (!valid_ifname(tap)) {
+		if (!fcq_valid_ifname(tap)) {
 			fc_err_set(e, 0, "invalid 'host_dev_name' '%.32s': 1-15 characters of [A-Za-z0-9_.-]", tap);
 			goto fail;
 		}
