@@ -242,7 +242,10 @@ c, _ = s.accept(); time.sleep(5)' "$RUN/mute.sock" &
 		pgrep -f "echo up >&2; while" >/dev/null || break
 		sleep 0.05
 	done
-	! pgrep -f "echo up >&2; while" >/dev/null
+	if pgrep -f "echo up >&2; while" >/dev/null; then
+		echo "the runner's child outlived the agent" >&2
+		return 1
+	fi
 }
 
 # fake_agent SCENARIO: a scripted agent on $SOCK (python3) for what the real

@@ -178,7 +178,10 @@ EOF
 	# poweroff: the test-mode agent exits once the run is over.
 	local i
 	for ((i = 0; i < 200; i++)); do kill -0 "$AGENT_PID" 2>/dev/null || break; sleep 0.05; done
-	! kill -0 "$AGENT_PID" 2>/dev/null
+	if kill -0 "$AGENT_PID" 2>/dev/null; then
+		echo "the agent still runs 10 s after SIGTERM" >&2
+		return 1
+	fi
 	wait "$AGENT_PID"
 	AGENT_PID=""
 }

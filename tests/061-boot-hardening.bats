@@ -123,7 +123,9 @@ wait_status() {
 	kill -TERM "$pid"
 	# Bounded far below the VMM's 120 s delay: the wait for its API must end.
 	for ((i = 0; i < 300; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-	! kill -0 "$pid" 2>/dev/null || { kill -9 "$pid"; echo "fc-boot ignored SIGTERM while starting" >&2; false; }
+	if kill -0 "$pid" 2>/dev/null; then
+		kill -9 "$pid"; echo "fc-boot ignored SIGTERM while starting" >&2; return 1
+	fi
 	run wait "$pid"
 	assert_eq "$status" 143 "stopped by SIGTERM, not a failure"
 	[ -z "$vmm" ] || ! kill -0 "$vmm" 2>/dev/null || { echo "VMM $vmm still runs" >&2; false; }
