@@ -271,6 +271,10 @@ descendants() {
 	# what an OOM killer or a cgroup kill does: every process at once,
 	# the janitor (in its own session) included
 	all="$pid $(descendants "$pid" | tr '\n' ' ')"
+	# kill(1) signals one pid after another; a janitor still running when
+	# fc-boot's pipe end closes would clean up before its own SIGKILL
+	# arrives. Stopped first, nobody runs between the two kills.
+	kill -STOP $all
 	kill -9 $all
 	for ((i = 0; i < 100; i++)); do
 		[ -z "$(leaked_procs)" ] && break
