@@ -25,7 +25,7 @@ LIB_SRC   := $(wildcard lib/*.c)
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 AGENT_SRC := $(wildcard agent/*.c)
 # The agent runs in the guest: static, so it needs nothing from the rootfs.
-AGENT_LIB := lib/err.c lib/log.c lib/util.c lib/proto.c lib/json.c lib/sock.c lib/proc.c lib/fsutil.c lib/paths.c lib/text.c
+AGENT_LIB := lib/err.c lib/log.c lib/util.c lib/proto.c lib/json.c lib/sock.c lib/proc.c lib/fsutil.c lib/paths.c lib/text.c lib/clonefix.c
 TEST_SRC  := $(wildcard tests/unit/*.c)
 
 BINS      := $(TOOLS:%=$(BUILD)/bin/%) $(SCRIPTS:%.sh=$(BUILD)/bin/%)

@@ -8,11 +8,14 @@
  *   odd:  the rest is a plan (plan_parse, then plan_run_argv/plan_load_argv)
  *         and, as text, podman load output (plan_loaded_ref), an exec
  *         request (exec_req_parse, then exec_req_argv: the command comes
- *         last, after the container name, intact) and a window size.
+ *         last, after the container name, intact), a window size, and a
+ *         clone fix-up and its answer (lib/clonefix.c: what is accepted is
+ *         within bounds and re-encodes to what parses the same).
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -DFC_LIBFUZZER -D_GNU_SOURCE \
  *     -Ilib fuzz/proto_fuzz.c agent/plan.c lib/proto.c lib/json.c lib/err.c \
- *     lib/util.c lib/log.c -ljansson -o build/proto_fuzz
+ *     lib/util.c lib/log.c lib/clonefix.c lib/paths.c lib/text.c -ljansson \
+ *     -o build/proto_fuzz
  *   build/proto_fuzz -max_total_time=120 fuzz/corpus/proto
  *
  * Without -DFC_LIBFUZZER it builds a replay program: proto_fuzz FILE...
@@ -25,6 +28,8 @@
 #include <unistd.h>
 
 #include "../agent/plan.h"
+#include "clonefix.h"
+#include "paths.h"
 #include "proto.h"
 #include "util.h"
 
@@ -112,6 +117,30 @@ static void fuzz_plan(const uint8_t *data, size_t size)
 		if (exec_winsize_parse(text, size, &rows, &cols, &e) == 0 &&
 		    (!rows || !cols || rows > 65535 || cols > 65535))
 			abort();
+	}
+	{
+		struct clonefix f, g;
+		struct clonefix_done d, d2;
+
+		if (clonefix_parse(text, size, &f, &e) == 0) {
+			char *again = clonefix_encode(&f);
+
+			if (!fc_valid_name(f.id) || !fc_valid_name(f.hostname) ||
+			    f.seed_len < CLONEFIX_SEED_MIN || f.seed_len > CLONEFIX_SEED_MAX ||
+			    f.realtime.tv_nsec < 0 || f.realtime.tv_nsec > 999999999 ||
+			    clonefix_parse(again, strlen(again), &g, &e) < 0 ||
+			    memcmp(f.seed, g.seed, f.seed_len) || strcmp(f.hostname, g.hostname))
+				abort();
+			free(again);
+		}
+		if (clonefix_done_parse(text, size, &d, &e) == 0) {
+			char *again = clonefix_done_encode(&d);
+
+			if (!fc_valid_name(d.hostname) || d.containers < 0 || d.announced < 0 ||
+			    clonefix_done_parse(again, strlen(again), &d2, &e) < 0)
+				abort();
+			free(again);
+		}
 	}
 	ref = plan_loaded_ref(text, &e);
 	if (ref && !plan_ref_ok(ref))

@@ -41,6 +41,8 @@ enum proto_type {
 	MSG_STATUS,	/* agent -> host: JSON {"version":1,"state":...} - then it closes */
 	MSG_EXEC,	/* host -> agent: JSON exec request (see fc-agent(1)) - first frame */
 	MSG_WINSIZE,	/* host -> agent: JSON {"rows":N,"cols":N} - resize the session's pty */
+	MSG_CLONE,	/* host -> agent: JSON clone fix-up (see clonefix.h) - first frame */
+	MSG_CLONE_DONE,	/* agent -> host: JSON what the fix-up did (see clonefix.h) - then it closes */
 	MSG_TYPE_MAX
 };
 

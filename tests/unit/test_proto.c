@@ -51,10 +51,14 @@ static void test_header_roundtrip(void)
 		      !strcmp(proto_type_name(MSG_STATUS_REQ), "status-request") &&
 		      !strcmp(proto_type_name(MSG_STATUS), "status"),
 	      "status request and status are types 12 and 13 (appended after signal)");
-	CHECK(MSG_EXEC == 14 && MSG_WINSIZE == 15 && MSG_TYPE_MAX == 16 &&
+	CHECK(MSG_EXEC == 14 && MSG_WINSIZE == 15 &&
 		      !strcmp(proto_type_name(MSG_EXEC), "exec") &&
 		      !strcmp(proto_type_name(MSG_WINSIZE), "winsize"),
 	      "exec and winsize are types 14 and 15 (appended after status)");
+	CHECK(MSG_CLONE == 16 && MSG_CLONE_DONE == 17 && MSG_TYPE_MAX == 18 &&
+		      !strcmp(proto_type_name(MSG_CLONE), "clone") &&
+		      !strcmp(proto_type_name(MSG_CLONE_DONE), "clone-done"),
+	      "clone and clone-done are types 16 and 17 (appended after winsize)");
 }
 
 static void bad(const uint8_t *b, const char *needle, const char *what)
