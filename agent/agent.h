@@ -3,12 +3,15 @@
  *
  * Session types (see conn.h for the connection they ride on):
  *   dispatch.c  the run port's first frame: PLAN -> run session,
- *               STATUS_REQ -> status answer; anything else is refused
+ *               STATUS_REQ -> status answer, EXEC, CLONE; anything else
+ *               is refused
  *   run.c       the run session: plan, podman load, podman run, output,
  *               stdin and a pty when the plan asks, exit code; the
  *               container outlives its host connection
  *   exec.c      exec sessions (the exec port, AGENT_PORT_EXEC): one command
  *               in the container or the guest OS per connection
+ *   clone.c     the clone fix-up (CLONE on the run port): a restored
+ *               snapshot's new hostname, RNG seed and clock
  * A new session type (a volume channel) is one
  * more file with its own struct conn_ops, and one more line in main.c's
  * listener table: nothing in the others changes.

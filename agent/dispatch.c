@@ -5,12 +5,14 @@
  *   STATUS_REQ  -> one STATUS frame (the health check), then close
  *   EXEC        -> an exec session (exec.c; the exec port's own first
  *                  frame, accepted here too for the one-socket test mode)
+ *   CLONE       -> the clone fix-up (clone.c): CLONE_DONE, then close
  *   other       -> ERROR "expected a plan or a status request", close
  * A host that says nothing for PLAN_WAIT_MS is told so and closed.
  */
 #include <stdio.h>
 
 #include "agent.h"
+#include "clone.h"
 #include "exec.h"
 #include "log.h"
 #include "run.h"
@@ -30,6 +32,9 @@ static void dispatch_frame(struct conn *c, void *sess, const struct proto_hdr *h
 		return;
 	case MSG_EXEC:
 		exec_take(a, c, payload, h->len);
+		return;
+	case MSG_CLONE:
+		clone_take(a, c, payload, h->len);
 		return;
 	case MSG_STATUS_REQ:
 		if (h->len) {
