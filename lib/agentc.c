@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "agentc.h"
+#include "clonefix.h"
 #include "hvsock.h"
 #include "json.h"
 #include "log.h"
@@ -34,7 +35,7 @@
 				   the owner dead: time to read what the agent had sent */
 #define FRAMES_PER_WAKE	  64	/* then signals are looked at again */
 
-enum phase { PH_HELLO, PH_STATUS, PH_RUN };
+enum phase { PH_HELLO, PH_STATUS, PH_CLONE, PH_RUN };
 
 struct agentc {
 	struct agentc_opts o;
@@ -73,6 +74,7 @@ struct agentc {
 	int exit_code;
 	bool exited;		/* the agent's EXIT frame arrived */
 	char *status;
+	struct clonefix_done *done;	/* PH_CLONE: filled by the answer */
 	bool winch_pending;	/* a resize before the request went out */
 };
 
@@ -341,6 +343,9 @@ static int timed_out(struct agentc *s, enum phase ph, struct fc_err *e)
 	if (ph == PH_STATUS)
 		return fc_err_say(e, ETIMEDOUT, "agent did not answer the status request on %s within %u s",
 				  s->where, secs);
+	if (ph == PH_CLONE)
+		return fc_err_say(e, ETIMEDOUT, "agent did not finish the clone fix-up on %s within %u s",
+				  s->where, secs);
 	return fc_err_say(e, ETIMEDOUT,
 			  "agent did not answer on %s within %u s (is the VM booting? see its console log)",
 			  s->where, secs);
@@ -433,6 +438,12 @@ static int on_frame(struct agentc *s, enum phase ph, struct fc_err *e)
 		if (ph != PH_STATUS)
 			break;
 		return take_status(s, s->rx.payload, s->rx.h.len, e) < 0 ? -1 : 1;
+	case MSG_CLONE_DONE:
+		if (ph != PH_CLONE)
+			break;
+		if (clonefix_done_parse((const char *)s->rx.payload, s->rx.h.len, s->done, e) < 0)
+			return fc_err_wrap(e, "agent protocol error");
+		return 1;
 	case MSG_STDOUT:
 	case MSG_STDERR:
 		if (ph != PH_RUN)
@@ -749,6 +760,23 @@ int agentc_status(struct agentc *s, char **json, struct fc_err *e)
 	if (pump(s, PH_STATUS, e) < 0)
 		return -1;
 	*json = steal_ptr(&s->status);
+	return 0;
+}
+
+int agentc_clone(struct agentc *s, const struct clonefix *f, struct clonefix_done *done,
+		 struct fc_err *e)
+{
+	_cleanup_free_ char *req = clonefix_encode(f);
+
+	tx_queue(s, MSG_CLONE, req, strlen(req));
+	s->req_queued = true;
+	s->done = done;
+	if (pump(s, PH_CLONE, e) < 0)
+		return fc_err_wrap(e, "clone fix-up");
+	/* (hostname is a checked fcvm name: safe to show) */
+	if (strcmp(done->hostname, f->hostname))
+		return fc_err_say(e, EPROTO, "clone fix-up: the agent set hostname '%s', not '%s'",
+				  done->hostname, f->hostname);
 	return 0;
 }
 

@@ -45,6 +45,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "clonefix.h"
 #include "err.h"
 
 struct agentc_opts {
@@ -105,6 +106,16 @@ int agentc_run(struct agentc *s, uint8_t type, const void *req, size_t len, stru
  * non-ASCII escaped, so it is safe for a terminal (caller frees). 0 or -1
  * (a signal: agentc_signal() != 0). Instead of agentc_run(). */
 int agentc_status(struct agentc *s, char **json, struct fc_err *e);
+
+/* Send the clone fix-up @f (MSG_CLONE: a restored guest's new hostname,
+ * RNG seed and clock; make it with clonefix_make() right before) and wait
+ * for the agent's CLONE_DONE within what is left of opts.timeout_ms, into
+ * *@done. 0, or -1 with @e ("clone fix-up: ..."): the agent's ERROR (its
+ * message, cleaned), a bad or mismatched answer, the timeout, the owner's
+ * death, a signal. Instead of agentc_run(); fc-clone uses it, and so can
+ * anything else that resumes a snapshot. */
+int agentc_clone(struct agentc *s, const struct clonefix *f, struct clonefix_done *done,
+		 struct fc_err *e);
 
 /* agentc_connect, agentc_harden if opts.harden, agentc_run: one session
  * from start to end. Returns what agentc_run returns. */

@@ -15,7 +15,12 @@
  *     maps the memory file privately: clones share its page cache) and
  *     the clone's own vsock socket, resume_vm; then the agent must answer
  *     a STATUS request on the new socket (the restore reset the vsock
- *     transport; the agent keeps listening) before the clone is "running".
+ *     transport; the agent keeps listening).
+ *  4. The clone fix-up (MSG_CLONE, lib/clonefix.h): the guest's and the
+ *     container's hostname become the clone's name, the guest RNG gets a
+ *     fresh seed from the host, the guest clock the host's. Only when the
+ *     agent acknowledges it is the clone "running"; a failure or a timeout
+ *     fails the clone and vmowner removes everything it made.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,6 +30,7 @@
 #include <string.h>
 
 #include "agentc.h"
+#include "clonefix.h"
 #include "fsutil.h"
 #include "json.h"
 #include "log.h"
@@ -44,6 +50,10 @@ static noreturn void usage(int code)
 	fputs(usage_text, code ? stderr : stdout);
 	exit(code);
 }
+
+/* The fix-up once the agent answers: a few syscalls in the guest, but TCG
+ * guests are slow and the host may be loaded. */
+#define FIXUP_MS 30000
 
 struct clone {
 	const char *tag;
@@ -129,6 +139,34 @@ static int wait_agent(const char *vsock, int ms, struct fc_err *e)
 	}
 }
 
+/* The clone fix-up (see clonefix.h): the restored guest still believes it
+ * is the snapshot's source - its hostname, its RNG state (every clone would
+ * draw the same "random" bytes), its clock of the snapshot's moment. Tell
+ * its agent who it is now, on a connection of its own once the agent has
+ * answered (the vsock reset is behind us then: no retry, a failure is the
+ * clone's failure). Bounded by @ms. */
+static int clone_fixup(const struct vm_spec *s, int ms, struct fc_err *e)
+{
+	struct agentc_opts ao = AGENTC_OPTS_INIT;
+	_cleanup_agentc_ struct agentc *a = NULL;
+	struct clonefix f;
+	struct clonefix_done d;
+
+	ao.timeout_ms = ms;
+	ao.heartbeat_ms = 0;
+	a = agentc_new(&ao);
+	if (agentc_connect(a, s->vsock, AGENT_PORT_RUN, e) < 0)
+		return fc_err_wrap(e, "clone fix-up");
+	/* (the seed and the clock as late as possible: the clock is sent) */
+	if (clonefix_make(&f, s->id, s->name, e) < 0 || agentc_clone(a, &f, &d, e) < 0)
+		return -1;
+	explicit_bzero(f.seed, sizeof(f.seed));
+	log_debug("clone fix-up: hostname '%s', %lld container(s) renamed, RNG %s, %lld "
+		  "interface(s) re-announced", d.hostname, d.containers,
+		  d.reseeded ? "reseeded" : "seeded (no RNDRESEEDCRNG)", d.announced);
+	return 0;
+}
+
 static int clone_configure(struct vmowner *o, struct fcapi *api, void *arg, struct fc_err *e)
 {
 	struct clone *c = arg;
@@ -153,9 +191,10 @@ static int clone_configure(struct vmowner *o, struct fcapi *api, void *arg, stru
 		 (unsigned long long)(now_ms() - t0));
 	record_config(o, c->man, disk);
 	/* Network for clones (a namespace per clone keeping the snapshot's
-	 * guest address) and the agent's clone fix-up (hostname, id, RNG,
-	 * clock) are not wired yet: see fc-clone(1), BUGS. */
+	 * guest address) is not wired yet: see fc-clone(1), BUGS. */
 	if (wait_agent(s->vsock, c->agent_timeout_ms, e) < 0)
+		return -1;
+	if (clone_fixup(s, FIXUP_MS, e) < 0)
 		return -1;
 	log_debug("clone %s answers %llu ms after the load began", s->id,
 		 (unsigned long long)(now_ms() - t0));
