@@ -1,7 +1,8 @@
 /* test_agentc - the host end of an agent session (lib/agentc) against a
  * scripted agent in a thread, on a Unix socket: what fc-exec needs beyond
  * fc-run (stdin forwarded, then STDIN_EOF), signal forwarding, STARTED,
- * STATUS, and an owner that is gone before anything starts.
+ * STATUS, the clone fix-up (acknowledged, refused, mismatched, unanswered),
+ * and an owner that is gone before anything starts.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -24,7 +25,8 @@
 
 #include "check.h"
 
-enum scenario { SC_STDIN, SC_SIGNAL, SC_STATUS };
+enum scenario { SC_STDIN, SC_SIGNAL, SC_STATUS, SC_CLONE_OK, SC_CLONE_ERR, SC_CLONE_WRONG,
+		SC_CLONE_SILENT };
 
 struct agent {
 	int lfd;
@@ -76,6 +78,15 @@ static void *agent_main(void *arg)
 				       "{\"version\":1,\"state\":\"idle\",\"container\":null,"
 				       "\"sessions\":1,\"x\":\"\\u009b\"}",
 				       &e);
+		if (h.type == MSG_CLONE && a->sc == SC_CLONE_ERR)
+			proto_send_str(c, MSG_ERROR,
+				       "{\"message\":\"clone fix-up: set the clock: \\u001b[31mno\"}", &e);
+		if (h.type == MSG_CLONE && (a->sc == SC_CLONE_OK || a->sc == SC_CLONE_WRONG))
+			proto_send_str(c, MSG_CLONE_DONE, a->sc == SC_CLONE_OK ?
+				       "{\"version\":1,\"hostname\":\"c1\",\"containers\":1,"
+				       "\"reseeded\":true,\"announced\":0}" :
+				       "{\"version\":1,\"hostname\":\"src\",\"containers\":1,"
+				       "\"reseeded\":true,\"announced\":0}", &e);
 		free(buf);
 		buf = NULL;
 	}
@@ -207,6 +218,56 @@ static void test_status(void)
 	free(json);
 }
 
+/* A fix-up for "c1" against the agent playing @sc. 0 or -1 with @e. */
+static int clone_fixup(enum scenario sc, struct agent *a, struct clonefix_done *d,
+		       struct fc_err *e)
+{
+	struct agentc_opts o = AGENTC_OPTS_INIT;
+	struct clonefix f;
+	pthread_t t;
+	struct agentc *s;
+	int r;
+
+	o.timeout_ms = sc == SC_CLONE_SILENT ? 1000 : 10000;
+	t = start_agent(a, sc);
+	s = agentc_new(&o);
+	r = agentc_connect(s, sock_path, 0, e);
+	if (r == 0 && clonefix_make(&f, "vm-0123456789ab", "c1", e) == 0)
+		r = agentc_clone(s, &f, d, e);
+	agentc_free(s);
+	stop_agent(a, t);
+	return r;
+}
+
+static void test_clone(void)
+{
+	struct agent a;
+	struct clonefix_done d;
+	struct fc_err e;
+	uint64_t t0;
+	int r;
+
+	r = clone_fixup(SC_CLONE_OK, &a, &d, &e);
+	if (!CHECK(r == 0 && !strcmp(d.hostname, "c1") && d.containers == 1 && d.reseeded,
+		   "clone fix-up: acknowledged"))
+		printf("#   %s\n", e.msg);
+	CHECK(!strncmp(a.got, "clone:{\"version\":1,\"id\":\"vm-0123456789ab\",\"hostname\":\"c1\"", 40),
+	      "one CLONE frame with the clone's id and name");
+	r = clone_fixup(SC_CLONE_ERR, &a, &d, &e);
+	if (!CHECK(r < 0 && strstr(e.msg, "clone fix-up: clone fix-up: set the clock: ?[31mno"),
+		   "a refused fix-up fails with the agent's message, cleaned"))
+		printf("#   %s\n", e.msg);
+	r = clone_fixup(SC_CLONE_WRONG, &a, &d, &e);
+	CHECK(r < 0 && strstr(e.msg, "set hostname 'src', not 'c1'"),
+	      "an answer for another hostname is a failure");
+	t0 = now_ms();
+	r = clone_fixup(SC_CLONE_SILENT, &a, &d, &e);
+	if (!CHECK(r < 0 && e.errnum == ETIMEDOUT && strstr(e.msg, "did not finish the clone fix-up") &&
+			   now_ms() - t0 < 5000,
+		   "an unanswered fix-up times out within the bound"))
+		printf("#   %s\n", e.msg);
+}
+
 static void test_dead_owner(void)
 {
 	struct agentc_opts o = AGENTC_OPTS_INIT;
@@ -248,6 +309,7 @@ int main(void)
 	test_stdin();
 	test_signal(sigfd);
 	test_status();
+	test_clone();
 	test_dead_owner();
 	rmdir(dir);
 	return check_done();
