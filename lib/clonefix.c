@@ -23,7 +23,7 @@ int clonefix_make(struct clonefix *f, const char *id, const char *hostname, stru
 
 	memset(f, 0, sizeof(*f));
 	if (!fc_valid_name(id) || !fc_valid_name(hostname))
-		return fc_err_set(e, EINVAL, "invalid clone id or name");
+		return fc_err_say(e, EINVAL, "invalid clone id or name");
 	strcpy(f->id, id);
 	strcpy(f->hostname, hostname);
 	while (got < CLONEFIX_SEED_MAX) {
@@ -80,13 +80,13 @@ static json_t *parse_object(const char *buf, size_t len, const char *what,
 	json_t *v;
 
 	if (len > CLONEFIX_MAX)
-		return fc_err_set(e, EMSGSIZE, "%s of %zu bytes (at most %d)", what, len,
+		return fc_err_say(e, EMSGSIZE, "%s of %zu bytes (at most %d)", what, len,
 				  CLONEFIX_MAX), NULL;
 	j = json_parse(buf, len, e);
 	if (!j)
 		return fc_err_wrap(e, "%s", what), NULL;
 	if (!json_is_object(j))
-		return fc_err_set(e, EINVAL, "%s is not a JSON object", what), NULL;
+		return fc_err_say(e, EINVAL, "%s is not a JSON object", what), NULL;
 	json_object_foreach(j, k, v) {
 		size_t i;
 
@@ -96,15 +96,15 @@ static json_t *parse_object(const char *buf, size_t len, const char *what,
 			/* (the guest may send this: cleaned before it is shown) */
 			_cleanup_free_ char *name = text_clean(k, strlen(k), 32, false);
 
-			fc_err_set(e, EINVAL, "%s: unknown field '%s'", what, name);
+			fc_err_say(e, EINVAL, "%s: unknown field '%s'", what, name);
 			return NULL;
 		}
 	}
 	for (size_t i = 0; i < nkeys; i++)
 		if (!json_object_get(j, keys[i]))
-			return fc_err_set(e, EINVAL, "%s: missing '%s'", what, keys[i]), NULL;
+			return fc_err_say(e, EINVAL, "%s: missing '%s'", what, keys[i]), NULL;
 	if (json_int(j, "version", 0, 1000000, &version, e) != 0 || version != CLONEFIX_VERSION)
-		return fc_err_set(e, EPROTO, "%s: version must be %d", what, CLONEFIX_VERSION),
+		return fc_err_say(e, EPROTO, "%s: version must be %d", what, CLONEFIX_VERSION),
 		       NULL;
 	return steal_ptr(&j);
 }
@@ -115,7 +115,7 @@ static int name_field(json_t *j, const char *key, const char *what, char *out, s
 	const char *s = json_str(j, key);
 
 	if (!s || strlen(s) != json_string_length(json_object_get(j, key)) || !fc_valid_name(s))
-		return fc_err_set(e, EINVAL, "%s: '%s' must be 1-%d letters, digits, '_', '.', '-'",
+		return fc_err_say(e, EINVAL, "%s: '%s' must be 1-%d letters, digits, '_', '.', '-'",
 				  what, key, CLONEFIX_NAME_MAX);
 	strcpy(out, s);
 	return 0;
@@ -142,26 +142,26 @@ int clonefix_parse(const char *buf, size_t len, struct clonefix *f, struct fc_er
 	seed = json_str(j, "seed");
 	n = seed ? strlen(seed) : 0;
 	if (!seed || n % 2 || n < 2 * CLONEFIX_SEED_MIN || n > 2 * CLONEFIX_SEED_MAX)
-		return fc_err_set(e, EINVAL, "%s: 'seed' must be %d-%d bytes as hex digits", what,
+		return fc_err_say(e, EINVAL, "%s: 'seed' must be %d-%d bytes as hex digits", what,
 				  CLONEFIX_SEED_MIN, CLONEFIX_SEED_MAX);
 	for (size_t i = 0; i < n; i += 2) {
 		int hi = hexval(seed[i]), lo = hexval(seed[i + 1]);
 
 		if (hi < 0 || lo < 0)
-			return fc_err_set(e, EINVAL, "%s: 'seed' has a non-hex digit", what);
+			return fc_err_say(e, EINVAL, "%s: 'seed' has a non-hex digit", what);
 		f->seed[i / 2] = (uint8_t)(hi << 4 | lo);
 	}
 	f->seed_len = n / 2;
 	rt = json_object_get(j, "realtime");
 	if (!json_is_object(rt) || json_object_size(rt) != 2)
-		return fc_err_set(e, EINVAL, "%s: 'realtime' must be {\"sec\":S,\"nsec\":N}", what);
+		return fc_err_say(e, EINVAL, "%s: 'realtime' must be {\"sec\":S,\"nsec\":N}", what);
 	json_object_foreach(rt, k, v)
 		if (strcmp(k, tkeys[0]) && strcmp(k, tkeys[1]))
-			return fc_err_set(e, EINVAL, "%s: 'realtime' must be {\"sec\":S,\"nsec\":N}",
+			return fc_err_say(e, EINVAL, "%s: 'realtime' must be {\"sec\":S,\"nsec\":N}",
 					  what);
 	if (json_int(rt, "sec", REALTIME_MIN, REALTIME_MAX, &sec, e) != 0 ||
 	    json_int(rt, "nsec", 0, 999999999, &nsec, e) != 0)
-		return fc_err_set(e, EINVAL, "%s: 'realtime' out of range (sec %lld-%lld, nsec "
+		return fc_err_say(e, EINVAL, "%s: 'realtime' out of range (sec %lld-%lld, nsec "
 				  "0-999999999)", what, REALTIME_MIN, REALTIME_MAX);
 	f->realtime.tv_sec = (time_t)sec;
 	f->realtime.tv_nsec = (long)nsec;
@@ -195,9 +195,9 @@ int clonefix_done_parse(const char *buf, size_t len, struct clonefix_done *d, st
 		return -1;
 	if (json_int(j, "containers", 0, 1000000, &d->containers, e) != 0 ||
 	    json_int(j, "announced", 0, 1000000, &d->announced, e) != 0)
-		return fc_err_set(e, EINVAL, "%s: 'containers' and 'announced' must be counts", what);
+		return fc_err_say(e, EINVAL, "%s: 'containers' and 'announced' must be counts", what);
 	if (!json_is_boolean(json_object_get(j, "reseeded")))
-		return fc_err_set(e, EINVAL, "%s: 'reseeded' must be true or false", what);
+		return fc_err_say(e, EINVAL, "%s: 'reseeded' must be true or false", what);
 	d->reseeded = json_is_true(json_object_get(j, "reseeded"));
 	return 0;
 }

@@ -223,6 +223,34 @@ EOF
 		"status after a failed plan: exited 125 with the reason"
 }
 
+@test "agent-multi: a clone fix-up in test mode is checked and answered but not applied; a bad one is refused" {
+	start_agent
+	local host; host=$(uname -n)
+	run py <<'EOF'
+import json, sys
+from agentproto import *
+path = sys.argv[1]
+fix = {"version": 1, "id": "vm-0123456789ab", "hostname": "c1", "seed": "ab" * 64,
+       "realtime": {"sec": 1800000000, "nsec": 0}}
+s = conn(path)
+hello(s)
+s.sendall(frame(CLONE, json.dumps(fix).encode()))
+print("good:", [(t, json.loads(p)) for t, p in rest(s)])
+fix["seed"] = "ab" * 8
+s = conn(path)
+hello(s)
+s.sendall(frame(CLONE, json.dumps(fix).encode()))
+print("short seed:", [(t, json.loads(p)["message"]) for t, p in rest(s)])
+EOF
+	echo "$output"
+	[ "$status" -eq 0 ]
+	assert_contains "$output" "good: [(17, {'version': 1, 'hostname': 'c1', 'containers': 0, 'reseeded': False, 'announced': 0})]" \
+		"CLONE_DONE, nothing applied in test mode"
+	assert_contains "$output" "short seed: [(9, \"clone fix-up: 'seed' must be 32-64 bytes as hex digits\")]" \
+		"a seed too short is refused"
+	assert_eq "$(uname -n)" "$host" "the host's hostname is untouched"
+}
+
 @test "agent-multi: a run connection's protocol error drops that host, the container runs on" {
 	start_agent
 	run py <<'EOF'
