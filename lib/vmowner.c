@@ -515,18 +515,30 @@ json_t *vmowner_record(struct vmowner *o)
 /* ---- what a VM leaves, and who removes it ------------------------------ */
 
 /* Every socket in run/<id>/ (the API, the vsock, guest-initiated
- * "<uds>_<port>" listeners), then the directory; the record. Never the disk
- * directory: it holds the console log the user may still want. Safe to run
- * twice and from the janitor. */
+ * "<uds>_<port>" listeners) and every directory in it (a VMM's private
+ * one: fc-qemu keeps QEMU's sockets and RAM file in run/<id>/fc-qemu.XXXXXX
+ * so that a SIGKILLed fc-qemu leaves them here, where we clean up), then
+ * the directory; the record. Never the disk directory: it holds the
+ * console log the user may still want. Safe to run twice and from the
+ * janitor. */
 static void remove_runtime(const char *id, const char *run_dir, const char *vsock)
 {
 	DIR *d = opendir(run_dir);
 	struct dirent *de;
 
 	if (d) {
-		while ((de = readdir(d)))
-			if (de->d_type == DT_SOCK)
+		while ((de = readdir(d))) {
+			if (de->d_type == DT_SOCK) {
 				unlinkat(dirfd(d), de->d_name, 0);
+			} else if (de->d_type == DT_DIR && strcmp(de->d_name, ".") &&
+				   strcmp(de->d_name, "..")) {
+				_cleanup_free_ char *sub = xasprintf("%s/%s", run_dir, de->d_name);
+				struct fc_err e;
+
+				if (fc_rm_tree(sub, &e) < 0)
+					log_warn("%s", e.msg);
+			}
+		}
 		closedir(d);
 	}
 	/* A --vsock outside run/<id>/ is ours too (its listeners are not). */
