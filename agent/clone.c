@@ -213,10 +213,9 @@ void clone_take(struct agent *a, struct conn *c, const uint8_t *payload, size_t 
 	if (clonefix_parse((const char *)payload, len, &f, &e) < 0) {
 		conn_send_error(c, e.msg);
 	} else if (a->pid1 && apply(&f, &d, &e) < 0) {
-		_cleanup_free_ char *m = xasprintf("clone fix-up: %s", e.msg);
-
-		log_error("%s", m);
-		conn_send_error(c, m);
+		/* (the host says "clone fix-up: " before it) */
+		log_error("clone fix-up: %s", e.msg);
+		conn_send_error(c, e.msg);
 	} else {
 		_cleanup_free_ char *done = NULL;
 

@@ -3,7 +3,8 @@
 # each carry their own name as hostname, in the guest and in the running
 # container; their kernel RNGs differ right after the restore (a uuid and
 # /dev/urandom bytes); their clock is the host's although the snapshot's
-# clock is seconds behind. The source keeps its own.
+# clock is seconds behind. The source keeps its own. A fix-up the guest
+# cannot apply fails the clone with the guest's reason, leaving nothing.
 
 load helpers
 load lib/snapshot
@@ -76,4 +77,23 @@ in_vm() {
 
 	in_vm src 'cat /proc/sys/kernel/hostname'
 	assert_eq "$output" "$SRC_ID" "the source keeps its hostname"
+}
+
+@test "clone fix-up: a fix-up the guest cannot apply fails the clone clearly and leaves nothing" {
+	need_snap_qemu
+	start_source
+	# A guest without /dev/urandom cannot take the seed: its agent answers
+	# ERROR, and the clone must not come up as a copy of the source.
+	in_vm src 'rm /dev/urandom'
+	run_fc 0 --timeout 300 fc-snap create --vm src --tag t1
+	run_fc 1 --timeout 300 fc-clone --snapshot t1 --name bad --detach 3>&-
+	assert_contains "$output" "clone fix-up: open /dev/urandom: No such file or directory" \
+		"fc-clone names the step that failed in the guest"
+	run_fc 0 fc-state ls --json
+	assert_eq "$(jq '[.[] | select(.process_type == "clone")] | length' <<<"$output")" 0 \
+		"no clone record"
+	assert_eq "$(ls "$FCVM_ROOT/vm-disks" | grep -vx "$SRC_ID" | wc -l)" 0 "no clone disk directory"
+	assert_eq "$(ls "$FCVM_ROOT/run" | grep -vx "$SRC_ID" | wc -l)" 0 "no clone run directory"
+	in_vm src 'mknod -m 666 /dev/urandom c 1 9 && head -c1 /dev/urandom | wc -c'
+	assert_eq "$output" 1 "the source runs on"
 }
