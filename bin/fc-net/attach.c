@@ -65,7 +65,7 @@ int attach_run(json_t *rec, const char *netns, char **cmd, int ready_fd, int *co
 	const char *tap = json_str(rec, "tap"), *mode = json_str(rec, "mode");
 	const char *gip = json_str(rec, "guest_ip"), *gws = json_str(rec, "gateway");
 	static const int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGCHLD, 0 };
-	bool rootless = mode && !strcmp(mode, "rootless");
+	bool in_holder = mode && (!strcmp(mode, "rootless") || !strcmp(mode, "clone"));
 	struct in_addr addr, gw;
 	long long prefix = 0;
 	pid_t child = -1;
@@ -89,9 +89,9 @@ int attach_run(json_t *rec, const char *netns, char **cmd, int ready_fd, int *co
 	sfd = signalfd_for(sigs, SFD_NONBLOCK, e);
 	if (sfd < 0)
 		return -1;
-	/* The VMM's end of the VM's TAP: on the host, or (rootless) inside
-	 * the holder's namespaces, where the VMM runs. */
-	if (rootless && netns_enter_record(rec, e) < 0)
+	/* The VMM's end of the VM's TAP: on the host, or (rootless, clone)
+	 * inside the holder's namespaces, where the VMM runs. */
+	if (in_holder && netns_enter_record(rec, e) < 0)
 		return -1;
 	host = tap_open(tap, false, false, (uid_t)-1, e);
 	if (host < 0)
