@@ -194,9 +194,11 @@ static int source_parse(json_t *n, struct src_net *s, struct port_map *maps, siz
 		    json_int(v, "guest_port", 1, 65535, &gp, e) != 0)
 			return fc_err_set(e, EINVAL, "ports[%zu] is not {proto, host_port, guest_port}", i);
 		proto = strcmp(pr, "udp") ? IPPROTO_TCP : IPPROTO_UDP;
-		/* A -p given for the clone wins over the source's for that port. */
+		/* Re-created on the clone's loopback address with the same host
+		 * port, unless a -p of the clone's takes that very address and
+		 * port (it wins). */
 		for (j = 0; j < *nmaps; j++)
-			if (maps[j].proto == proto && maps[j].guest_port == gp)
+			if (maps[j].proto == proto && maps[j].host_port == hp && !maps[j].host_ip_given)
 				break;
 		if (j < *nmaps)
 			continue;
