@@ -335,3 +335,30 @@ get_until() {
 	for ((i = 0; i < 100; i++)); do [ -z "$(ls "$FCVM_ROOT/net" 2>/dev/null)" ] && break; sleep 0.1; done
 	nothing_left
 }
+
+@test "clone-net: a snapshot of a VM without a network: fc-net and fc-clone -p refuse, nothing is made" {
+	fc_setup_root
+	# a consistent snapshot that is never started (as tests/101 crafts them)
+	local d="$FCVM_ROOT/snapshots/nonet"
+	mkdir -p "$d"
+	head -c 4096 /dev/urandom >"$d/vmstate"
+	truncate -s 16M "$d/memory"
+	truncate -s 1M "$d/disk.ext4"
+	jq -n --arg sum "$(sha256sum <"$d/vmstate" | cut -d' ' -f1)" '{
+		version: 1, tag: "nonet", created: "2026-01-01T00:00:00Z",
+		source: {id: "vm-000000000000", name: "x", config: {}, network: null},
+		machine: {cpus: 1, memory_mib: 16, vsock_cid: 3},
+		vmm: {program: "fc-qemu", version: "x"}, backends: ["File"],
+		files: {vmstate: {name: "vmstate", size: 4096, sha256: $sum},
+			memory: {name: "memory", size: 16777216},
+			disk: {name: "disk.ext4", size: 1048576}}}' >"$d/manifest.json"
+	run_fc 1 fc-net up --vm c1 --mode clone --from-snapshot nonet --owner-pid $$
+	assert_contains "$output" "had no network" "fc-net: nothing to clone"
+	run_fc 1 fc-clone --snapshot nonet --name c1 -p 8080:80
+	assert_contains "$output" "-p needs a network" "fc-clone: -p without a network"
+	run_fc 2 fc-net up --vm c1 --mode clone --from-snapshot ../x
+	assert_contains "$output" "invalid --from-snapshot" "a tag is a plain name"
+	assert_eq "$(ls "$FCVM_ROOT/net" 2>/dev/null)" "" "no record made"
+	assert_eq "$(ls "$FCVM_ROOT/state" 2>/dev/null)" "" "no state record made"
+	assert_eq "$(count_veths)" "$veths_before" "no veth made"
+}

@@ -29,7 +29,7 @@
 #include "proc.h"
 #include "util.h"
 
-static int parse_mac(const char *s, uint8_t mac[6])
+int net_parse_mac(const char *s, uint8_t mac[6])
 {
 	unsigned int v[6];
 	int i;
@@ -75,7 +75,7 @@ int attach_run(json_t *rec, const char *netns, char **cmd, int ready_fd, int *co
 
 	*code = 0;
 	if (!tap || !gip || !gws || inet_pton(AF_INET, gip, &addr) != 1 ||
-	    inet_pton(AF_INET, gws, &gw) != 1 || parse_mac(json_str(rec, "mac"), mac) < 0 ||
+	    inet_pton(AF_INET, gws, &gw) != 1 || net_parse_mac(json_str(rec, "mac"), mac) < 0 ||
 	    json_int(rec, "prefix", 1, 32, &prefix, e) != 0)
 		return fc_err_set(e, EINVAL, "the record has no usable network");
 	if (netns) {

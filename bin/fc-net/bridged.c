@@ -72,7 +72,7 @@ int parse_cidr(const char *s, struct in_addr *addr, int *prefix, struct fc_err *
 	return 0;
 }
 
-static uint32_t mask_of(int prefix)
+uint32_t net_mask(int prefix)
 {
 	return prefix <= 0 ? 0 : ~0u << (32 - prefix);
 }
@@ -302,7 +302,7 @@ static int collect_route(struct in_addr dst, int prefix, void *arg)
 
 static bool cidr_overlap(uint32_t a, int pa, uint32_t b, int pb)
 {
-	uint32_t m = mask_of(pa < pb ? pa : pb);
+	uint32_t m = net_mask(pa < pb ? pa : pb);
 
 	return (a & m) == (b & m);
 }
@@ -321,7 +321,7 @@ static int pick_subnet(const char *pool, json_t *records, const struct routes *r
 	if (prefix < 8 || prefix > NET_SUBNET_PREFIX)
 		return fc_err_set(e, 0, "invalid pool '%s': the prefix must be /8 to /%d", pool,
 				  NET_SUBNET_PREFIX);
-	first = ntohl(base.s_addr) & mask_of(prefix);
+	first = ntohl(base.s_addr) & net_mask(prefix);
 	count = 1u << (NET_SUBNET_PREFIX - prefix);
 	for (i = 0; i < count; i++) {
 		uint32_t s = first + (i << (32 - NET_SUBNET_PREFIX));

@@ -87,11 +87,6 @@ struct src_net {
 	const char *source_id;	/* borrowed, may be NULL */
 };
 
-static uint32_t mask_of(int prefix)
-{
-	return prefix <= 0 ? 0 : ~0u << (32 - prefix);
-}
-
 static int ip_field(json_t *n, const char *key, struct in_addr *a, struct fc_err *e)
 {
 	const char *s = json_str(n, key);
@@ -99,18 +94,6 @@ static int ip_field(json_t *n, const char *key, struct in_addr *a, struct fc_err
 	if (!s || inet_pton(AF_INET, s, a) != 1)
 		return fc_err_set(e, EINVAL, "'%s' is not an IPv4 address", key);
 	return 0;
-}
-
-static bool valid_mac(const char *s)
-{
-	size_t i;
-
-	if (!s || strlen(s) != 17)
-		return false;
-	for (i = 0; i < 17; i++)
-		if (i % 3 == 2 ? s[i] != ':' : !strchr("0123456789abcdefABCDEF", s[i]))
-			return false;
-	return true;
 }
 
 /* The source's network JSON into @s and its published ports appended to
@@ -122,6 +105,7 @@ static int source_parse(json_t *n, struct src_net *s, struct port_map *maps, siz
 	const char *mode = json_str(n, "mode"), *tap = json_str(n, "tap");
 	json_t *p, *v;
 	long long prefix = 0;
+	uint8_t gm[6];
 	size_t i;
 
 	if (!json_is_object(n))
@@ -132,18 +116,14 @@ static int source_parse(json_t *n, struct src_net *s, struct port_map *maps, siz
 	if (!tap || !net_valid_tap(tap))
 		return fc_err_set(e, EINVAL, "'tap' is not a name fc-net makes");
 	snprintf(s->tap, sizeof(s->tap), "%s", tap);
-	if (!valid_mac(json_str(n, "mac")))
+	if (net_parse_mac(json_str(n, "mac"), gm) < 0 || strlen(json_str(n, "mac")) != 17)
 		return fc_err_set(e, EINVAL, "'mac' is not a MAC address");
 	snprintf(s->mac, sizeof(s->mac), "%s", json_str(n, "mac"));
 	if (json_object_get(n, "gateway_mac")) {
 		const char *g = json_str(n, "gateway_mac");
-		unsigned int b[6];
 
-		if (!valid_mac(g) || sscanf(g, "%2x:%2x:%2x:%2x:%2x:%2x", &b[0], &b[1], &b[2], &b[3],
-					    &b[4], &b[5]) != 6 || (b[0] & 1))
+		if (net_parse_mac(g, s->gw_mac) < 0 || strlen(g) != 17 || (s->gw_mac[0] & 1))
 			return fc_err_set(e, EINVAL, "'gateway_mac' is not a unicast MAC address");
-		for (int k = 0; k < 6; k++)
-			s->gw_mac[k] = (uint8_t)b[k];
 		s->have_gw_mac = true;
 	} else {
 		log_warn("the source's network has no 'gateway_mac' (made by an older fc-net): the clone's guest reaches its gateway only once its ARP entry expires");
@@ -153,9 +133,9 @@ static int source_parse(json_t *n, struct src_net *s, struct port_map *maps, siz
 	if (json_int(n, "prefix", 8, NET_SUBNET_PREFIX, &prefix, e) != 0)
 		return fc_err_set(e, EINVAL, "'prefix' must be 8 to %d", NET_SUBNET_PREFIX);
 	s->prefix = (int)prefix;
-	s->gsub.s_addr = htonl(ntohl(s->guest.s_addr) & mask_of(s->prefix));
+	s->gsub.s_addr = htonl(ntohl(s->guest.s_addr) & net_mask(s->prefix));
 	if (s->guest.s_addr == s->gw.s_addr ||
-	    (ntohl(s->gw.s_addr) & mask_of(s->prefix)) != ntohl(s->gsub.s_addr))
+	    (ntohl(s->gw.s_addr) & net_mask(s->prefix)) != ntohl(s->gsub.s_addr))
 		return fc_err_set(e, EINVAL, "'gateway' is not another address of the guest's subnet");
 	s->dns = json_object_get(n, "dns");
 	if (s->dns && (!json_is_array(s->dns) || json_array_size(s->dns) > 3))
@@ -475,7 +455,7 @@ int clone_up(struct up_opts *o, json_t **out, struct fc_err *e)
 	table = xasprintf("fcvm-%s", veth);
 	subnet_s = xasprintf("%s/%d", ip_str(plan.subnet), NET_SUBNET_PREFIX);
 	gsub_s = xasprintf("%s/%d", ip_str(s.gsub), s.prefix);
-	netmask.s_addr = htonl(mask_of(s.prefix));
+	netmask.s_addr = htonl(net_mask(s.prefix));
 	created = net_now_rfc3339();
 	/* ip_str() has 4 rotating buffers: one copy per address. */
 	char a_guest[INET_ADDRSTRLEN], a_gw[INET_ADDRSTRLEN], a_mask[INET_ADDRSTRLEN];

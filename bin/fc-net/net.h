@@ -175,6 +175,9 @@ int write_sysctl(const char *path, const char *value, struct fc_err *e);
  * the fd; @uid: TUNSETOWNER unless -1). Returns the CLOEXEC fd or -1. */
 int tap_open(const char *name, bool create, bool persist, uid_t uid, struct fc_err *e);
 int parse_cidr(const char *s, struct in_addr *addr, int *prefix, struct fc_err *e);
+uint32_t net_mask(int prefix);	/* host order; 0 for prefix 0 */
+/* "xx:xx:xx:xx:xx:xx" into @mac (attach.c). 0 or -1. */
+int net_parse_mac(const char *s, uint8_t mac[6]);
 const char *ip_str(struct in_addr a);	/* static buffer per call slot (4 rotating) */
 
 #endif
