@@ -422,6 +422,9 @@ int clone_up(struct up_opts *o, json_t **out, struct fc_err *e)
 	size_t i;
 	int r = -1;
 
+	/* Namespaces, veths and host tables: root's, as in bridged mode. */
+	if (geteuid() != 0)
+		return fc_err_set(e, EPERM, "clone mode needs root (its namespace, veth and NAT are the host's)");
 	srcj = source_load(o, e);
 	if (!srcj || source_parse(srcj, &s, o->ports, &o->nports, e) < 0)
 		return fc_err_wrap(e, "the source's network (%s '%s')",
