@@ -362,3 +362,34 @@ get_until() {
 	assert_eq "$(ls "$FCVM_ROOT/state" 2>/dev/null)" "" "no state record made"
 	assert_eq "$(count_veths)" "$veths_before" "no veth made"
 }
+
+@test "clone-net: a failure in the last step (the host's nftables batch) undoes the namespace, the veth and the record" {
+	fc_setup_root
+	local T="c${BATS_TEST_NUMBER}x$$"
+	run_fc 0 --timeout 30 fc-net up --vm "$T-src" --owner-pid $$ -p 18081:80
+	VMS+=("$T-src")
+	net_seen "$output"
+	echo "$output" >"$BATS_TEST_TMPDIR/src.json"
+	run_fc 0 --timeout 30 fc-net up --vm "$T-c" --mode clone --like "$BATS_TEST_TMPDIR/src.json" --owner-pid $$
+	local veth
+	veth=$(jq -r .veth <<<"$output")
+	run_fc 0 fc-net down --vm "$T-c"
+	# The same id gets the same veth name; a table of that name already
+	# there makes the host's batch fail after everything else was made.
+	nft add table ip "fcvm-$veth"
+	run_fc 1 --timeout 30 fc-net up --vm "$T-c" --mode clone --like "$BATS_TEST_TMPDIR/src.json" --owner-pid $$ -v
+	nft delete table ip "fcvm-$veth"
+	assert_contains "$output" "create nftables table 'fcvm-$veth'" "the failing step is named"
+	[ ! -e "/sys/class/net/$veth" ] || { echo "veth $veth left" >&2; false; }
+	[ ! -e "$FCVM_ROOT/net/$T-c.json" ] || { echo "record left" >&2; false; }
+	assert_eq "$(count_veths)" "$veths_before" "no veth left"
+	# no namespace holder of this data root left
+	local p
+	for p in $(pgrep -x fc-net); do
+		if tr '\0' '\n' 2>/dev/null < "/proc/$p/environ" | grep -qx "FCVM_ROOT=$FCVM_ROOT"; then
+			echo "holder $p left" >&2
+			false
+		fi
+	done
+	run_fc 0 fc-net down --vm "$T-src"
+}
