@@ -253,14 +253,17 @@ static int cmd_ls(int argc, char **argv)
 	if (a->json) {
 		print_json(recs);
 	} else {
-		printf("%-20s %-9s %-11s %-16s %-15s %s\n", "ID", "MODE", "TAP", "GUEST", "LOOPBACK",
+		printf("%-20s %-9s %-11s %-16s %-15s %s\n", "ID", "MODE", "INTERFACE", "GUEST", "LOOPBACK",
 		       "PORTS");
 		json_array_foreach(recs, i, r) {
 			json_t *p, *ports = json_object_get(r, "ports");
 			size_t j;
 
+			/* The host's interface: a clone's TAP is in its namespace. */
+			const char *host_if = json_str(r, json_str(r, "veth") ? "veth" : "tap");
+
 			printf("%-20s %-9s %-11s %-16s %-15s ", json_str(r, "id"), json_str(r, "mode"),
-			       json_str(r, "tap") ? json_str(r, "tap") : "-",
+			       host_if ? host_if : "-",
 			       json_str(r, "guest_ip") ? json_str(r, "guest_ip") : "-",
 			       json_str(r, "loopback_ip") ? json_str(r, "loopback_ip") : "-");
 			for (j = 0; j < json_array_size(ports); j++) {
