@@ -26,10 +26,10 @@ setup() {
 	VMS=()
 	HOLDERS=()	# "PID NETNS-INODE" of every clone namespace holder seen
 	OBJS=()		# "link NAME" / "table NAME" of every network seen
-	# Only clone mode makes veths named fc<8 hex>: counted. Tables and
-	# TAPs are made by other tests on this machine too: ours are checked
-	# by name.
-	veths_before=$(count_veths)
+	# Other tests on this machine (other data roots, other worktrees) make
+	# TAPs, veths and fcvm- tables of their own while this one runs: a
+	# machine-wide count would be flaky. What this test made is counted
+	# by name instead (count_ours: before 0, while up N, after 0).
 }
 
 teardown() {
@@ -50,7 +50,17 @@ teardown() {
 	return $r
 }
 
-count_veths() { ip -o link show type veth 2>/dev/null | grep -c ': fc[0-9a-f]\{8\}@' || true; }
+# count_ours: how many of the links and tables this test saw still exist.
+count_ours() {
+	local h n=0
+	for h in "${OBJS[@]}"; do
+		case $h in
+		"link "*) [ -e "/sys/class/net/${h#link }" ] && n=$((n + 1)) ;;
+		"table "*) nft list table ip "${h#table }" >/dev/null 2>&1 && n=$((n + 1)) ;;
+		esac
+	done
+	echo "$n"
+}
 
 # net_seen NETJSON: remember what a network made on the host (its TAP or
 # veth, its table) and, for a clone, its namespace holder (pid and the
@@ -75,7 +85,7 @@ net_seen() {
 nothing_left() {
 	local h pid ino p
 	assert_eq "$(ls "$FCVM_ROOT/net" 2>/dev/null)" "" "no fc-net record left" || return 1
-	assert_eq "$(count_veths)" "$veths_before" "no veth of ours left" || return 1
+	assert_eq "$(count_ours)" 0 "none of the TAPs, veths and tables seen is left" || return 1
 	for h in "${OBJS[@]}"; do
 		case $h in
 		"link "*) [ ! -e "/sys/class/net/${h#link }" ] || { echo "${h#link } left" >&2; return 1; } ;;
@@ -150,7 +160,6 @@ ask() {
 	run_fc 1 fc-net up --vm "$T-x" --mode clone --like "$BATS_TEST_TMPDIR/bad.json" --owner-pid $$
 	assert_contains "$output" "'guest_ip' is not an IPv4 address" "a malformed source is refused"
 	assert_eq "$(ls "$FCVM_ROOT/net")" "$T-src.json" "the refusals made no record"
-	assert_eq "$(count_veths)" "$veths_before" "the refusals made no veth"
 
 	# two clones, owned by a process of ours that the test kills later
 	sleep 1d 3>&- &
@@ -176,7 +185,9 @@ ask() {
 	assert_eq "$(jq -r '[.ports[] | "\(.host_ip):\(.host_port)->\(.guest_port)"] | join(" ")' <<<"${NET[a]}")" \
 		"127.0.0.1:$(jq -r '.ports[0].host_port' <<<"${NET[a]}")->81 $la:18080->80" \
 		"clone a: -p, then the source's port re-created on its own loopback address"
-	assert_eq "$(count_veths)" $((veths_before + 2)) "a veth per clone"
+	assert_eq "$(count_ours)" 6 "the source's TAP and table, a veth and a table per clone"
+	run_fc 0 fc-net ls
+	assert_contains "$output" "$(jq -r .veth <<<"${NET[a]}")" "ls names a clone's host interface, its veth"
 
 	# each clone's guest stand-in, in a namespace of the test's, with a server
 	for c in a b; do
@@ -211,7 +222,7 @@ while True:
 	# down removes exactly clone a's network; b's still works
 	run_fc 0 fc-net down --vm "$T-a"
 	[ ! -e "$FCVM_ROOT/net/$T-a.json" ]
-	assert_eq "$(count_veths)" $((veths_before + 1)) "clone a's veth went"
+	assert_eq "$(count_ours)" 4 "clone a's veth and table went"
 	if nft list table ip "$(jq -r .table <<<"${NET[a]}")" >/dev/null 2>&1; then
 		echo "clone a's table is left" >&2; false
 	fi
@@ -360,7 +371,6 @@ get_until() {
 	assert_contains "$output" "invalid --from-snapshot" "a tag is a plain name"
 	assert_eq "$(ls "$FCVM_ROOT/net" 2>/dev/null)" "" "no record made"
 	assert_eq "$(ls "$FCVM_ROOT/state" 2>/dev/null)" "" "no state record made"
-	assert_eq "$(count_veths)" "$veths_before" "no veth made"
 }
 
 @test "clone-net: a failure in the last step (the host's nftables batch) undoes the namespace, the veth and the record" {
@@ -382,7 +392,7 @@ get_until() {
 	assert_contains "$output" "create nftables table 'fcvm-$veth'" "the failing step is named"
 	[ ! -e "/sys/class/net/$veth" ] || { echo "veth $veth left" >&2; false; }
 	[ ! -e "$FCVM_ROOT/net/$T-c.json" ] || { echo "record left" >&2; false; }
-	assert_eq "$(count_veths)" "$veths_before" "no veth left"
+	[ "$(ip -o link show type veth | grep -c ": $veth@")" = 0 ] || { echo "veth $veth left" >&2; false; }
 	# no namespace holder of this data root left
 	local p
 	for p in $(pgrep -x fc-net); do
