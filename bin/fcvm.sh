@@ -66,7 +66,7 @@ usage: fcvm podman run [--name NAME] [-e K=V]... [--cpus N] [--memory MIB] [--rm
        fcvm rm NAME
        fcvm gc [-n] [--json]
        fcvm snapshot create (--pid PID | --name NAME) --tag TAG
-       fcvm snapshot run --snapshot TAG [--name NAME] [-d]
+       fcvm snapshot run --snapshot TAG [--name NAME] [-d] [-p [HOSTIP:][HOSTPORT:]PORT[/PROTO]]...
        fcvm snapshot ls [--json]
        fcvm snapshot rm [--force] TAG
 EOF
@@ -927,12 +927,18 @@ cmd_snapshot() {
 		fc-snap create "${target[@]}" --tag "$tag" || exit 125 ;;
 	run)
 		local tag="" name="" detach=0
+		local -a pub=()
 		while [ $# -gt 0 ]; do
 			case "$1" in
 			--snapshot|--name)
 				[ $# -ge 2 ] || usage_die "snapshot run: $1 needs a value"
 				if [ "$1" = --snapshot ]; then tag=$2; else name=$2; fi
 				shift 2 ;;
+			-p|--publish)
+				[ $# -ge 2 ] || usage_die "snapshot run: $1 needs a value"
+				pub+=(-p "$2"); shift 2 ;;
+			-p*) pub+=(-p "${1#-p}"); shift ;;
+			--publish=*) pub+=(-p "${1#*=}"); shift ;;
 			-d|--detach) detach=1; shift ;;
 			-h|--help) usage; exit 0 ;;
 			*) usage_die "snapshot run: unknown argument '$1'" ;;
@@ -943,13 +949,23 @@ cmd_snapshot() {
 		[ -n "$name" ] || name="clone-$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')"
 		valid_name "$name" || usage_die "invalid --name '$name'"
 		need fc-clone
+		# The clone's id is ours to choose, so that the network janitor
+		# can name it before fc-clone runs: fc-clone's network (fc-net
+		# clone mode) goes with the clone's owner by itself, and should
+		# its holder be killed too, the janitor removes it once we and
+		# the clone are gone (as for 'podman run').
+		local id; id="vm-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
+		if command -v fc-net >/dev/null; then
+			( exec setsid "$self" _netjanitor "$id" "$$" "$(proc_start $$)" \
+				</dev/null >/dev/null 2>&1 ) &
+		fi
 		if [ "$detach" = 1 ]; then
-			fc-clone -q --snapshot "$tag" --name "$name" --detach >/dev/null || exit 125
+			fc-clone -q --snapshot "$tag" --name "$name" --id "$id" "${pub[@]}" --detach >/dev/null || exit 125
 			fc-state get --field id -- "$name" || exit 125
 			return 0
 		fi
 		local rc=0
-		fc-clone --snapshot "$tag" --name "$name" || rc=$?
+		fc-clone --snapshot "$tag" --name "$name" --id "$id" "${pub[@]}" || rc=$?
 		[ "$rc" = 1 ] && exit 125
 		exit "$rc" ;;
 	ls) need fc-snap; fc-snap ls "$@" || exit 125 ;;

@@ -3,15 +3,26 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <sched.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include "json.h"
 #include "netns.h"
 #include "proc.h"
 #include "util.h"
+
+/* Is the namespace @fd the one at @path (same device and inode)? */
+static bool same_ns(int fd, const char *path)
+{
+	struct stat a, b;
+
+	return fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_dev == b.st_dev &&
+	       a.st_ino == b.st_ino;
+}
 
 int netns_enter_holder(pid_t pid, uint64_t start, struct fc_err *e)
 {
@@ -27,6 +38,13 @@ int netns_enter_holder(pid_t pid, uint64_t start, struct fc_err *e)
 	/* Checked after opening: the fds cannot be a reused pid's. */
 	if (ufd < 0 || nfd < 0 || !proc_alive(pid, start))
 		return fc_err_set(e, ESRCH, "the namespace holder (pid %d) is gone", (int)pid);
+	/* A root holder (fc-net's clone mode) made only a network namespace:
+	 * its user namespace is ours, and setns() refuses to re-enter that. */
+	if (same_ns(ufd, "/proc/self/ns/user")) {
+		if (setns(nfd, CLONE_NEWNET) < 0)
+			return fc_err_set(e, errno, "enter the network namespace of pid %d", (int)pid);
+		return 0;
+	}
 	if (setns(ufd, CLONE_NEWUSER) < 0)
 		return fc_err_set(e, errno, "enter the user namespace of pid %d", (int)pid);
 	if (setns(nfd, CLONE_NEWNET) < 0)

@@ -1,4 +1,5 @@
-/* netns.h - enter the namespaces of fc-net's rootless holder.
+/* netns.h - enter the namespaces of fc-net's namespace holders (rootless
+ * and clone mode).
  *
  * fc-net up --mode rootless forks a holder process that owns a user and a
  * network namespace (with the VM's tap0 in it). Whoever opens that TAP (the
@@ -9,6 +10,9 @@
  * The holder is named by pid and start time: both namespace files are
  * opened first and the start time is checked after that, so the
  * descriptors cannot belong to a process that reused the pid.
+ * fc-net's clone mode (as root) has a holder with a network namespace
+ * only: its user namespace is the caller's own, and only the network
+ * namespace is entered.
  * The calling process must be single-threaded (setns(CLONE_NEWUSER)).
  */
 #ifndef FC_NETNS_H

@@ -10,6 +10,7 @@
 #include <libmnl/libmnl.h>
 #include <linux/if.h>
 #include <linux/if_link.h>
+#include <linux/veth.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 
@@ -391,6 +392,38 @@ int nl_bridge_add(struct nl *nl, const char *name, struct fc_err *e)
 	mnl_attr_nest_end(nlh, info);
 	if (nl_talk(nl, nlh, NULL, NULL, e) < 0)
 		return fc_err_wrap(e, "create bridge '%s'", name);
+	return 0;
+}
+
+int nl_veth_add(struct nl *nl, const char *name, const char *peer, int peer_netns_fd,
+		struct fc_err *e)
+{
+	char buf[MNL_SOCKET_BUFFER_SIZE];
+	struct nlmsghdr *nlh = rt_msg(buf, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
+	struct ifinfomsg *ifi = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifi));
+	struct nlattr *info, *data, *pa;
+	struct ifinfomsg *pifi;
+
+	ifi->ifi_family = AF_UNSPEC;
+	mnl_attr_put_strz(nlh, IFLA_IFNAME, name);
+	info = mnl_attr_nest_start(nlh, IFLA_LINKINFO);
+	mnl_attr_put_strz(nlh, IFLA_INFO_KIND, "veth");
+	data = mnl_attr_nest_start(nlh, IFLA_INFO_DATA);
+	/* VETH_INFO_PEER is a whole ifinfomsg followed by the peer's own
+	 * attributes (name, namespace). */
+	pa = mnl_attr_nest_start(nlh, VETH_INFO_PEER);
+	pifi = mnl_nlmsg_get_payload_tail(nlh);
+	memset(pifi, 0, MNL_ALIGN(sizeof(*pifi)));
+	pifi->ifi_family = AF_UNSPEC;
+	nlh->nlmsg_len += MNL_ALIGN(sizeof(*pifi));
+	mnl_attr_put_strz(nlh, IFLA_IFNAME, peer);
+	if (peer_netns_fd >= 0)
+		mnl_attr_put_u32(nlh, IFLA_NET_NS_FD, (uint32_t)peer_netns_fd);
+	mnl_attr_nest_end(nlh, pa);
+	mnl_attr_nest_end(nlh, data);
+	mnl_attr_nest_end(nlh, info);
+	if (nl_talk(nl, nlh, NULL, NULL, e) < 0)
+		return fc_err_wrap(e, "create veth pair '%s'/'%s'", name, peer);
 	return 0;
 }
 

@@ -80,6 +80,12 @@ int nl_link_get(struct nl *nl, const char *name, struct nl_link *out, struct fc_
 /* RTM_NEWLINK of kind "bridge" named @name (NLM_F_EXCL). 0 or -1. */
 int nl_bridge_add(struct nl *nl, const char *name, struct fc_err *e);
 
+/* RTM_NEWLINK of a veth pair (NLM_F_EXCL): @name here, its peer @peer in
+ * the network namespace @peer_netns_fd (an open /proc/PID/ns/net; -1:
+ * here too). Deleting either end removes both. 0 or -1. */
+int nl_veth_add(struct nl *nl, const char *name, const char *peer, int peer_netns_fd,
+		struct fc_err *e);
+
 /* Change link @ifindex: @mac (6 bytes, NULL: keep), @mtu (0: keep),
  * @master (ifindex, 0: keep), then up when @up. 0 or -1. */
 int nl_link_set(struct nl *nl, int ifindex, const uint8_t *mac, unsigned int mtu, int master,

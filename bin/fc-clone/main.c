@@ -21,6 +21,14 @@
  *     fresh seed from the host, the guest clock the host's. Only when the
  *     agent acknowledges it is the clone "running"; a failure or a timeout
  *     fails the clone and vmowner removes everything it made.
+ *  Before 2, a snapshot of a VM with a (bridged) network gets the network
+ *  for clones from fc-net (clone_net_up): a namespace holding a TAP of the
+ *  source's name and gateway, NAT to an address and a loopback address of
+ *  the clone's own, the source's published ports (and -p) there. The owner
+ *  enters that namespace before the VMM is spawned (lib/vmowner, as for
+ *  rootless networking), so the restored guest keeps its IP and MAC. The
+ *  network's holder lives as long as the clone's owner and removes it all
+ *  when the owner is gone, however it ends (fc-net(1), clone mode).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -28,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "agentc.h"
 #include "clonefix.h"
@@ -36,12 +45,15 @@
 #include "log.h"
 #include "paths.h"
 #include "proto.h"
+#include "proc.h"
 #include "snapshot.h"
+#include "state.h"
 #include "util.h"
 #include "vmowner.h"
 
 static const char usage_text[] =
 	"usage: fc-clone --snapshot TAG --name NAME [--id ID] [--console FILE]\n"
+	"                [-p [HOSTIP:][HOSTPORT:]GUESTPORT[/tcp|udp]]...\n"
 	"                [--agent-timeout SEC] [--detach | --die-with-parent]\n"
 	"                [--ready-fd N] [-v] [-q]\n";
 
@@ -54,11 +66,16 @@ static noreturn void usage(int code)
 /* The fix-up once the agent answers: a few syscalls in the guest, but TCG
  * guests are slow and the host may be loaded. */
 #define FIXUP_MS 30000
+#define CLONE_MAX_PUBLISH 64
+#define CLONE_NET_TIMEOUT_MS 30000
 
 struct clone {
 	const char *tag;
 	json_t *man;		/* the validated manifest */
 	int agent_timeout_ms;
+	const char *publish[CLONE_MAX_PUBLISH];	/* -p, checked by fc-net */
+	int npublish;
+	json_t *net;		/* fc-net's result for the clone, or NULL */
 };
 
 static const char *file_of(json_t *man, const char *key)
@@ -190,14 +207,67 @@ static int clone_configure(struct vmowner *o, struct fcapi *api, void *arg, stru
 	log_debug("snapshot '%s' loaded and resumed in %llu ms", c->tag,
 		 (unsigned long long)(now_ms() - t0));
 	record_config(o, c->man, disk);
-	/* Network for clones (a namespace per clone keeping the snapshot's
-	 * guest address) is not wired yet: see fc-clone(1), BUGS. */
 	if (wait_agent(s->vsock, c->agent_timeout_ms, e) < 0)
 		return -1;
 	if (clone_fixup(s, FIXUP_MS, e) < 0)
 		return -1;
 	log_debug("clone %s answers %llu ms after the load began", s->id,
 		 (unsigned long long)(now_ms() - t0));
+	return 0;
+}
+
+/* The network for a clone of a VM that had one: 'fc-net up --mode clone'
+ * (fc-net is the privileged part; we parse guest input and stay apart),
+ * owned by us. Its holder's namespace is where the VMM will run; its
+ * result becomes the record's "network". 0 (no network: c->net stays
+ * NULL) or -1 with @e. */
+static int clone_net_up(struct clone *c, struct vm_spec *spec, struct fc_err *e)
+{
+	json_t *src = json_object_get(json_object_get(c->man, "source"), "network");
+	_cleanup_free_ char *fcnet = NULL, *out = NULL;
+	char owner[32];
+	char *argv[16 + 2 * CLONE_MAX_PUBLISH];
+	long long pid = 0, start = 0;
+	json_t *ns;
+	int n = 0, i;
+
+	if (!json_is_object(src)) {
+		if (c->npublish)
+			return fc_err_set(e, EINVAL, "-p needs a network: the source of snapshot '%s' had none",
+					  c->tag);
+		return 0;
+	}
+	fcnet = proc_find_tool("fc-net");
+	if (!fcnet)
+		return fc_err_set(e, ENOENT, "fc-net not found: the clone of a VM with a network needs it");
+	snprintf(owner, sizeof(owner), "%d", (int)getpid());
+	argv[n++] = fcnet;
+	argv[n++] = "up";
+	argv[n++] = "-q";
+	argv[n++] = "--vm";
+	argv[n++] = (char *)spec->id;
+	argv[n++] = "--mode";
+	argv[n++] = "clone";
+	argv[n++] = "--from-snapshot";
+	argv[n++] = (char *)c->tag;
+	argv[n++] = "--owner-pid";
+	argv[n++] = owner;
+	for (i = 0; i < c->npublish; i++) {
+		argv[n++] = "-p";
+		argv[n++] = (char *)c->publish[i];
+	}
+	argv[n] = NULL;
+	if (run_capture(argv, &out, 256 * 1024, CLONE_NET_TIMEOUT_MS, e) != 0)
+		return fc_err_wrap(e, "the clone's network");
+	c->net = json_loads(out, 0, NULL);
+	ns = json_object_get(c->net, "netns");
+	if (!json_is_object(c->net) || !json_str(c->net, "tap") ||
+	    json_int(ns, "pid", 1, 1LL << 31, &pid, e) != 0 ||
+	    json_int(ns, "pid_start", 1, 1LL << 62, &start, e) != 0)
+		return fc_err_set(e, EPROTO, "the clone's network: fc-net gave no usable result");
+	spec->tap = json_str(c->net, "tap");
+	spec->netns_pid = (pid_t)pid;
+	spec->netns_start = (uint64_t)start;
 	return 0;
 }
 
@@ -210,6 +280,7 @@ int main(int argc, char **argv)
 		{ "id", required_argument, NULL, O_ID },
 		{ "console", required_argument, NULL, O_CONSOLE },
 		{ "agent-timeout", required_argument, NULL, O_AGENT_TIMEOUT },
+		{ "publish", required_argument, NULL, 'p' },
 		{ "detach", no_argument, NULL, O_DETACH },
 		{ "die-with-parent", no_argument, NULL, O_DIE },
 		{ "ready-fd", required_argument, NULL, O_READY_FD },
@@ -218,7 +289,8 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
-	struct clone c = { NULL, NULL, 60000 };
+	struct clone c = { .tag = NULL, .man = NULL, .agent_timeout_ms = 60000 };
+	_cleanup_free_ char *new_id = NULL;
 	struct vm_spec spec = { 0 };
 	struct vm_outcome out;
 	_cleanup_json_ json_t *extra = NULL;
@@ -228,7 +300,7 @@ int main(int argc, char **argv)
 	int opt;
 
 	log_init("fc-clone");
-	while ((opt = getopt_long(argc, argv, ":n:vqh", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":n:p:vqh", opts, NULL)) != -1) {
 		switch (opt) {
 		case O_SNAPSHOT: c.tag = optarg; break;
 		case 'n': spec.name = optarg; break;
@@ -248,6 +320,11 @@ int main(int argc, char **argv)
 				usage_err(usage_text, "--ready-fd %d is not an open descriptor", (int)n);
 			spec.ready = true;
 			spec.ready_fd = (int)n;
+			break;
+		case 'p':
+			if (c.npublish == CLONE_MAX_PUBLISH)
+				usage_err(usage_text, "more than %d -p", CLONE_MAX_PUBLISH);
+			c.publish[c.npublish++] = optarg;
 			break;
 		case 'v': log_adjust(1); break;
 		case 'q': log_adjust(-1); break;
@@ -279,18 +356,12 @@ int main(int argc, char **argv)
 	c.man = snapshot_open(c.tag, &e);
 	if (!c.man)
 		fc_err_exit(&e, 1);
-	/* A clone of a VM with a network would open the source's TAP: until
-	 * the network for clones (a namespace per clone) is wired, say so. */
-	{
-		const char *tap = json_str(json_object_get(json_object_get(c.man, "source"),
-							   "config"), "tap");
-
-		if (tap) {
-			fc_err_set(&e, ENOTSUP, "snapshot '%s' is of a VM with a network (tap "
-				   "'%s'): clones with a network are not supported yet; "
-				   "snapshot a VM run with --network none", c.tag, tap);
-			fc_err_exit(&e, 1);
-		}
+	/* The network needs the clone's id before the owner exists. */
+	if (!spec.id)
+		spec.id = new_id = state_new_id();
+	if (clone_net_up(&c, &spec, &e) < 0) {
+		json_decref(c.man);
+		fc_err_exit(&e, 1);
 	}
 	mach = json_object_get(c.man, "machine");
 	spec.process_type = "clone";
@@ -303,12 +374,16 @@ int main(int argc, char **argv)
 	spec.configure = clone_configure;
 	spec.configure_arg = &c;
 	extra = json_pack("{s:s}", "snapshot", c.tag);
+	if (c.net)
+		json_object_set(extra, "network", c.net);
 	spec.record_extra = extra;
 	if (vmowner_own(&spec, &out, &e) < 0) {
 		json_decref(c.man);
+		json_decref(c.net);
 		fc_err_exit(&e, 1);
 	}
 	json_decref(c.man);
+	json_decref(c.net);
 	if (out.detached > 0)
 		printf("%d\n", (int)out.detached);
 	return out.code;

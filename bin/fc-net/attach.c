@@ -29,7 +29,7 @@
 #include "proc.h"
 #include "util.h"
 
-static int parse_mac(const char *s, uint8_t mac[6])
+int net_parse_mac(const char *s, uint8_t mac[6])
 {
 	unsigned int v[6];
 	int i;
@@ -65,7 +65,7 @@ int attach_run(json_t *rec, const char *netns, char **cmd, int ready_fd, int *co
 	const char *tap = json_str(rec, "tap"), *mode = json_str(rec, "mode");
 	const char *gip = json_str(rec, "guest_ip"), *gws = json_str(rec, "gateway");
 	static const int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGCHLD, 0 };
-	bool rootless = mode && !strcmp(mode, "rootless");
+	bool in_holder = mode && (!strcmp(mode, "rootless") || !strcmp(mode, "clone"));
 	struct in_addr addr, gw;
 	long long prefix = 0;
 	pid_t child = -1;
@@ -75,7 +75,7 @@ int attach_run(json_t *rec, const char *netns, char **cmd, int ready_fd, int *co
 
 	*code = 0;
 	if (!tap || !gip || !gws || inet_pton(AF_INET, gip, &addr) != 1 ||
-	    inet_pton(AF_INET, gws, &gw) != 1 || parse_mac(json_str(rec, "mac"), mac) < 0 ||
+	    inet_pton(AF_INET, gws, &gw) != 1 || net_parse_mac(json_str(rec, "mac"), mac) < 0 ||
 	    json_int(rec, "prefix", 1, 32, &prefix, e) != 0)
 		return fc_err_set(e, EINVAL, "the record has no usable network");
 	if (netns) {
@@ -89,9 +89,9 @@ int attach_run(json_t *rec, const char *netns, char **cmd, int ready_fd, int *co
 	sfd = signalfd_for(sigs, SFD_NONBLOCK, e);
 	if (sfd < 0)
 		return -1;
-	/* The VMM's end of the VM's TAP: on the host, or (rootless) inside
-	 * the holder's namespaces, where the VMM runs. */
-	if (rootless && netns_enter_record(rec, e) < 0)
+	/* The VMM's end of the VM's TAP: on the host, or (rootless, clone)
+	 * inside the holder's namespaces, where the VMM runs. */
+	if (in_holder && netns_enter_record(rec, e) < 0)
 		return -1;
 	host = tap_open(tap, false, false, (uid_t)-1, e);
 	if (host < 0)

@@ -72,7 +72,7 @@ int parse_cidr(const char *s, struct in_addr *addr, int *prefix, struct fc_err *
 	return 0;
 }
 
-static uint32_t mask_of(int prefix)
+uint32_t net_mask(int prefix)
 {
 	return prefix <= 0 ? 0 : ~0u << (32 - prefix);
 }
@@ -302,13 +302,14 @@ static int collect_route(struct in_addr dst, int prefix, void *arg)
 
 static bool cidr_overlap(uint32_t a, int pa, uint32_t b, int pb)
 {
-	uint32_t m = mask_of(pa < pb ? pa : pb);
+	uint32_t m = net_mask(pa < pb ? pa : pb);
 
 	return (a & m) == (b & m);
 }
 
 static int pick_subnet(const char *pool, json_t *records, const struct routes *rt,
-		       struct in_addr *subnet, struct fc_err *e)
+		       struct in_addr avoid, int avoid_prefix, struct in_addr *subnet,
+		       struct fc_err *e)
 {
 	struct in_addr base;
 	int prefix;
@@ -320,7 +321,7 @@ static int pick_subnet(const char *pool, json_t *records, const struct routes *r
 	if (prefix < 8 || prefix > NET_SUBNET_PREFIX)
 		return fc_err_set(e, 0, "invalid pool '%s': the prefix must be /8 to /%d", pool,
 				  NET_SUBNET_PREFIX);
-	first = ntohl(base.s_addr) & mask_of(prefix);
+	first = ntohl(base.s_addr) & net_mask(prefix);
 	count = 1u << (NET_SUBNET_PREFIX - prefix);
 	for (i = 0; i < count; i++) {
 		uint32_t s = first + (i << (32 - NET_SUBNET_PREFIX));
@@ -337,11 +338,26 @@ static int pick_subnet(const char *pool, json_t *records, const struct routes *r
 				break;
 		if (k < rt->n)
 			continue;
+		if (avoid_prefix && cidr_overlap(s, NET_SUBNET_PREFIX, ntohl(avoid.s_addr), avoid_prefix))
+			continue;
 		*subnet = cand;
 		return 0;
 	}
 	return fc_err_set(e, 0, "address pool %s is exhausted (%zu of %u subnets held by VMs, the rest overlap host routes)",
 			  pool, used, count);
+}
+
+int net_pick_subnet(struct nl *nl, const char *pool, json_t *records, struct in_addr avoid,
+		    int avoid_prefix, struct in_addr *subnet, struct fc_err *e)
+{
+	struct routes rt = { NULL, 0 };
+	int r = nl_routes4(nl, collect_route, &rt, e);
+
+	if (r >= 0)
+		r = pick_subnet(pool ? pool : NET_DEFAULT_POOL, records, &rt, avoid, avoid_prefix,
+				subnet, e);
+	free(rt.v);
+	return r;
 }
 
 static int link_exists(struct nl *nl, const char *name, bool *exists, struct fc_err *e)
@@ -409,7 +425,32 @@ static size_t host_dns(const char *path, struct in_addr *out, size_t max)
 	return n;
 }
 
-static char *rfc3339_now(void)
+/* DNS: the host's resolvers; a loopback one (systemd-resolved, a local
+ * dnsmasq) first in the list is reached at the gateway. */
+json_t *net_dns(const char *resolv_conf, struct in_addr gw, bool *dns_dnat,
+		struct in_addr *dns_target)
+{
+	struct in_addr resolvers[3];
+	json_t *dns = json_array();
+	size_t nres, i;
+
+	nres = host_dns(resolv_conf ? resolv_conf : "/etc/resolv.conf", resolvers,
+			ARRAY_SIZE(resolvers));
+	*dns_dnat = false;
+	if (nres && (ntohl(resolvers[0].s_addr) >> 24) == 127) {
+		*dns_dnat = true;
+		*dns_target = resolvers[0];
+		json_array_append_new(dns, json_string(ip_str(gw)));
+	}
+	for (i = 0; i < nres && !*dns_dnat; i++)
+		if ((ntohl(resolvers[i].s_addr) >> 24) != 127)
+			json_array_append_new(dns, json_string(ip_str(resolvers[i])));
+	if (!json_array_size(dns))
+		log_warn("no IPv4 resolver in the host's resolv.conf: the guest gets no DNS");
+	return dns;
+}
+
+char *net_now_rfc3339(void)
 {
 	char buf[32];
 	time_t t = time(NULL);
@@ -421,14 +462,6 @@ static char *rfc3339_now(void)
 }
 
 /* ---- nftables ------------------------------------------------------ */
-
-struct nat_plan {
-	const char *table, *tap;
-	struct in_addr subnet, gw, guest, dns_target;
-	bool dns_dnat, host_loopback;
-	const struct port_map *ports;
-	size_t nports;
-};
 
 static void add_port_rules(struct nft_batch *b, const struct nat_plan *p, const char *chain,
 			   bool from_outside)
@@ -453,7 +486,7 @@ static void add_port_rules(struct nft_batch *b, const struct nat_plan *p, const 
 	}
 }
 
-static int nat_create(const struct nat_plan *p, struct fc_err *e)
+int nat_create(const struct nat_plan *p, struct fc_err *e)
 {
 	_cleanup_nft_batch_ struct nft_batch *b = nft_batch_new(e);
 	struct nftnl_rule *r;
@@ -514,11 +547,10 @@ int bridged_up(struct up_opts *o, json_t **out, struct fc_err *e)
 	_cleanup_json_ json_t *records = NULL, *rec = NULL, *dns = NULL;
 	_cleanup_nl_ struct nl nl = { NULL, 0, 0 };
 	_cleanup_free_ char *created = NULL, *table = NULL, *subnet_s = NULL, *kip = NULL;
-	struct routes rt = { NULL, 0 };
-	struct in_addr subnet = { 0 }, gw, guest, loopback = { 0 }, resolvers[3], dns_target = { 0 };
-	char tap[IFNAMSIZ], mac_s[18];
-	uint8_t mac[6];
-	size_t nres, i;
+	struct in_addr subnet = { 0 }, gw, guest, loopback = { 0 }, dns_target = { 0 };
+	char tap[IFNAMSIZ], mac_s[18], gw_mac_s[18];
+	uint8_t mac[6], gw_mac[6];
+	size_t i;
 	bool dns_dnat = false, made_tap = true, made_table = true;
 	struct nl_link l = { 0 };
 	char path[128];
@@ -539,12 +571,7 @@ int bridged_up(struct up_opts *o, json_t **out, struct fc_err *e)
 					  o->id, o->id);
 	if (nl_open(&nl, NETLINK_ROUTE, e) < 0)
 		return -1;
-	r = nl_routes4(&nl, collect_route, &rt, e);
-	if (r < 0)
-		return -1;
-	r = pick_subnet(o->pool ? o->pool : NET_DEFAULT_POOL, records, &rt, &subnet, e);
-	free(rt.v);
-	if (r < 0)
+	if (net_pick_subnet(&nl, o->pool, records, subnet, 0, &subnet, e) < 0)
 		return -1;
 	gw.s_addr = htonl(ntohl(subnet.s_addr) + 1);
 	guest.s_addr = htonl(ntohl(subnet.s_addr) + 2);
@@ -554,26 +581,12 @@ int bridged_up(struct up_opts *o, json_t **out, struct fc_err *e)
 	if (ports_check(o->ports, o->nports, loopback, records, e) < 0)
 		return -1;
 
-	/* DNS: the host's resolvers; a loopback one (systemd-resolved, a
-	 * local dnsmasq) first in the list is reached at the gateway. */
-	nres = host_dns(o->resolv_conf ? o->resolv_conf : "/etc/resolv.conf", resolvers,
-			ARRAY_SIZE(resolvers));
-	dns = json_array();
-	if (nres && (ntohl(resolvers[0].s_addr) >> 24) == 127) {
-		dns_dnat = true;
-		dns_target = resolvers[0];
-		json_array_append_new(dns, json_string(ip_str(gw)));
-	}
-	for (i = 0; i < nres && !dns_dnat; i++)
-		if ((ntohl(resolvers[i].s_addr) >> 24) != 127)
-			json_array_append_new(dns, json_string(ip_str(resolvers[i])));
-	if (!json_array_size(dns))
-		log_warn("no IPv4 resolver in the host's resolv.conf: the guest gets no DNS");
+	dns = net_dns(o->resolv_conf, gw, &dns_dnat, &dns_target);
 
 	table = xasprintf("fcvm-%s", tap);
 	subnet_s = xasprintf("%s/%d", ip_str(subnet), NET_SUBNET_PREFIX);
 	kip = xasprintf("ip=%s::%s:255.255.255.252::eth0:off", ip_str(guest), ip_str(gw));
-	created = rfc3339_now();
+	created = net_now_rfc3339();
 	rec = json_pack("{s:i, s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:s,"
 			" s:O, s:s, s:o, s:b, s:s, s:s}",
 			"version", 1, "id", o->id, "mode", "bridged", "status", "creating",
@@ -587,6 +600,15 @@ int bridged_up(struct up_opts *o, json_t **out, struct fc_err *e)
 		return fc_err_set(e, ENOMEM, "build record");
 	if (dns_dnat)
 		json_object_set_new(rec, "dns_target", json_string(ip_str(dns_target)));
+	/* The TAP's own MAC is the guest's gateway's: fixed (the guest's with
+	 * another first octet, also locally administered) and recorded, so
+	 * a clone's namespace can give its TAP the very MAC the restored
+	 * guest has in its ARP cache. */
+	gw_mac[0] = 0x0e;
+	memcpy(gw_mac + 1, mac + 1, 5);
+	snprintf(gw_mac_s, sizeof(gw_mac_s), "%02x:%02x:%02x:%02x:%02x:%02x", gw_mac[0], gw_mac[1],
+		 gw_mac[2], gw_mac[3], gw_mac[4], gw_mac[5]);
+	json_object_set_new(rec, "gateway_mac", json_string(gw_mac_s));
 	if (net_record_save(rec, e) < 0)
 		return -1;
 
@@ -609,7 +631,7 @@ int bridged_up(struct up_opts *o, json_t **out, struct fc_err *e)
 		goto undo;
 	}
 	if (nl_addr_add(&nl, l.ifindex, gw, NET_SUBNET_PREFIX, e) < 0 ||
-	    nl_link_set(&nl, l.ifindex, NULL, 0, 0, true, e) < 0) {
+	    nl_link_set(&nl, l.ifindex, gw_mac, 0, 0, true, e) < 0) {
 		fc_err_wrap(e, "tap '%s'", tap);
 		goto undo;
 	}
@@ -663,6 +685,12 @@ int net_down(json_t *rec, struct fc_err *e)
 
 	if (mode && !strcmp(mode, "rootless")) {
 		if (rootless_down(rec, e) < 0)
+			return -1;
+		net_record_remove(id);
+		return 0;
+	}
+	if (mode && !strcmp(mode, "clone")) {
+		if (clone_down(rec, e) < 0)
 			return -1;
 		net_record_remove(id);
 		return 0;

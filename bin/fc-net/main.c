@@ -1,6 +1,8 @@
 /* fc-net - a microVM's network: a TAP, an address from a pool, NAT for
  * egress and DNAT for published ports (bridged, as root), or a user+net
- * namespace with slirp4netns (rootless); and removing exactly that again.
+ * namespace with slirp4netns (rootless), or a namespace per clone of a
+ * snapshot keeping its guest's address (clone, as root); and removing
+ * exactly that again.
  * Everything through netlink and nftables; no ip/nft/sysctl subprocesses.
  */
 #include <errno.h>
@@ -21,6 +23,8 @@ static const char usage_text[] =
 	"usage: fc-net up --vm ID [--mode bridged|rootless] [-p [HOSTIP:][HOSTPORT:]GUESTPORT[/tcp|udp]]...\n"
 	"                 [--owner-pid PID[:START]] [--pool CIDR] [--tap-user UID] [--host-loopback]\n"
 	"                 [--resolv-conf PATH]\n"
+	"       fc-net up --vm ID --mode clone (--from-snapshot TAG | --like FILE)\n"
+	"                 [-p [HOSTIP:][HOSTPORT:]GUESTPORT[/tcp|udp]]... [--owner-pid PID[:START]] [--pool CIDR]\n"
 	"       fc-net down --vm ID\n"
 	"       fc-net gc [-n] [--json]\n"
 	"       fc-net ls [--json]\n"
@@ -35,7 +39,7 @@ static noreturn void usage(int code)
 }
 
 struct args {
-	const char *vm, *mode, *pool, *netns, *owner, *resolv;
+	const char *vm, *mode, *pool, *netns, *owner, *resolv, *from_snapshot, *like;
 	bool json, dry, host_loopback;
 	long long tap_uid, ready_fd;
 	struct port_map ports[NET_MAX_PORTS];
@@ -57,7 +61,7 @@ static long long num_arg(const char *s, uint64_t min, uint64_t max, const char *
 static void parse(int argc, char **argv, struct args *a, const char *allowed)
 {
 	enum { O_VM = 256, O_MODE, O_POOL, O_NETNS, O_OWNER, O_JSON, O_TAPUSER, O_HOSTLO, O_READY,
-	       O_RESOLV };
+	       O_RESOLV, O_FROMSNAP, O_LIKE };
 	static const struct option opts[] = {
 		{ "vm", required_argument, NULL, O_VM },	   { "mode", required_argument, NULL, O_MODE },
 		{ "pool", required_argument, NULL, O_POOL },	   { "netns", required_argument, NULL, O_NETNS },
@@ -66,6 +70,8 @@ static void parse(int argc, char **argv, struct args *a, const char *allowed)
 		{ "host-loopback", no_argument, NULL, O_HOSTLO },
 		{ "ready-fd", required_argument, NULL, O_READY },
 		{ "resolv-conf", required_argument, NULL, O_RESOLV },
+		{ "from-snapshot", required_argument, NULL, O_FROMSNAP },
+		{ "like", required_argument, NULL, O_LIKE },
 		{ "publish", required_argument, NULL, 'p' },	   { "dry-run", no_argument, NULL, 'n' },
 		{ "verbose", no_argument, NULL, 'v' },		   { "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },		   { NULL, 0, NULL, 0 }
@@ -91,6 +97,8 @@ static void parse(int argc, char **argv, struct args *a, const char *allowed)
 		case O_HOSTLO: a->host_loopback = true; break;
 		case O_READY: a->ready_fd = num_arg(optarg, 3, 65535, "--ready-fd"); break;
 		case O_RESOLV: a->resolv = optarg; break;
+		case O_FROMSNAP: a->from_snapshot = optarg; break;
+		case O_LIKE: a->like = optarg; break;
 		case 'p':
 			if (port_parse(optarg, a->ports, &a->nports, &e) < 0)
 				fc_err_exit(&e, 2);
@@ -147,11 +155,24 @@ static int cmd_up(int argc, char **argv)
 	uint64_t start;
 	int r;
 
-	parse(argc, argv, a, "vm mode publish owner-pid pool tap-user host-loopback resolv-conf");
+	parse(argc, argv, a, "vm mode publish owner-pid pool tap-user host-loopback resolv-conf from-snapshot like");
 	o->id = a->vm;
 	o->mode = a->mode ? a->mode : (geteuid() == 0 ? "bridged" : "rootless");
-	if (strcmp(o->mode, "bridged") && strcmp(o->mode, "rootless"))
-		usage_err(usage_text, "invalid --mode '%s': bridged or rootless", o->mode);
+	if (strcmp(o->mode, "bridged") && strcmp(o->mode, "rootless") && strcmp(o->mode, "clone"))
+		usage_err(usage_text, "invalid --mode '%s': bridged, rootless or clone", o->mode);
+	if (!strcmp(o->mode, "clone")) {
+		if (!a->from_snapshot == !a->like)
+			usage_err(usage_text, "--mode clone needs one of --from-snapshot TAG and --like FILE");
+		if (a->from_snapshot && !fc_valid_name(a->from_snapshot))
+			usage_err(usage_text, "invalid --from-snapshot '%s'", a->from_snapshot);
+		/* The guest keeps what the source had. */
+		if (a->host_loopback || a->resolv || a->tap_uid != -1)
+			usage_err(usage_text, "--mode clone keeps the source's network: no --host-loopback, --resolv-conf or --tap-user");
+	} else if (a->from_snapshot || a->like) {
+		usage_err(usage_text, "--from-snapshot and --like are for --mode clone");
+	}
+	o->from_snapshot = a->from_snapshot;
+	o->like = a->like;
 	if (a->owner) {
 		char *colon = strchr(a->owner, ':');
 
@@ -178,6 +199,8 @@ static int cmd_up(int argc, char **argv)
 	log_set_tag(o->id);
 	if (!strcmp(o->mode, "bridged"))
 		r = bridged_up(o, &rec, &e);
+	else if (!strcmp(o->mode, "clone"))
+		r = clone_up(o, &rec, &e);
 	else
 		r = rootless_up(o, &rec, &e);
 	if (r < 0)
@@ -230,14 +253,17 @@ static int cmd_ls(int argc, char **argv)
 	if (a->json) {
 		print_json(recs);
 	} else {
-		printf("%-20s %-9s %-11s %-16s %-15s %s\n", "ID", "MODE", "TAP", "GUEST", "LOOPBACK",
+		printf("%-20s %-9s %-11s %-16s %-15s %s\n", "ID", "MODE", "INTERFACE", "GUEST", "LOOPBACK",
 		       "PORTS");
 		json_array_foreach(recs, i, r) {
 			json_t *p, *ports = json_object_get(r, "ports");
 			size_t j;
 
+			/* The host's interface: a clone's TAP is in its namespace. */
+			const char *host_if = json_str(r, json_str(r, "veth") ? "veth" : "tap");
+
 			printf("%-20s %-9s %-11s %-16s %-15s ", json_str(r, "id"), json_str(r, "mode"),
-			       json_str(r, "tap") ? json_str(r, "tap") : "-",
+			       host_if ? host_if : "-",
 			       json_str(r, "guest_ip") ? json_str(r, "guest_ip") : "-",
 			       json_str(r, "loopback_ip") ? json_str(r, "loopback_ip") : "-");
 			for (j = 0; j < json_array_size(ports); j++) {

@@ -13,6 +13,8 @@
 
 #include "err.h"
 
+struct nl;
+
 #define NET_MAX_PORTS 256	/* published ports per VM (ranges expanded) */
 #define NET_DEFAULT_POOL "10.213.0.0/16"
 #define NET_SUBNET_PREFIX 30	/* per VM: network, gateway .1, guest .2, broadcast */
@@ -54,6 +56,10 @@ void net_record_remove(const char *id);
  * array, in id order. New reference. */
 json_t *net_records(struct fc_err *e);
 
+/* "fc" and 8 lower-case hex digits: the names net_derive makes (TAPs,
+ * clone mode's host veth). down and gc act only on such names. */
+bool net_valid_tap(const char *name);
+
 /* True while the record's owner process (owner_pid/owner_start) runs, or
  * the VM's state record (state/<id>.json) is live. */
 bool net_record_live(json_t *rec);
@@ -62,7 +68,7 @@ bool net_record_live(json_t *rec);
 
 struct up_opts {
 	const char *id;
-	const char *mode;		/* "bridged" | "rootless" */
+	const char *mode;		/* "bridged" | "rootless" | "clone" */
 	pid_t owner;
 	uint64_t owner_start;
 	const char *pool;		/* CIDR, NULL: NET_DEFAULT_POOL */
@@ -71,6 +77,9 @@ struct up_opts {
 	const char *resolv_conf;	/* NULL: /etc/resolv.conf (bridged DNS) */
 	struct port_map ports[NET_MAX_PORTS];
 	size_t nports;
+	/* clone: the source VM's network, from a snapshot's manifest or a
+	 * file holding fc-net's result for it (one of the two). */
+	const char *from_snapshot, *like;
 };
 
 /* Make what the VM needs and its record; on failure nothing is left.
@@ -90,16 +99,63 @@ int ports_check(struct port_map *maps, size_t n, struct in_addr loopback, json_t
 /* The result/record representation of a port list. */
 json_t *ports_json(const struct port_map *maps, size_t n, struct in_addr loopback);
 
+/* The nftables table of a bridged VM (or, on the host, of a clone): DNAT
+ * of the published ports to @guest (the guest, or the clone's address),
+ * DNS and --host-loopback DNAT from @tap's side at @gw, masquerade for
+ * @subnet (a /NET_SUBNET_PREFIX) leaving elsewhere and for 127/8 sources
+ * towards @tap. One batch. 0 or -1 with @e. */
+struct nat_plan {
+	const char *table, *tap;
+	struct in_addr subnet, gw, guest, dns_target;
+	bool dns_dnat, host_loopback;
+	const struct port_map *ports;
+	size_t nports;
+};
+int nat_create(const struct nat_plan *p, struct fc_err *e);
+
+/* A free /NET_SUBNET_PREFIX of @pool (NULL: the default): held by no
+ * record, overlapping no route of @nl's namespace nor @avoid/@avoid_prefix
+ * (prefix 0: nothing to avoid). 0 or -1 with @e. */
+int net_pick_subnet(struct nl *nl, const char *pool, json_t *records, struct in_addr avoid,
+		    int avoid_prefix, struct in_addr *subnet, struct fc_err *e);
+
+/* The host's resolvers for the guest (up to 3; a loopback first one is
+ * reached at the gateway: *@dns_dnat, *@dns_target); a new JSON array of
+ * what the guest is told. */
+json_t *net_dns(const char *resolv_conf, struct in_addr gw, bool *dns_dnat,
+		struct in_addr *dns_target);
+
+char *net_now_rfc3339(void);	/* caller frees */
+
 /* ---- rootless.c ---- */
 
 int rootless_up(struct up_opts *o, json_t **out, struct fc_err *e);
 /* Stop the namespace holder of @rec (and with it slirp4netns). */
 int rootless_down(json_t *rec, struct fc_err *e);
 
+/* Shared with clone mode's holder. */
+void net_reply(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Wait (bounded) for the holder's "ok" on @rep; its "error: WHY" as @e. */
+int net_expect_ok(int rep, const char *who, struct fc_err *e);
+/* A pidfd for the owner of VM @id's live state record, or -1. */
+int net_adopt_vm_owner(const char *id);
+/* SIGTERM @pid (if it is still the process that started at @start and is
+ * named @comm), wait up to @grace_ms for it to go, then SIGKILL. */
+void net_stop_process(pid_t pid, uint64_t start, const char *comm, int grace_ms);
+
+/* ---- clone.c ---- */
+
+/* Network for a clone of a snapshot (see clone.c). 0 or -1 with @e;
+ * nothing is left on failure. */
+int clone_up(struct up_opts *o, json_t **out, struct fc_err *e);
+/* Stop the holder (unless it is us), then remove the host's side (nft
+ * table, veth). 0 or -1 with @e. */
+int clone_down(json_t *rec, struct fc_err *e);
+
 /* ---- attach.c ---- */
 
 /* The guest stand-in: open the VM's TAP like a VMM would (bridged: on the
- * host; rootless: inside the holder's user and network namespaces), make a
+ * host; rootless and clone: inside the holder's namespaces), make a
  * TAP named eth0 in network namespace @netns (NULL: a new one) configured
  * as the guest (MAC, address, default route), and copy frames both ways.
  * With @cmd, run it in that namespace and end when it ends (*@code: its
@@ -109,7 +165,6 @@ int attach_run(json_t *rec, const char *netns, char **cmd, int ready_fd, int *co
 	       struct fc_err *e);
 
 /* ---- shared helpers (bridged.c) ---- */
-struct nl;
 /* The VM's TAP name "fcXXXXXXXX", loopback address 127.x.y.z and MAC
  * 0a:fc:..., derived from @id (FNV-1a); on a clash with a record (or,
  * with @nl, an existing host interface) the next candidate. 0 or -1. */
@@ -120,6 +175,9 @@ int write_sysctl(const char *path, const char *value, struct fc_err *e);
  * the fd; @uid: TUNSETOWNER unless -1). Returns the CLOEXEC fd or -1. */
 int tap_open(const char *name, bool create, bool persist, uid_t uid, struct fc_err *e);
 int parse_cidr(const char *s, struct in_addr *addr, int *prefix, struct fc_err *e);
+uint32_t net_mask(int prefix);	/* host order; 0 for prefix 0 */
+/* "xx:xx:xx:xx:xx:xx" into @mac (attach.c). 0 or -1. */
+int net_parse_mac(const char *s, uint8_t mac[6]);
 const char *ip_str(struct in_addr a);	/* static buffer per call slot (4 rotating) */
 
 #endif

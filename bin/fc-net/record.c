@@ -34,7 +34,7 @@ int net_lock(struct fc_err *e)
 }
 
 /* "fc" and 8 lower-case hex digits (net_derive). */
-static bool valid_tap(const char *t)
+bool net_valid_tap(const char *t)
 {
 	size_t i;
 
@@ -58,16 +58,28 @@ static int record_check(json_t *rec, const char *id, struct fc_err *e)
 	if (!json_str(rec, "id") || (id && strcmp(json_str(rec, "id"), id)))
 		return fc_err_set(e, EINVAL, "'id' does not match the file name");
 	mode = json_str(rec, "mode");
-	if (!mode || (strcmp(mode, "bridged") && strcmp(mode, "rootless")))
-		return fc_err_set(e, EINVAL, "'mode' must be bridged or rootless");
+	if (!mode || (strcmp(mode, "bridged") && strcmp(mode, "rootless") && strcmp(mode, "clone")))
+		return fc_err_set(e, EINVAL, "'mode' must be bridged, rootless or clone");
 	/* down and gc act on these names: only names fc-net makes pass. */
 	tap = json_str(rec, "tap");
 	table = json_str(rec, "table");
 	if (!strcmp(mode, "bridged")) {
-		if (tap && !valid_tap(tap))
+		if (tap && !net_valid_tap(tap))
 			return fc_err_set(e, EINVAL, "'tap' is not a name fc-net makes");
 		if (table && (!tap || strncmp(table, "fcvm-", 5) || strcmp(table + 5, tap)))
 			return fc_err_set(e, EINVAL, "'table' is not fcvm-<tap>");
+	}
+	/* A clone's TAP is inside its namespace; on the host there are its
+	 * veth and its table. */
+	if (!strcmp(mode, "clone")) {
+		const char *veth = json_str(rec, "veth");
+
+		if (tap && !net_valid_tap(tap))
+			return fc_err_set(e, EINVAL, "'tap' is not a name fc-net makes");
+		if (veth && !net_valid_tap(veth))
+			return fc_err_set(e, EINVAL, "'veth' is not a name fc-net makes");
+		if (table && (!veth || strncmp(table, "fcvm-", 5) || strcmp(table + 5, veth)))
+			return fc_err_set(e, EINVAL, "'table' is not fcvm-<veth>");
 	}
 	return 0;
 }

@@ -60,8 +60,7 @@
 
 /* ---- the holder (child process) ------------------------------------ */
 
-static void reply(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void reply(int fd, const char *fmt, ...)
+void net_reply(int fd, const char *fmt, ...)
 {
 	char buf[FC_ERR_MAX + 16];
 	va_list ap;
@@ -136,8 +135,7 @@ static int holder_attach(const char *name, struct fc_err *e)
 	return 0;
 }
 
-/* A pidfd for the owner of the VM's live state record, or -1. */
-static int adopt_vm_owner(const char *id)
+int net_adopt_vm_owner(const char *id)
 {
 	_cleanup_json_ json_t *st = NULL;
 	struct fc_err e;
@@ -186,14 +184,14 @@ static noreturn void holder_main(const char *id, int ctl, int rep, int exw, pid_
 	sfd = signalfd_for(sigs, 0, &e);
 	pfd = (int)syscall(SYS_pidfd_open, owner, 0);
 	if (sfd < 0 || pfd < 0 || !proc_alive(owner, owner_start)) {
-		reply(rep, "error: owner %d is not running", (int)owner);
+		net_reply(rep, "error: owner %d is not running", (int)owner);
 		_exit(1);
 	}
 	if (holder_setup(uid, gid, &e) < 0) {
-		reply(rep, "error: %s", e.msg);
+		net_reply(rep, "error: %s", e.msg);
 		_exit(1);
 	}
-	reply(rep, "ok");
+	net_reply(rep, "ok");
 	/* One request: the name of slirp4netns's TAP, once it exists. */
 	n = read(ctl, line, sizeof(line) - 1);
 	if (n <= 0)
@@ -201,10 +199,10 @@ static noreturn void holder_main(const char *id, int ctl, int rep, int exw, pid_
 	line[n] = '\0';
 	line[strcspn(line, "\n")] = '\0';
 	if (holder_attach(line, &e) < 0) {
-		reply(rep, "error: %s", e.msg);
+		net_reply(rep, "error: %s", e.msg);
 		_exit(1);
 	}
-	reply(rep, "ok");
+	net_reply(rep, "ok");
 	close(rep);
 	close(ctl);
 	for (;;) {	/* fd 5, the write end of slirp4netns's --exit-fd, stays open */
@@ -219,7 +217,7 @@ static noreturn void holder_main(const char *id, int ctl, int rep, int exw, pid_
 			 * takes over while it is live: so fcvm can run 'fc-net up'
 			 * before fc-boot exists and leave with the VM detached. */
 			close(pfd);
-			pfd = adopt_vm_owner(id);
+			pfd = net_adopt_vm_owner(id);
 			if (pfd < 0)
 				_exit(0);	/* no live VM either: the namespaces go */
 		}
@@ -255,7 +253,7 @@ static int read_line(int fd, char *buf, size_t size, int timeout_ms, const char 
 	return 0;
 }
 
-static int expect_ok(int rep, const char *who, struct fc_err *e)
+int net_expect_ok(int rep, const char *who, struct fc_err *e)
 {
 	char line[FC_ERR_MAX + 16];
 
@@ -407,10 +405,7 @@ static bool comm_is(pid_t pid, const char *comm)
 	return !strcmp(buf, comm);
 }
 
-/* SIGTERM @pid (if it is still the process that started at @start and is
- * named @comm), wait up to @grace_ms for it to go, then SIGKILL. Not our
- * child: polled. */
-static void stop_process(pid_t pid, uint64_t start, const char *comm, int grace_ms)
+void net_stop_process(pid_t pid, uint64_t start, const char *comm, int grace_ms)
 {
 	uint64_t end;
 
@@ -504,7 +499,7 @@ int rootless_up(struct up_opts *o, json_t **out, struct fc_err *e)
 	proc_start_time(holder, &holder_start, NULL);
 	json_object_set_new(rec, "holder_pid", json_integer(holder));
 	json_object_set_new(rec, "holder_start", json_integer((json_int_t)holder_start));
-	if (net_record_save(rec, e) < 0 || expect_ok(rep[0], "the namespace holder", e) < 0)
+	if (net_record_save(rec, e) < 0 || net_expect_ok(rep[0], "the namespace holder", e) < 0)
 		goto out;
 
 	sl = start_slirp(slirp, holder, api, log, ex[0], rdy[1], o->host_loopback, e);
@@ -534,7 +529,7 @@ int rootless_up(struct up_opts *o, json_t **out, struct fc_err *e)
 		fc_err_set(e, errno, "tell the namespace holder");
 		goto out;
 	}
-	if (expect_ok(rep[0], "the namespace holder", e) < 0)
+	if (net_expect_ok(rep[0], "the namespace holder", e) < 0)
 		goto out;
 	for (i = 0; i < o->nports; i++)
 		if (add_hostfwd(api, &o->ports[i], e) < 0)
@@ -582,8 +577,8 @@ int rootless_down(json_t *rec, struct fc_err *e)
 	json_int(rec, "slirp_pid", 1, 1LL << 31, &sp, e);
 	json_int(rec, "slirp_start", 0, 1LL << 62, &ss, e);
 	/* The holder first: slirp4netns ends by itself once it is gone. */
-	stop_process((pid_t)hp, (uint64_t)hs, "fc-net", 3000);
-	stop_process((pid_t)sp, (uint64_t)ss, "slirp4netns", 3000);
+	net_stop_process((pid_t)hp, (uint64_t)hs, "fc-net", 3000);
+	net_stop_process((pid_t)sp, (uint64_t)ss, "slirp4netns", 3000);
 	/* Our own paths, not the record's: nothing else is unlinked. */
 	api = fc_path("net/%s.sock", id);
 	unlink(api);
