@@ -194,7 +194,8 @@ static int build_tree(const struct image_disk *d, const char *tmp, json_t *manif
 			d->path);
 	dst = xasprintf("containers-storage:[overlay@%s+%s]localhost/fcvm-image:%.16s", tree, run,
 			d->digest + 7);
-	char *argv[] = { "skopeo", "--insecure-policy", "copy", "-q", src, dst, NULL };
+	/* no policy.json lookup: the archive is a local file fc-disk validated */
+	char *argv[] = { "skopeo", "copy", "--insecure-policy", "-q", src, dst, NULL };
 
 	log_debug("unpacking the image into an image store (once per image)");
 	code = run_capture(argv, NULL, 0, -1, e);
