@@ -440,7 +440,8 @@ static void start_child_watches(struct exec *x, pid_t pid)
 /* podman wait --condition=running NAME, output discarded. */
 static void start_podman_wait(struct exec *x)
 {
-	char **argv = exec_wait_argv(x->a->runner, run_container_name(x->a->run));
+	char **argv = exec_wait_argv(x->a->runner, run_image_store(x->a->run),
+				     run_container_name(x->a->run));
 	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 	pid_t pid = null < 0 ? -1 : fork();
 
@@ -566,8 +567,8 @@ static void start_command(struct exec *x)
 		close(fd);
 		snprintf(x->marker, sizeof(x->marker), MARKER_VAR "=%016llx%04llx",
 			 (unsigned long long)r[0], (unsigned long long)(r[1] & 0xffff));
-		argv = exec_req_argv(x->a->runner, &x->req, run_container_name(x->a->run),
-				     x->marker);
+		argv = exec_req_argv(x->a->runner, run_image_store(x->a->run), &x->req,
+				     run_container_name(x->a->run), x->marker);
 	}
 	if (x->req.tty) {
 		struct winsize ws = { .ws_row = x->req.rows, .ws_col = x->req.cols };

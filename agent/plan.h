@@ -53,9 +53,17 @@ struct plan_vol {
 	unsigned conns;		/* fc-volfs --connections, 1..64 (default 4) */
 };
 
+/* Where an image store disk ("image.store": true) is mounted, read-only:
+ * podman uses it as an additional image store (overlay.imagestore). */
+#define PLAN_STORE_DIR	 "/run/fcvm/image"
+
 struct plan {
 	char *disk;		/* absolute path of the image disk */
 	char *ref;		/* image name to run, NULL: take it from podman load */
+	bool store;		/* "image.store": @disk is an ext4 holding the image
+				 * unpacked (containers-storage, overlay): mounted
+				 * at PLAN_STORE_DIR and run by @ref (required), no
+				 * load; else @disk is an archive for podman load */
 	char **cmd;		/* NULL-terminated; NULL when absent (image default) */
 	char **entrypoint;	/* NULL-terminated; NULL when absent */
 	char **env;		/* NULL-terminated, never NULL after a successful parse */
@@ -96,7 +104,8 @@ char *plan_loaded_ref(const char *out, struct fc_err *e);
  * with plan_argv_free; strings are copies). */
 char **plan_load_argv(const char *runner, const struct plan *p);
 
-/* argv for `RUNNER [global flags] run --rm --name=NAME ... REF [CMD...]`. */
+/* argv for `RUNNER [global flags] run --rm --name=NAME ... REF [CMD...]`;
+ * with p->store the global flags name PLAN_STORE_DIR as an image store. */
 char **plan_run_argv(const char *runner, const struct plan *p, const char *ref);
 
 void plan_argv_free(char **argv);
@@ -128,12 +137,14 @@ void exec_req_free(struct exec_req *r);
 
 /* argv for `RUNNER [global flags] exec [--interactive] [--tty] --env=...
  * [--user=U] [--workdir=W] NAME CMD...`; @marker ("FCVM_EXEC_ID=...") is
- * one more --env, so the agent can find the process podman started. */
-char **exec_req_argv(const char *runner, const struct exec_req *r, const char *name,
-		     const char *marker);
+ * one more --env, so the agent can find the process podman started.
+ * @store: the container's image store (run_image_store()), or NULL: every
+ * podman call about the container must see the store its image is in. */
+char **exec_req_argv(const char *runner, const char *store, const struct exec_req *r,
+		     const char *name, const char *marker);
 
 /* argv for `RUNNER [global flags] wait --condition=running NAME`. */
-char **exec_wait_argv(const char *runner, const char *name);
+char **exec_wait_argv(const char *runner, const char *store, const char *name);
 
 /* Parse {"rows":N,"cols":N} (1..65535 each). 0 or -1 with @e. */
 int exec_winsize_parse(const char *buf, size_t len, unsigned *rows, unsigned *cols,

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
@@ -63,6 +65,7 @@ struct run {
 	bool in_eof, in_paused;
 	unsigned rows, cols;	/* the last WINSIZE */
 	char *error;		/* RUN_EXITED without a container exit: why */
+	bool store_mounted;	/* PLAN_STORE_DIR holds the VM's image store */
 };
 
 static const struct conn_ops run_ops;
@@ -733,6 +736,33 @@ bool run_stop(struct run *r)
 	return true;
 }
 
+/* Mount the image store disk @disk read-only at PLAN_STORE_DIR, once per
+ * VM (it is the VM's one image disk). Read-only all the way down: the
+ * container's writable layer is in the guest's own rootfs (graphroot). */
+static int mount_store(struct run *r, const char *disk, struct fc_err *e)
+{
+	struct stat st;
+
+	if (r->store_mounted)
+		return 0;
+	if (!r->a->pid1) {	/* test mode: the host's mounts are not ours */
+		log_info("test mode: not mounting the image store '%s'", disk);
+		return 0;
+	}
+	if (stat(disk, &st) < 0)
+		return fc_err_set(e, errno, "'%s'", disk);
+	if (!S_ISBLK(st.st_mode))
+		return fc_err_set(e, 0, "'%s' is not a block device", disk);
+	if (mkdir_p(PLAN_STORE_DIR, 0755, e) < 0)
+		return -1;
+	if (mount(disk, PLAN_STORE_DIR, "ext4", MS_RDONLY, "") < 0)
+		return fc_err_set(e, errno, "mount '%s' on '%s' (not an image store, or a damaged one?)",
+				  disk, PLAN_STORE_DIR);
+	r->store_mounted = true;
+	log_info("image store '%s' mounted read-only at %s", disk, PLAN_STORE_DIR);
+	return 0;
+}
+
 void run_plan(struct run *r, struct conn *c, const uint8_t *payload, size_t len)
 {
 	char **argv;
@@ -784,6 +814,17 @@ void run_plan(struct run *r, struct conn *c, const uint8_t *payload, size_t len)
 		return;
 	}
 	r->state = RUN_STARTING;
+	if (r->plan.store) {
+		/* The image is already unpacked on the disk: no load. */
+		if (mount_store(r, r->plan.disk, &e) < 0) {
+			_cleanup_free_ char *m = xasprintf("image store: %s", e.msg);
+
+			fail_run(r, m);
+			return;
+		}
+		start_container(r, r->plan.ref);
+		return;
+	}
 	r->loading = true;
 	argv = plan_load_argv(r->a->runner, &r->plan);
 	log_info("loading the image from '%s'", r->plan.disk);
@@ -819,6 +860,11 @@ const char *run_state_name(const struct run *r)
 const char *run_container_name(const struct run *r)
 {
 	return r->state != RUN_IDLE ? r->plan.name : NULL;
+}
+
+const char *run_image_store(const struct run *r)
+{
+	return r->state != RUN_IDLE && r->plan.store ? PLAN_STORE_DIR : NULL;
 }
 
 bool run_container_seen(const struct run *r)

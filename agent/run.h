@@ -1,5 +1,6 @@
-/* run.h - the run session: one plan -> podman load -> podman run, its
- * output streamed to the host that sent the plan, its exit code.
+/* run.h - the run session: one plan -> podman load (or the image store
+ * disk mounted, see plan.h) -> podman run, its output streamed to the host
+ * that sent the plan, its exit code.
  *
  * How it works: each step is a child process whose two output pipes are
  * watched by the agent's loop (never read blocking). Load output is
@@ -53,6 +54,10 @@ json_t *run_status(const struct run *r);
  * "exited") and its container's name (NULL when idle). */
 const char *run_state_name(const struct run *r);
 const char *run_container_name(const struct run *r);
+
+/* The current container's image store (PLAN_STORE_DIR) when its plan runs
+ * from one, else NULL. */
+const char *run_image_store(const struct run *r);
 
 /* Has an exec already seen the current container running (so the next
  * one need not ask podman to wait for it)? Reset by every plan. */

@@ -441,9 +441,12 @@ cmd_run() {
 	fi
 	root_full && die "$(full_msg)"
 
-	local img_json disk ref
+	# The image store disk (the image unpacked: nothing to load in the
+	# guest) when fc-disk has one, else the archive (it said why).
+	local img_json disk ref store
 	img_json=$(fc-disk image --json -- "$image") || exit 125
-	disk=$(jq -r .path <<<"$img_json")
+	disk=$(jq -r '.store // .path' <<<"$img_json")
+	store=$(jq -r 'if .store then "true" else "false" end' <<<"$img_json")
 	ref=$(jq -r '.ref // .image_id // empty' <<<"$img_json")
 	[ -n "$disk" ] && [ -n "$ref" ] || die "fc-disk gave no disk or image id for '$image'"
 
@@ -534,8 +537,9 @@ cmd_run() {
 			netboot+=(--netns-holder "$(jq -r '"\(.netns.pid):\(.netns.pid_start)"' <<<"$net")")
 		fi
 	fi
-	# The image disk is the second drive: /dev/vdb in the guest. The guest
-	# runs the image by its id ('ref'): names in archives may be bare tags.
+	# The image disk (store or archive) is the second drive: /dev/vdb in the
+	# guest. The guest runs the image by its id ('ref'): names in archives
+	# may be bare tags.
 	local env_json
 	env_json=$(jq -nc '$ARGS.positional' --args -- "${env[@]}") || fail "cannot encode -e values"
 	# -i/-t, -w, -u, --entrypoint (a JSON array as podman takes it, or one
@@ -558,7 +562,9 @@ cmd_run() {
 		 + (if $h != "" then {hostname: $h} else {} end) + (if ($l | length) > 0 then {labels: $l} else {} end)
 		 + (if $ep != null then {entrypoint: $ep} else {} end)') || fail "cannot encode the run options"
 	jq -n --arg ref "$ref" --arg cname "$name" --argjson env "$env_json" --argjson net "$net_json" \
-		'{version: 1, image: {disk: "/dev/vdb", ref: $ref}, container_name: $cname,
+		--argjson store "$store" \
+		'{version: 1, image: ({disk: "/dev/vdb", ref: $ref} + (if $store then {store: true} else {} end)),
+		  container_name: $cname,
 		  env: $env, poweroff: true} + (if $ARGS.positional | length > 0 then {cmd: $ARGS.positional} else {} end)
 		  + (if $net then {network: $net} else {} end) + $extra
 		  + (if ($vols | length) > 0 then {volumes: $vols} else {} end)' \

@@ -131,7 +131,8 @@ static int find_source(const char *image, enum source *src, struct fc_err *e)
 			  image);
 }
 
-/* Remove temporaries left by builds whose process is gone. */
+/* Remove temporaries left by builds whose process is gone: files, and the
+ * directories of store builds (store.c). */
 static void sweep_stale(const char *dir)
 {
 	DIR *d = opendir(dir);
@@ -150,8 +151,13 @@ static void sweep_stale(const char *dir)
 		if (end == p + 5 || *end != '-' || pid <= 0 || pid == getpid())
 			continue;
 		if (!proc_alive((pid_t)pid, 0)) {
-			log_debug("removing stale temporary '%s/%s'", dir, de->d_name);
-			unlinkat(dirfd(d), de->d_name, 0);
+			_cleanup_free_ char *p2 = xasprintf("%s/%s", dir, de->d_name);
+			struct fc_err e;
+
+			log_debug("removing stale temporary '%s'", p2);
+			if (unlinkat(dirfd(d), de->d_name, 0) < 0 && errno == EISDIR &&
+			    fc_rm_tree(p2, &e) < 0)
+				log_warn("%s", e.msg);
 		}
 	}
 	closedir(d);
@@ -458,6 +464,7 @@ void image_disk_free(struct image_disk *d)
 	free(d->path);
 	free(d->ref);
 	free(d->name);
+	free(d->store);
 	img_info_free(&d->info);
 	memset(d, 0, sizeof(*d));
 }

@@ -97,13 +97,15 @@ static int cmd_image(int argc, char **argv)
 	struct fc_err e;
 
 	parse(argc, argv, &a, "json operand");
-	if (image_disk_get(a.operand, &d, &e) < 0)
+	if (image_disk_get(a.operand, &d, &e) < 0 || image_store_get(&d, &e) < 0)
 		fail(&e);
 	if (a.json) {
-		_cleanup_json_ json_t *j = json_pack("{s:s, s:s, s:s, s:o, s:I, s:s, s:s, s:s, s:i}",
+		_cleanup_json_ json_t *j = json_pack("{s:s, s:s, s:s, s:o, s:I, s:o, s:I, s:s, s:s, s:s, s:i}",
 						     "path", d.path, "digest", d.digest, "ref", d.ref,
 						     "name", d.name ? json_string(d.name) : json_null(),
 						     "size", (json_int_t)d.size,
+						     "store", d.store ? json_string(d.store) : json_null(),
+						     "store_size", (json_int_t)d.store_size,
 						     "image_id", d.info.image_id,
 						     "format", img_format_name(d.info.format),
 						     "source", d.source, "layers", (int)d.info.layers);

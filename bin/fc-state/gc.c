@@ -13,7 +13,12 @@
  *     waiting. Got it: no build runs, so every temporary there is stale,
  *     and each build that is neither 'default' nor used by a live record's
  *     config goes too. Held: only temporaries whose PID is dead go.
- *  3. images/: temporaries of dead writers (fc-disk locks per image).
+ *  3. images/: temporaries of dead writers (fc-disk locks per image), then
+ *     each image's archive (<hex>.img) and store (<hex>.store/) that no
+ *     live record's drives use, under that image's build lock taken without
+ *     waiting (held: fc-disk is building it, it stays). A run between its
+ *     'fc-disk image' and its VM's record can lose its image this way; it
+ *     then fails at fc-boot, saying so, and the next run rebuilds it.
  * Nothing of a live owner is touched; vm-disks/ stays (the user's logs).
  */
 #include <dirent.h>
@@ -346,6 +351,52 @@ static void gc_builds(struct gc *g, const char *sub, const char *lock_name)
 	free(names);
 }
 
+/* ---- 3. images ------------------------------------------------------------ */
+
+/* Is @name an image's archive "<hex>.img" or store "<hex>.store"? Its
+ * digest into @hex. */
+static bool image_entry(const char *name, char hex[65])
+{
+	const char *rest = name + 64;
+
+	if (strlen(name) <= 64 || strspn(name, "0123456789abcdef") != 64 ||
+	    (strcmp(rest, ".img") && strcmp(rest, ".store")))
+		return false;
+	memcpy(hex, name, 64);
+	hex[64] = '\0';
+	return true;
+}
+
+static void gc_images(struct gc *g)
+{
+	_cleanup_free_ char *dir = fc_path("images");
+	struct dirent **names = NULL;
+	int n = scandir(dir, &names, NULL, alphasort);
+
+	for (int i = 0; i < n; i++) {
+		const char *name = names[i]->d_name;
+		_cleanup_free_ char *p = xasprintf("%s/%s", dir, name);
+		_cleanup_free_ char *lockp = NULL;
+		_cleanup_close_ int lock = -1;
+		struct fc_err e;
+		char hex[65];
+
+		if (!image_entry(name, hex) || build_used(g, p))
+			goto next;
+		lockp = fc_path("locks/image-%s.lock", hex);
+		lock = fs_lock(lockp, FS_LOCK_NB, &e);
+		if (lock < 0 && e.errnum == EWOULDBLOCK)
+			log_info("image %.16s is being built: keeping it", hex);
+		else if (lock < 0)
+			log_warn("%s", e.msg);
+		else
+			drop(g, "image", p, "no running VM uses it");
+next:
+		free(names[i]);
+	}
+	free(names);
+}
+
 static const char gc_usage[] = "usage: fc-state gc [-n] [--json]\n";
 
 int cmd_gc(int argc, char **argv)
@@ -383,6 +434,7 @@ int cmd_gc(int argc, char **argv)
 	gc_builds(&g, "kernels", "kernel");
 	gc_builds(&g, "rootfs", "rootfs");
 	sweep_temps(&g, "images", false);
+	gc_images(&g);
 	sweep_temps(&g, ".", false);
 	if (g.json) {
 		_cleanup_free_ char *text = json_dumps(done, JSON_INDENT(2));

@@ -116,6 +116,49 @@ static void test_minimal(void)
 	plan_free(&p);
 }
 
+/* "image.store": run from the store disk, no load; every podman call about
+ * the container names the store. */
+static void test_store(void)
+{
+	struct plan p;
+	struct fc_err e;
+	struct exec_req r = { 0 };
+	char *cmd[] = { "sh", NULL }, *env[] = { NULL };
+	char **argv, *s;
+
+	CHECK(parse("{\"version\":1,\"image\":{\"disk\":\"/dev/vdb\",\"ref\":\"abc\",\"store\":true}}",
+		    &p, &e) == 0 && p.store,
+	      "image.store parses");
+	argv = plan_run_argv("podman", &p, p.ref);
+	s = joined(argv);
+	CHECK(strstr(s, "|--events-backend=file|--storage-opt=overlay.imagestore=" PLAN_STORE_DIR
+			 "|run|") != NULL,
+	      "run argv: the store is a global storage option");
+	free(s);
+	plan_argv_free(argv);
+	plan_free(&p);
+	r.cmd = cmd;
+	r.env = env;
+	argv = exec_req_argv("podman", PLAN_STORE_DIR, &r, "box", NULL);
+	s = joined(argv);
+	CHECK(strstr(s, "|--storage-opt=overlay.imagestore=" PLAN_STORE_DIR "|exec|") != NULL,
+	      "exec argv names the store too");
+	free(s);
+	plan_argv_free(argv);
+	argv = exec_wait_argv("podman", NULL, "box");
+	s = joined(argv);
+	CHECK(!strstr(s, "storage-opt"), "no store: no storage option");
+	free(s);
+	plan_argv_free(argv);
+	CHECK(parse("{\"version\":1,\"image\":{\"disk\":\"/dev/vdb\"}}", &p, &e) == 0 && !p.store,
+	      "no image.store: an archive to load");
+	plan_free(&p);
+	refused("{\"version\":1,\"image\":{\"disk\":\"/dev/vdb\",\"store\":true}}", "needs 'image.ref'",
+		"a store without the image id to run");
+	refused("{\"version\":1,\"image\":{\"disk\":\"/dev/vdb\",\"ref\":\"a\",\"store\":1}}",
+		"'store' must be true or false", "a store flag that is not a boolean");
+}
+
 static void test_refusals(void)
 {
 	struct plan p;
@@ -292,7 +335,7 @@ static void test_exec(void)
 	CHECK(r.in && r.tty && !r.vm && r.rows == 30 && r.cols == 100 && r.wait_ms == 5000 &&
 		      !strcmp(r.term, "vt220"),
 	      "exec: flags, size, bound");
-	argv = exec_req_argv("podman", &r, "box", "FCVM_EXEC_ID=1");
+	argv = exec_req_argv("podman", NULL, &r, "box", "FCVM_EXEC_ID=1");
 	s = joined(argv);
 	CHECK(!strcmp(s, "podman|--cgroup-manager=cgroupfs|--events-backend=file|exec|--interactive|"
 			 "--tty|--env=TERM=vt220|--env=FCVM_EXEC_ID=1|--env=A=1|--user=1:2|"
@@ -472,6 +515,7 @@ int main(void)
 	test_exec();
 	test_full();
 	test_minimal();
+	test_store();
 	test_refusals();
 	test_loaded_ref();
 	return check_done();
