@@ -188,6 +188,9 @@ dead_pid() {
 	jq --arg k "$FCVM_ROOT/kernels/bbbb/vmlinux" '.config.kernel = $k' "$FCVM_ROOT/state/vm-t1.json" \
 		>"$FCVM_ROOT/state/.x" && mv "$FCVM_ROOT/state/.x" "$FCVM_ROOT/state/vm-t1.json"
 	mkdir -p "$FCVM_ROOT/rootfs/.tmp-0123456789abcdef-$dead" "$FCVM_ROOT/vm-disks/vm-t2"
+	# snapshots fc-snap was making (and removing) when it died; a live one's stays
+	mkdir -p "$FCVM_ROOT/snapshots/.tmp-warm-$dead" "$FCVM_ROOT/snapshots/.tmp-rm-old-$dead" \
+		"$FCVM_ROOT/snapshots/.tmp-busy-$OWNER"
 
 	run_fc 0 fc-state gc -n
 	assert_contains "$output" "would remove record state/vm-t2.json" "dry run lists the dead record"
@@ -199,6 +202,7 @@ dead_pid() {
 	removed=$(jq -r '.[] | .kind + " " + (.path | ltrimstr(env.FCVM_ROOT + "/"))' <<<"$output" | sort)
 	assert_eq "$removed" "$(printf '%s\n' "build kernels/cccc" "pidfile state/vm-t2.pid" \
 		"pidfile state/vm-t9.pid" "record state/vm-t2.json" "sockets run/vm-t2" "sockets run/vm-t8" \
+		"temporary snapshots/.tmp-warm-$dead" "temporary snapshots/.tmp-rm-old-$dead" \
 		"temporary images/.sha.tmp-$dead-01020304" "temporary rootfs/.tmp-0123456789abcdef-$dead" \
 		"temporary state/.vm-t1.json.tmp-$dead-0a0b0c0d" | sort)" "exactly what dead owners left"
 	[ -f "$FCVM_ROOT/state/vm-t1.json" ]
@@ -206,9 +210,10 @@ dead_pid() {
 	[ -d "$FCVM_ROOT/kernels/aaaa" ]
 	[ -d "$FCVM_ROOT/kernels/bbbb" ]
 	[ -d "$FCVM_ROOT/vm-disks/vm-t2" ]	# the user's logs stay
+	[ -d "$FCVM_ROOT/snapshots/.tmp-busy-$OWNER" ]
 	run_fc 0 fc-state gc
 	assert_eq "$output" "" "a second gc finds nothing"
-	rm -rf "$FCVM_ROOT/run/vm-t1"
+	rm -rf "$FCVM_ROOT/run/vm-t1" "$FCVM_ROOT/snapshots/.tmp-busy-$OWNER"
 }
 
 @test "fc-state gc: keeps builds and their temporaries while a build holds the lock" {

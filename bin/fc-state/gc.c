@@ -435,6 +435,8 @@ int cmd_gc(int argc, char **argv)
 	gc_builds(&g, "rootfs", "rootfs");
 	sweep_temps(&g, "images", false);
 	gc_images(&g);
+	/* a snapshot fc-snap was making, or fc-snap rm was removing, when it died */
+	sweep_temps(&g, "snapshots", false);
 	sweep_temps(&g, ".", false);
 	if (g.json) {
 		_cleanup_free_ char *text = json_dumps(done, JSON_INDENT(2));
