@@ -685,6 +685,8 @@ static void exec_frame(struct conn *c, void *sess, const struct proto_hdr *h,
 	if (x->ph == EX_DONE)
 		return;
 	switch (h->type) {
+	case MSG_HEARTBEAT:	/* the host's probe after a silence */
+		return;
 	case MSG_STDIN:
 		in_add(x, payload, h->len);
 		return;

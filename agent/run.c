@@ -631,6 +631,8 @@ static void run_frame(struct conn *c, void *sess, const struct proto_hdr *h,
 		if (r->ch.active && !r->ch.exited)
 			kill(r->ch.proc.pid, sig);
 		break;
+	case MSG_HEARTBEAT:	/* the host's probe: its arrival woke us, that is all */
+		break;
 	case MSG_STDIN:
 		/* Without "stdin" the container's stdin is /dev/null: ignored. */
 		in_add(r, payload, h->len);

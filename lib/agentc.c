@@ -34,6 +34,7 @@
 #define LOST_GRACE_MS	  2000	/* a lost connection: time for the owner to be seen dying;
 				   the owner dead: time to read what the agent had sent */
 #define FRAMES_PER_WAKE	  64	/* then signals are looked at again */
+#define PROBE_MS	  5000	/* silence after which the agent is sent a heartbeat */
 
 enum phase { PH_HELLO, PH_STATUS, PH_CLONE, PH_RUN };
 
@@ -57,6 +58,7 @@ struct agentc {
 	struct proto_rx rx;
 	uint64_t frame_t0;	/* when it was seen begun; 0: none */
 	uint64_t last_rx;	/* last whole frame (the watchdog) */
+	uint64_t probe_at;	/* last heartbeat we sent after a silence */
 
 	/* frames going out */
 	uint8_t *tx;
@@ -619,6 +621,23 @@ static int pump(struct agentc *s, enum phase ph, struct fc_err *e)
 			until(&wake, s->tx_t0 + s->o.frame_ms);
 		if (ph == PH_RUN && reading && !s->frame_t0 && s->o.heartbeat_ms)
 			until(&wake, s->last_rx + s->o.heartbeat_ms);
+		/* The agent beats every 2 s: a longer silence is not normal. A
+		 * frame of ours interrupts the guest, and an idle TCG guest has
+		 * been seen to oversleep its timers until some interrupt came;
+		 * a live agent then beats again. Once per PROBE_MS of silence. */
+		if (ph == PH_RUN && reading && !s->frame_t0 && s->o.heartbeat_ms && s->req_sent &&
+		    !s->txlen) {
+			uint64_t since = s->probe_at > s->last_rx ? s->probe_at : s->last_rx;
+
+			if (now >= since + PROBE_MS) {
+				log_debug("no frame from the agent for %llu ms: probing it",
+					  (unsigned long long)(now - s->last_rx));
+				tx_queue(s, MSG_HEARTBEAT, NULL, 0);
+				s->probe_at = now;
+			} else {
+				until(&wake, since + PROBE_MS);
+			}
+		}
 		if (s->o.owner_pid > 0 && s->pidfd < 0)
 			until(&wake, s->next_owner_check);
 

@@ -35,7 +35,8 @@ enum proto_type {
 	MSG_STDIN_EOF,	/* host -> agent: empty */
 	MSG_EXIT,	/* agent -> host: JSON {"code":N} or {"signal":N} */
 	MSG_ERROR,	/* either way: JSON {"message":"..."} - fatal for this session */
-	MSG_HEARTBEAT,	/* agent -> host: empty, every few seconds */
+	MSG_HEARTBEAT,	/* agent -> host: empty, every few seconds; host -> agent:
+			 * a probe after a silence (the agent ignores it) */
 	MSG_SIGNAL,	/* host -> agent: JSON {"signal":N} - forward to the container */
 	MSG_STATUS_REQ,	/* host -> agent: empty - first frame of a status connection */
 	MSG_STATUS,	/* agent -> host: JSON {"version":1,"state":...} - then it closes */

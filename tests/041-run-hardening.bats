@@ -151,6 +151,14 @@ console_with_panic() {
 	assert_eq "$output" bye "the output before EXIT, and no error"
 }
 
+@test "an agent silent for seconds is probed with a heartbeat, and one that wakes up goes on" {
+	# (seen under TCG: an idle guest oversleeping its timers until an
+	# interrupt arrives; 90 s of silence ended runs that were fine)
+	fake oversleep
+	run_fc 0 --timeout 60 fc-run --unix "$SOCK" --heartbeat-timeout 30 "$PLAN"
+	assert_eq "$output" "woken by 10" "the agent got a HEARTBEAT frame (type 10) and answered"
+}
+
 # --- item 2: signals are served whatever the guest does ---
 
 @test "a guest that sends a frame header then 1 byte/s: SIGINT twice ends fc-run" {
