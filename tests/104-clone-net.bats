@@ -83,7 +83,7 @@ net_seen() {
 # nothing_left: no fc-net record, the counts as before the test, every
 # holder gone and no process left in any clone namespace.
 nothing_left() {
-	local h pid ino p
+	local h pid ino p i left
 	assert_eq "$(ls "$FCVM_ROOT/net" 2>/dev/null)" "" "no fc-net record left" || return 1
 	assert_eq "$(count_ours)" 0 "none of the TAPs, veths and tables seen is left" || return 1
 	for h in "${OBJS[@]}"; do
@@ -99,12 +99,20 @@ nothing_left() {
 		# bounded: a holder that removed the network itself is exiting
 		timeout 10 tail --pid="$pid" -f /dev/null 2>/dev/null ||
 			{ echo "namespace holder $pid still runs" >&2; return 1; }
-		for p in /proc/[0-9]*/ns/net; do
-			if [ "$(stat -L -c %i "$p" 2>/dev/null)" = "$ino" ]; then
-				echo "a process ($p) is still in a clone's namespace" >&2
-				return 1
-			fi
+		# bounded too: a process killed just now (fc-net attach's
+		# helpers die with it) may still be exiting
+		for ((i = 0; i < 100; i++)); do
+			left=""
+			for p in /proc/[0-9]*/ns/net; do
+				[ "$(stat -L -c %i "$p" 2>/dev/null)" = "$ino" ] && left=$p
+			done
+			[ -z "$left" ] && break
+			sleep 0.1
 		done
+		if [ -n "$left" ]; then
+			echo "a process ($left: $(tr '\0' ' ' < "${left%/ns/net}/cmdline" 2>/dev/null)) is still in a clone's namespace" >&2
+			return 1
+		fi
 	done
 }
 
