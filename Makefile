@@ -206,7 +206,8 @@ $(UFFD_CLIENT): tests/uffd/client.c
 	$(CC) $(WARN) $(HARDEN) $(CFLAGS) $(SANITIZE) -D_GNU_SOURCE $(ALL_LDFLAGS) -o $@ $<
 
 # fc-uffd against the kernel's own first-touch faults, with and without
-# prefetch.
-bench-uffd: $(BUILD)/bin/fc-uffd $(UFFD_CLIENT)
+# prefetch; then clone time, Uffd against File backend (real guests).
+bench-uffd: all $(UFFD_CLIENT)
 	tests/bench/uffd $(BUILD)
+	SECTIONS="file uffd" tests/bench/clone $(BUILD)
 .PHONY: bench-uffd
