@@ -649,7 +649,7 @@ int snap_create(struct fcq *q, json_t *b, struct fc_err *e)
 	if (!s->capable)
 		return fc_err_set(e, 0, "snapshots need fcvm's QEMU (fc-setup qemu): %s", s->why);
 	if (s->restored)
-		return fc_err_set(e, 0, "a microVM restored from a snapshot maps its memory privately and cannot be snapshotted again by fc-qemu");
+		return fc_err_set(e, 0, "a microVM restored from a snapshot cannot be snapshotted again by fc-qemu (its memory is a private mapping or a memory server's)");
 	if (s->mem_fd < 0)
 		return fc_err_set(e, 0, "this microVM was not booted with its memory in a file: it cannot be snapshotted");
 	if (q->state != FCQ_PAUSED)
