@@ -183,6 +183,12 @@ stats_until() {
 			-w '%{http_code}' -H 'Content-Type: application/json' -d "$req" http://localhost/snapshot/load)
 		body=$(cat "$BATS_TEST_TMPDIR/body")
 	}
+	# the source's disk went with it: a copy, as fc-clone gives each clone
+	cp --reflink=auto "$FCVM_ROOT/snapshots/t1/disk.ext4" "$a/disk.ext4"
+	code=$(curl -s --max-time 30 --unix-socket "$a/api.sock" -X PUT -o /dev/null -w '%{http_code}' \
+		-H 'Content-Type: application/json' http://localhost/drives/rootfs \
+		-d "{\"drive_id\": \"rootfs\", \"path_on_host\": \"$a/disk.ext4\", \"is_root_device\": true, \"is_read_only\": false}")
+	assert_eq "$code" 204 "the drive override"
 	load "$FCVM_ROOT/run/nosuch.sock"
 	assert_eq "$code" 400 "a missing socket: $body"
 	assert_contains "$body" "the memory server's socket" "the fault names the socket"
