@@ -140,6 +140,10 @@ stats_until() {
 		fi
 	done
 	assert_eq "$n" 3 "three QEMUs with uffd-socket"
+	# and their vsock back-ends reach guest memory through QEMU, not a
+	# mapping of their own (which would bypass the uffd and read zeros)
+	assert_eq "$(pgrep -f "fc-vsock .*--uds-path $FCVM_ROOT/.* --memory vmm" | wc -l)" 3 \
+		"three fc-vsock with --memory vmm"
 
 	for c in c1 c2 c3; do
 		run_fc 0 --timeout 120 fc-exec --name $c -- sh -c "cat /proc/$BGPID/cmdline | tr '\\0' ' '"
