@@ -50,8 +50,9 @@ $(BUILD)/bin/%: bin/%.sh
 # rule's prerequisites would be replaced by the stem.
 tool_objs = $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard bin/$(1)/*.c))
 
-# fc-setup embeds the QEMU patch (.incbin): rebuild it when the patch changes.
-$(BUILD)/obj/bin/fc-setup/qemu.o: bin/fc-setup/qemu-vhost-user-vsock-migration.patch
+# fc-setup embeds the QEMU patches (.incbin): rebuild it when one changes.
+$(BUILD)/obj/bin/fc-setup/qemu.o: bin/fc-setup/qemu-vhost-user-vsock-migration.patch \
+	bin/fc-setup/qemu-uffd-socket.patch
 
 # Keep objects: they are not throw-away intermediates.
 .SECONDARY:
@@ -205,7 +206,8 @@ $(UFFD_CLIENT): tests/uffd/client.c
 	$(CC) $(WARN) $(HARDEN) $(CFLAGS) $(SANITIZE) -D_GNU_SOURCE $(ALL_LDFLAGS) -o $@ $<
 
 # fc-uffd against the kernel's own first-touch faults, with and without
-# prefetch.
-bench-uffd: $(BUILD)/bin/fc-uffd $(UFFD_CLIENT)
+# prefetch; then clone time, Uffd against File backend (real guests).
+bench-uffd: all $(UFFD_CLIENT)
 	tests/bench/uffd $(BUILD)
+	SECTIONS="file uffd" tests/bench/clone $(BUILD)
 .PHONY: bench-uffd

@@ -66,7 +66,9 @@ usage: fcvm podman run [--name NAME] [-e K=V]... [--cpus N] [--memory MIB] [--rm
        fcvm rm NAME
        fcvm gc [-n] [--json]
        fcvm snapshot create (--pid PID | --name NAME) --tag TAG
-       fcvm snapshot run --snapshot TAG [--name NAME] [-d] [-p [HOSTIP:][HOSTPORT:]PORT[/PROTO]]...
+       fcvm snapshot run (--snapshot TAG | --pid SERVE_PID) [--name NAME] [-d]
+                         [-p [HOSTIP:][HOSTPORT:]PORT[/PROTO]]...
+       fcvm snapshot serve [--prefetch on|off] TAG
        fcvm snapshot ls [--json]
        fcvm snapshot rm [--force] TAG
 EOF
@@ -714,27 +716,33 @@ cmd_ls() {
 		shift
 	done
 	need fc-state
-	# The table gains PORTS: the published addresses of network.ports.
+	# The table gains PORTS: the published addresses of network.ports, and
+	# FROM: what a clone or server runs from (its snapshot's tag, and for a
+	# clone of a memory server "TAG@SERVE_PID", the server's PID column).
 	if [[ " ${args[*]} " != *" --json "* ]]; then
 		local table recs
 		table=$(fc-state ls "${args[@]}") || exit 125
 		[ -n "$table" ] || return 0
 		recs=$(fc-state ls "${args[@]}" --json) || exit 125
-		local -A ports=()
-		local id pl
-		while IFS=$'\t' read -r id pl; do
-			[ -n "$id" ] && ports[$id]=$pl
-		done < <(jq -r '.[] | select(.network.ports) |
-			[.id, (.network.ports | map("\(.host_ip):\(.host_port)->\(.guest_port)/\(.proto)") | join(","))] | @tsv' <<<"$recs")
-		local line first=1 w
+		local -A ports=() from=()
+		local id pl fr
+		while IFS=$'\t' read -r id pl fr; do
+			[ -n "$id" ] || continue
+			[ "$pl" = - ] || ports[$id]=$pl
+			[ "$fr" = - ] || from[$id]=$fr
+		done < <(jq -r '.[] | [.id,
+			(if .network.ports then .network.ports | map("\(.host_ip):\(.host_port)->\(.guest_port)/\(.proto)") | join(",") else "-" end),
+			(if .snapshot then .snapshot + (if .serve_pid then "@\(.serve_pid)" else "" end) else "-" end)] | @tsv' <<<"$recs")
+		local line first=1 w wp=5
 		w=$(awk 'length($0) > w { w = length($0) } END { print w + 0 }' <<<"$table")
+		for pl in "${ports[@]}"; do [ ${#pl} -le "$wp" ] || wp=${#pl}; done
 		while IFS= read -r line; do
 			if [ "$first" = 1 ]; then
-				printf '%-*s  %s\n' "$w" "$line" PORTS
+				printf '%-*s  %-*s  %s\n' "$w" "$line" "$wp" PORTS FROM
 				first=0
 			else
 				id=${line%% *}
-				printf '%-*s  %s\n' "$w" "$line" "${ports[$id]:-}"
+				printf '%-*s  %-*s  %s\n' "$w" "$line" "$wp" "${ports[$id]:-}" "${from[$id]:-}"
 			fi
 		done <<<"$table"
 		return 0
@@ -898,12 +906,64 @@ cmd_gc() {
 	return 0
 }
 
-# fcvm snapshot create|run|ls|rm: fc-snap and fc-clone. create snapshots a
-# running VM, found by its owner's pid (fc-boot's, what 'fcvm ls' shows as
-# PID) or its name; run starts a clone (in the foreground, or -d: once its
-# agent answers, printing its id); ls and rm are fc-snap's.
+# fcvm snapshot serve TAG: fc-uffd in the foreground. Its pid (the serve
+# record's, what 'snapshot run --pid' takes) is printed once it serves, so
+# a clone started on that line finds it running. Signals are passed on;
+# fc-uffd stops its clones and exits, and so do we, with its code. It dies
+# with us (setpriv --pdeathsig) if we are killed outright.
+snapshot_serve() {
+	local tag="" prefetch=on
+	while [ $# -gt 0 ]; do
+		case "$1" in
+		--prefetch)
+			[ $# -ge 2 ] || usage_die "snapshot serve: --prefetch needs on or off"
+			[ "$2" = on ] || [ "$2" = off ] || usage_die "invalid --prefetch '$2': on or off"
+			prefetch=$2; shift 2 ;;
+		-h|--help) usage; exit 0 ;;
+		-*) usage_die "snapshot serve: unknown argument '$1'" ;;
+		*) [ -z "$tag" ] || usage_die "snapshot serve: one TAG only ('$1')"
+		   tag=$1; shift ;;
+		esac
+	done
+	[ -n "$tag" ] || usage_die "snapshot serve needs a TAG"
+	valid_name "$tag" || usage_die "invalid TAG '$tag'"
+	need fc-uffd
+	local ready spid rc i
+	ready=$(mktemp "${TMPDIR:-/tmp}/fcvm-serve.XXXXXX") || die "cannot create a temporary file"
+	setpriv --pdeathsig TERM -- fc-uffd serve --snapshot "$tag" --prefetch "$prefetch" \
+		--ready-fd 3 3>"$ready" &
+	spid=$!
+	trap 'kill -TERM "$spid" 2>/dev/null' TERM INT HUP
+	for ((i = 0; i < 600; i++)); do
+		grep -q '^ready ' "$ready" 2>/dev/null && break
+		kill -0 "$spid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if ! grep -q '^ready ' "$ready" 2>/dev/null; then
+		rm -f "$ready"
+		kill -TERM "$spid" 2>/dev/null
+		wait "$spid" 2>/dev/null
+		die "the memory server for snapshot '$tag' did not start"
+	fi
+	rm -f "$ready"
+	echo "$spid"
+	# wait returns early (>128) when a trapped signal arrives: wait again
+	while :; do
+		wait "$spid" && rc=0 || rc=$?
+		kill -0 "$spid" 2>/dev/null || break
+	done
+	[ "$rc" = 0 ] || exit 125
+	return 0
+}
+
+# fcvm snapshot create|run|serve|ls|rm: fc-snap, fc-clone and fc-uffd.
+# create snapshots a running VM, found by its owner's pid (fc-boot's, what
+# 'fcvm ls' shows as PID) or its name; run starts a clone (in the
+# foreground, or -d: once its agent answers, printing its id), from the
+# snapshot's memory file or, --pid, from a memory server; serve is that
+# server; ls and rm are fc-snap's.
 cmd_snapshot() {
-	[ $# -ge 1 ] || usage_die "snapshot needs create, run, ls or rm"
+	[ $# -ge 1 ] || usage_die "snapshot needs create, run, serve, ls or rm"
 	local sub=$1
 	shift
 	case "$sub" in
@@ -932,13 +992,18 @@ cmd_snapshot() {
 		need fc-snap
 		fc-snap create "${target[@]}" --tag "$tag" || exit 125 ;;
 	run)
-		local tag="" name="" detach=0
-		local -a pub=()
+		local tag="" name="" detach=0 spid=""
+		local -a pub=() from=()
 		while [ $# -gt 0 ]; do
 			case "$1" in
-			--snapshot|--name)
+			--snapshot|--name|--pid)
 				[ $# -ge 2 ] || usage_die "snapshot run: $1 needs a value"
-				if [ "$1" = --snapshot ]; then tag=$2; else name=$2; fi
+				case "$1" in
+				--snapshot) tag=$2 ;;
+				--name) name=$2 ;;
+				--pid) [[ "$2" =~ ^[1-9][0-9]{0,9}$ ]] || usage_die "invalid --pid '$2'"
+				       spid=$2 ;;
+				esac
 				shift 2 ;;
 			-p|--publish)
 				[ $# -ge 2 ] || usage_die "snapshot run: $1 needs a value"
@@ -950,8 +1015,12 @@ cmd_snapshot() {
 			*) usage_die "snapshot run: unknown argument '$1'" ;;
 			esac
 		done
-		[ -n "$tag" ] || usage_die "snapshot run needs --snapshot"
-		valid_name "$tag" || usage_die "invalid --snapshot '$tag'"
+		[ -n "$tag$spid" ] || usage_die "snapshot run needs --snapshot or --pid"
+		if [ -n "$tag" ]; then
+			valid_name "$tag" || usage_die "invalid --snapshot '$tag'"
+			from+=(--snapshot "$tag")
+		fi
+		[ -z "$spid" ] || from+=(--pid "$spid")
 		[ -n "$name" ] || name="clone-$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')"
 		valid_name "$name" || usage_die "invalid --name '$name'"
 		need fc-clone
@@ -966,17 +1035,18 @@ cmd_snapshot() {
 				</dev/null >/dev/null 2>&1 ) &
 		fi
 		if [ "$detach" = 1 ]; then
-			fc-clone -q --snapshot "$tag" --name "$name" --id "$id" "${pub[@]}" --detach >/dev/null || exit 125
+			fc-clone -q "${from[@]}" --name "$name" --id "$id" "${pub[@]}" --detach >/dev/null || exit 125
 			fc-state get --field id -- "$name" || exit 125
 			return 0
 		fi
 		local rc=0
-		fc-clone --snapshot "$tag" --name "$name" --id "$id" "${pub[@]}" || rc=$?
+		fc-clone "${from[@]}" --name "$name" --id "$id" "${pub[@]}" || rc=$?
 		[ "$rc" = 1 ] && exit 125
 		exit "$rc" ;;
+	serve) snapshot_serve "$@" ;;
 	ls) need fc-snap; fc-snap ls "$@" || exit 125 ;;
 	rm) need fc-snap; fc-snap rm "$@" || exit 125 ;;
-	*) usage_die "snapshot: unknown command '$sub' (create, run, ls, rm)" ;;
+	*) usage_die "snapshot: unknown command '$sub' (create, run, serve, ls, rm)" ;;
 	esac
 }
 

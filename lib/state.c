@@ -522,6 +522,33 @@ json_t *state_find(const char *key, struct fc_err *e)
 	return c.found;
 }
 
+struct pid_ctx {
+	pid_t pid;
+	json_t *found;
+};
+
+static int pid_cb(json_t *rec, void *arg)
+{
+	struct pid_ctx *c = arg;
+
+	if (json_integer_value(json_object_get(rec, "pid")) == c->pid && state_live(rec)) {
+		c->found = json_incref(rec);
+		return 1;
+	}
+	return 0;
+}
+
+json_t *state_find_pid(pid_t pid, struct fc_err *e)
+{
+	struct pid_ctx c = { pid, NULL };
+
+	if (state_foreach(pid_cb, &c, e) < 0)
+		return NULL;
+	if (!c.found)
+		fc_err_say(e, ENOENT, "no running fcvm process has pid %d", (int)pid);
+	return c.found;
+}
+
 /* ---- writing ----------------------------------------------------------- */
 
 /* fc_root_check() once per process and root: state_save runs on every

@@ -71,6 +71,10 @@ json_t *state_load(const char *id, struct fc_err *e);
  * ("no running VM named 'KEY'") when none. Dead records are skipped. */
 json_t *state_find(const char *key, struct fc_err *e);
 
+/* The live record whose owner's "pid" is @pid (any process type); NULL
+ * with e->errnum ENOENT when none. */
+json_t *state_find_pid(pid_t pid, struct fc_err *e);
+
 /* Call @fn for every valid record (live or not) in id order. Stops
  * and returns @fn's value when it returns non-zero. */
 int state_foreach(int (*fn)(json_t *rec, void *arg), void *arg, struct fc_err *e);

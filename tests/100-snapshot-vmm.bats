@@ -163,9 +163,13 @@ state_of() {
 	local dir
 	dir=$(dirname "$(dirname "$(readlink -f "$FCVM_TEST_QEMU")")")
 	assert_eq "$(jq -r .snapshot_capable "$dir/manifest.json")" true "the manifest marks it"
-	assert_eq "$(jq -r .patch.sha256 "$dir/manifest.json")" \
-		"$(sha256sum "$BATS_TEST_DIRNAME/../bin/fc-setup/qemu-vhost-user-vsock-migration.patch" | cut -d' ' -f1)" \
-		"keyed by the patch in the tree"
+	local p
+	for p in qemu-vhost-user-vsock-migration.patch qemu-uffd-socket.patch; do
+		assert_eq "$(jq -r --arg p "$p" '.patches[] | select(.name == $p) | .sha256' "$dir/manifest.json")" \
+			"$(sha256sum "$BATS_TEST_DIRNAME/../bin/fc-setup/$p" | cut -d' ' -f1)" \
+			"keyed by $p in the tree"
+	done
+	"$FCVM_TEST_QEMU" -object memory-backend-memfd,help | grep -q uffd-socket
 	"$FCVM_TEST_QEMU" -device help | grep -q vhost-user-vsock-device
 	local sq='.items[] | select(.name == "snapshot-qemu")'
 	run timeout 120 fc-setup preflight --json --no-probe
@@ -325,7 +329,7 @@ state_of() {
 	api a PUT /snapshot/load "{\"snapshot_path\": \"$SNAP/junk\", \"mem_backend\": {\"backend_type\": \"File\", \"backend_path\": \"$SNAP/m\"}}"
 	expect_fault 400 "not an fc-qemu snapshot" "a file that is no snapshot"
 	api a PUT /snapshot/load "{\"snapshot_path\": \"$SNAP/junk\", \"mem_backend\": {\"backend_type\": \"Uffd\", \"backend_path\": \"$SNAP/uffd.sock\"}}"
-	expect_fault 400 "Uffd is not supported" "Uffd backend"
+	expect_fault 400 "not an fc-qemu snapshot" "Uffd backend: the snapshot is checked like File's (tests/141 serves one)"
 	api a PUT /snapshot/load "{\"snapshot_path\": \"$SNAP/junk\", \"mem_file_path\": \"$SNAP/m\", \"track_dirty_pages\": true}"
 	expect_fault 400 "dirty page tracking" "diff snapshots"
 	[ "$(state_of a)" = "Not started" ]

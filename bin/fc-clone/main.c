@@ -13,7 +13,9 @@
  *     snapshot's disk into vm-disks/<id>/rootfs.ext4, given as the rootfs
  *     drive override; PUT /snapshot/load with mem_backend File (the VMM
  *     maps the memory file privately: clones share its page cache) and
- *     the clone's own vsock socket, resume_vm; then the agent must answer
+ *     the clone's own vsock socket, resume_vm (with --pid: mem_backend Uffd
+ *     and the memory server's socket: the server copies each page in as
+ *     the clone first touches it); then the agent must answer
  *     a STATUS request on the new socket (the restore reset the vsock
  *     transport; the agent keeps listening).
  *  4. The clone fix-up (MSG_CLONE, lib/clonefix.h): the guest's and the
@@ -29,6 +31,10 @@
  *  rootless networking), so the restored guest keeps its IP and MAC. The
  *  network's holder lives as long as the clone's owner and removes it all
  *  when the owner is gone, however it ends (fc-net(1), clone mode).
+ * --pid SERVE_PID: the live "serve" record of that pid (fc-uffd) names the
+ * snapshot and the socket; the clone's record carries serve_pid and
+ * serve_pid_start from the start, so a server that stops finds and stops
+ * its clones, even one still loading.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -37,6 +43,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include "agentc.h"
 #include "clonefix.h"
@@ -52,7 +59,7 @@
 #include "vmowner.h"
 
 static const char usage_text[] =
-	"usage: fc-clone --snapshot TAG --name NAME [--id ID] [--console FILE]\n"
+	"usage: fc-clone (--snapshot TAG | --pid SERVE_PID) --name NAME [--id ID] [--console FILE]\n"
 	"                [-p [HOSTIP:][HOSTPORT:]GUESTPORT[/tcp|udp]]...\n"
 	"                [--agent-timeout SEC] [--detach | --die-with-parent]\n"
 	"                [--ready-fd N] [-v] [-q]\n";
@@ -76,6 +83,9 @@ struct clone {
 	const char *publish[CLONE_MAX_PUBLISH];	/* -p, checked by fc-net */
 	int npublish;
 	json_t *net;		/* fc-net's result for the clone, or NULL */
+	pid_t serve_pid;	/* --pid: the memory server, else 0 */
+	uint64_t serve_start;	/* its pid_start */
+	char *uffd_sock;	/* its socket (Uffd backend), else NULL (File) */
 };
 
 static const char *file_of(json_t *man, const char *key)
@@ -184,6 +194,53 @@ static int clone_fixup(const struct vm_spec *s, int ms, struct fc_err *e)
 	return 0;
 }
 
+/* --pid: the live memory server (process_type "serve") of @pid gives the
+ * snapshot's tag and the socket to load from. 0, or -1 with @e. */
+static int find_server(struct clone *c, pid_t pid, struct fc_err *e)
+{
+	_cleanup_json_ json_t *rec = state_find_pid(pid, e);
+	const char *type, *tag, *sock, *status;
+	struct stat st;
+
+	if (!rec)
+		return e->errnum == ENOENT ?
+		       fc_err_set(e, ENOENT, "no memory server runs as pid %d "
+				  "('fcvm snapshot serve TAG' prints a server's pid)", (int)pid) : -1;
+	type = json_str(rec, "process_type");
+	status = json_str(rec, "status");
+	tag = json_str(rec, "snapshot");
+	sock = json_str(json_object_get(rec, "sockets"), "uffd");
+	if (!type || strcmp(type, "serve"))
+		return fc_err_set(e, EINVAL, "pid %d is a %s, not a memory server "
+				  "('fcvm snapshot serve TAG' prints a server's pid)", (int)pid,
+				  type ? type : "process of unknown type");
+	if (!status || strcmp(status, "running") || !tag || !sock)
+		return fc_err_set(e, EAGAIN, "memory server %d is %s, not serving", (int)pid,
+				  status ? status : "in an unknown state");
+	if (c->tag && strcmp(c->tag, tag))
+		return fc_err_set(e, EINVAL, "memory server %d serves snapshot '%s', not '%s'",
+				  (int)pid, tag, c->tag);
+	if (!snapshot_valid_tag(tag))
+		return fc_err_set(e, EINVAL, "memory server %d: invalid snapshot tag", (int)pid);
+	if (stat(sock, &st) < 0 || !S_ISSOCK(st.st_mode))
+		return fc_err_set(e, errno ? errno : ENOTSOCK, "memory server %d: its socket '%s'",
+				  (int)pid, sock);
+	c->tag = xstrdup(tag);
+	c->uffd_sock = xstrdup(sock);
+	c->serve_pid = pid;
+	c->serve_start = (uint64_t)json_integer_value(json_object_get(rec, "pid_start"));
+	return 0;
+}
+
+/* mem_backend of the load: the server's socket, or the memory file. */
+static json_t *mem_backend(const struct clone *c)
+{
+	if (c->uffd_sock)
+		return json_pack("{s:s, s:s}", "backend_type", "Uffd", "backend_path", c->uffd_sock);
+	return json_pack("{s:s, s:s}", "backend_type", "File", "backend_path",
+			 file_of(c->man, "memory"));
+}
+
 static int clone_configure(struct vmowner *o, struct fcapi *api, void *arg, struct fc_err *e)
 {
 	struct clone *c = arg;
@@ -199,9 +256,8 @@ static int clone_configure(struct vmowner *o, struct fcapi *api, void *arg, stru
 			   "is_root_device", 1, "is_read_only", 0), e) < 0)
 		return -1;
 	if (call(api, "PUT", "/snapshot/load",
-		 json_pack("{s:s, s:{s:s, s:s}, s:b, s:{s:s}}", "snapshot_path",
-			   file_of(c->man, "vmstate"), "mem_backend", "backend_type", "File",
-			   "backend_path", file_of(c->man, "memory"), "resume_vm", 1,
+		 json_pack("{s:s, s:o, s:b, s:{s:s}}", "snapshot_path",
+			   file_of(c->man, "vmstate"), "mem_backend", mem_backend(c), "resume_vm", 1,
 			   "vsock_override", "uds_path", s->vsock), e) < 0)
 		return fc_err_wrap(e, "load snapshot '%s'", c->tag);
 	log_debug("snapshot '%s' loaded and resumed in %llu ms", c->tag,
@@ -273,9 +329,10 @@ static int clone_net_up(struct clone *c, struct vm_spec *spec, struct fc_err *e)
 
 int main(int argc, char **argv)
 {
-	enum { O_SNAPSHOT = 256, O_ID, O_CONSOLE, O_DETACH, O_DIE, O_READY_FD, O_AGENT_TIMEOUT };
+	enum { O_SNAPSHOT = 256, O_PID, O_ID, O_CONSOLE, O_DETACH, O_DIE, O_READY_FD, O_AGENT_TIMEOUT };
 	static const struct option opts[] = {
 		{ "snapshot", required_argument, NULL, O_SNAPSHOT },
+		{ "pid", required_argument, NULL, O_PID },
 		{ "name", required_argument, NULL, 'n' },
 		{ "id", required_argument, NULL, O_ID },
 		{ "console", required_argument, NULL, O_CONSOLE },
@@ -291,6 +348,7 @@ int main(int argc, char **argv)
 	};
 	struct clone c = { .tag = NULL, .man = NULL, .agent_timeout_ms = 60000 };
 	_cleanup_free_ char *new_id = NULL;
+	pid_t serve_pid = 0;
 	struct vm_spec spec = { 0 };
 	struct vm_outcome out;
 	_cleanup_json_ json_t *extra = NULL;
@@ -303,6 +361,11 @@ int main(int argc, char **argv)
 	while ((opt = getopt_long(argc, argv, ":n:p:vqh", opts, NULL)) != -1) {
 		switch (opt) {
 		case O_SNAPSHOT: c.tag = optarg; break;
+		case O_PID:
+			if (parse_u64(optarg, 1, INT32_MAX, "--pid", &n, &e) < 0)
+				usage_err(usage_text, "%s", e.msg);
+			serve_pid = (pid_t)n;
+			break;
 		case 'n': spec.name = optarg; break;
 		case O_ID: spec.id = optarg; break;
 		case O_CONSOLE: spec.console = optarg; break;
@@ -335,9 +398,9 @@ int main(int argc, char **argv)
 	}
 	if (optind != argc)
 		usage_err(usage_text, "unexpected argument '%s'", argv[optind]);
-	if (!c.tag)
-		usage_err(usage_text, "--snapshot is required");
-	if (!snapshot_valid_tag(c.tag))
+	if (!c.tag && !serve_pid)
+		usage_err(usage_text, "--snapshot or --pid is required");
+	if (c.tag && !snapshot_valid_tag(c.tag))
 		usage_err(usage_text, "invalid --snapshot '%s'", c.tag);
 	if (!spec.name)
 		usage_err(usage_text, "--name is required");
@@ -353,6 +416,8 @@ int main(int argc, char **argv)
 		usage_err(usage_text, "--detach and --die-with-parent exclude each other");
 	log_set_tag(spec.name);
 
+	if (serve_pid && find_server(&c, serve_pid, &e) < 0)
+		fc_err_exit(&e, 1);
 	c.man = snapshot_open(c.tag, &e);
 	if (!c.man)
 		fc_err_exit(&e, 1);
@@ -376,6 +441,10 @@ int main(int argc, char **argv)
 	extra = json_pack("{s:s}", "snapshot", c.tag);
 	if (c.net)
 		json_object_set(extra, "network", c.net);
+	if (c.serve_pid) {
+		json_object_set_new(extra, "serve_pid", json_integer(c.serve_pid));
+		json_object_set_new(extra, "serve_pid_start", json_integer((json_int_t)c.serve_start));
+	}
 	spec.record_extra = extra;
 	if (vmowner_own(&spec, &out, &e) < 0) {
 		json_decref(c.man);

@@ -145,6 +145,9 @@ void fcq_free(struct fcq *q);
 int snap_prepare(struct vmm *v, const struct fcq_config *c, struct fc_err *e);
 const char *snap_qemu_bin(const struct vmm *v);
 char *snap_mem_object(const struct vmm *v, unsigned mem_mib);
+/* fc-vsock must reach guest memory through QEMU (--memory vmm): a Uffd
+ * restore, where its own mapping would bypass the userfaultfd. */
+bool snap_vsock_via_vmm(const struct vmm *v);
 bool snap_incoming(const struct vmm *v);
 void snap_started(struct vmm *v);
 void snap_stop(struct vmm *v);

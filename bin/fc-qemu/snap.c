@@ -34,7 +34,21 @@
  *    leaves "inmigrate" (a failed load makes QEMU exit; its last line is
  *    the error), then cont if resume_vm. The guest's vsock transport gets
  *    a reset event (the patch's post_load): agents reconnect.
- * A VM restored from a File backend maps its RAM privately and cannot be
+ *  - load with mem_backend Uffd (backend_path: a memory server's socket,
+ *    such as fc-uffd's): the same, except that the RAM is a fresh
+ *    memory-backend-memfd share=on (so x-ignore-shared keeps it out of the
+ *    stream, as with File) with fcvm's "uffd-socket" property (the second
+ *    patch): once QEMU has allocated the RAM, before the incoming stream
+ *    is read, it registers it with a userfaultfd for MISSING faults and
+ *    hands that fd to the server with Firecracker's handshake and the
+ *    real addresses. Every page the guest, QEMU or fc-vsock touches is
+ *    then copied in by the server. fc-vsock runs with --memory vmm: its
+ *    own mapping of the memfd would bypass the uffd and see zeros
+ *    (machine-notes), QEMU's address space raises the fault. A missing
+ *    socket, a refused connection or handshake ends QEMU (its message
+ *    becomes the 400's fault_message); so does the server going away
+ *    later, since no fault could be served again.
+ * A restored VM maps its RAM privately or from a server and cannot be
  * snapshotted again (400).
  */
 #include <endian.h>
@@ -71,6 +85,7 @@ struct snapvmm {
 	bool capable;		/* it is fcvm's snapshot-capable QEMU */
 	char why[FC_ERR_MAX];	/* why not, when not */
 	char *mem_path;		/* memory-backend-file mem-path, or NULL (memfd) */
+	char *uffd_sock;	/* Uffd restore: the memory server's socket, else NULL */
 	bool mem_shared;	/* share=on (booted) or off (restored) */
 	int mem_fd;		/* our fd on a booted VM's RAM file, else -1 */
 	bool incoming;		/* -S -incoming defer */
@@ -120,25 +135,40 @@ const char *snap_qemu_bin(const struct vmm *v)
 	return v->snap ? v->snap->qemu_bin : "qemu-system-x86_64";
 }
 
-char *snap_mem_object(const struct vmm *v, unsigned mem_mib)
+/* QEMU option values separate on ',': a literal comma is ",," (caller frees). */
+static char *qemu_opt_escape(const char *v)
 {
-	const struct snapvmm *s = v->snap;
-	_cleanup_free_ char *p = NULL;
-	char *o;
+	char *p = xmalloc(2 * strlen(v) + 1), *o = p;
 
-	if (!s || !s->mem_path)
-		return NULL;
-	/* QEMU option values separate on ',': a literal comma is ",," */
-	p = xmalloc(2 * strlen(s->mem_path) + 1);
-	o = p;
-	for (const char *c = s->mem_path; *c; c++) {
+	for (const char *c = v; *c; c++) {
 		*o++ = *c;
 		if (*c == ',')
 			*o++ = ',';
 	}
 	*o = '\0';
+	return p;
+}
+
+char *snap_mem_object(const struct vmm *v, unsigned mem_mib)
+{
+	const struct snapvmm *s = v->snap;
+	_cleanup_free_ char *p = NULL;
+
+	if (s && s->uffd_sock) {
+		p = qemu_opt_escape(s->uffd_sock);
+		return xasprintf("memory-backend-memfd,id=mem,size=%uM,share=on,uffd-socket=%s",
+				 mem_mib, p);
+	}
+	if (!s || !s->mem_path)
+		return NULL;
+	p = qemu_opt_escape(s->mem_path);
 	return xasprintf("memory-backend-file,id=mem,size=%uM,mem-path=%s,share=%s", mem_mib, p,
 			 s->mem_shared ? "on" : "off");
+}
+
+bool snap_vsock_via_vmm(const struct vmm *v)
+{
+	return v->snap && v->snap->uffd_sock;
 }
 
 bool snap_incoming(const struct vmm *v)
@@ -167,6 +197,7 @@ void snap_stop(struct vmm *v)
 			unlink(s->mem_path);	/* if QEMU never got that far */
 	}
 	free(s->mem_path);
+	free(s->uffd_sock);
 	free(s->qemu_bin);
 	free(s);
 	v->snap = NULL;
@@ -618,7 +649,7 @@ int snap_create(struct fcq *q, json_t *b, struct fc_err *e)
 	if (!s->capable)
 		return fc_err_set(e, 0, "snapshots need fcvm's QEMU (fc-setup qemu): %s", s->why);
 	if (s->restored)
-		return fc_err_set(e, 0, "a microVM restored from a snapshot maps its memory privately and cannot be snapshotted again by fc-qemu");
+		return fc_err_set(e, 0, "a microVM restored from a snapshot cannot be snapshotted again by fc-qemu (its memory is a private mapping or a memory server's)");
 	if (s->mem_fd < 0)
 		return fc_err_set(e, 0, "this microVM was not booted with its memory in a file: it cannot be snapshotted");
 	if (q->state != FCQ_PAUSED)
@@ -701,7 +732,7 @@ int snap_load(struct fcq *q, json_t *b, struct fc_err *e)
 	struct vmm *v = &q->vmm;
 	struct snapvmm *s;
 	const char *spath, *mpath = NULL, *btype = NULL;
-	bool diff = false, dirty = false, resume = false, realtime = false;
+	bool diff = false, dirty = false, resume = false, realtime = false, uffd = false;
 	json_t *mb, *ov, *vo, *x;
 	_cleanup_json_ json_t *hdr = NULL;
 	_cleanup_free_ char *js = NULL;
@@ -728,10 +759,9 @@ int snap_load(struct fcq *q, json_t *b, struct fc_err *e)
 		    str_field(mb, "backend_type", true, &btype, e) < 0 ||
 		    str_field(mb, "backend_path", true, &mpath, e) < 0)
 			return fc_err_wrap(e, "mem_backend");
-		if (!strcmp(btype, "Uffd"))
-			return fc_err_set(e, 0, "'backend_type' Uffd is not supported by fc-qemu yet (only File)");
-		if (strcmp(btype, "File"))
+		if (strcmp(btype, "File") && strcmp(btype, "Uffd"))
 			return fc_err_set(e, 0, "invalid 'backend_type' '%.32s': must be File or Uffd", btype);
+		uffd = !strcmp(btype, "Uffd");
 	} else if (str_field(b, "mem_file_path", false, &mpath, e) < 0) {
 		return -1;
 	}
@@ -841,8 +871,22 @@ int snap_load(struct fcq *q, json_t *b, struct fc_err *e)
 		free(c.uds_path);
 		c.uds_path = xstrdup(uds);
 	}
+	/* Uffd: a memory server must listen there (QEMU connects; whether it
+	 * accepts the handshake shows when QEMU loads the state) */
+	if (uffd) {
+		struct stat ss;
+
+		if (stat(mpath, &ss) < 0) {
+			fc_err_set(e, errno, "the memory server's socket '%s' (is 'fc-uffd serve' running?)", mpath);
+			goto fail;
+		}
+		if (!S_ISSOCK(ss.st_mode)) {
+			fc_err_set(e, 0, "'backend_path' '%s' is not a socket: backend_type Uffd needs a memory server's socket (File takes a memory file)", mpath);
+			goto fail;
+		}
+	}
 	/* the memory file: exactly the VM's RAM */
-	{
+	if (!uffd) {
 		struct stat ms;
 
 		if (stat(mpath, &ms) < 0) {
@@ -859,8 +903,12 @@ int snap_load(struct fcq *q, json_t *b, struct fc_err *e)
 	fcq_free(q);
 	q->cfg = c;
 	memset(&c, 0, sizeof(c));
-	s->mem_path = xstrdup(mpath);
-	s->mem_shared = false;
+	if (uffd) {
+		s->uffd_sock = xstrdup(mpath);
+	} else {
+		s->mem_path = xstrdup(mpath);
+		s->mem_shared = false;
+	}
 	s->incoming = true;
 	if (vmm_start(v, &q->cfg, e) < 0)
 		return fc_err_wrap(e, "start QEMU for the snapshot");
@@ -883,8 +931,9 @@ int snap_load(struct fcq *q, json_t *b, struct fc_err *e)
 		}
 		q->state = FCQ_RUNNING;
 	}
-	log_info("snapshot '%s' loaded in %llu ms (QEMU pid %d)%s", spath,
-		 (unsigned long long)(now_ms() - t0), (int)v->qemu, resume ? ", resumed" : "");
+	log_info("snapshot '%s' loaded in %llu ms (QEMU pid %d, memory %s '%s')%s", spath,
+		 (unsigned long long)(now_ms() - t0), (int)v->qemu, uffd ? "served by" : "file",
+		 mpath, resume ? ", resumed" : "");
 	return 0;
 fail:
 	{

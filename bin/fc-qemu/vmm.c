@@ -504,8 +504,11 @@ static int start_vsock(struct vmm *v, const struct fcq_config *c, struct fc_err 
 	if (!tool)
 		return fc_err_set(e, ENOENT, "fc-vsock not found beside fc-qemu or on PATH");
 	snprintf(cid, sizeof(cid), "%lu", c->cid);
+	/* --memory: auto (map QEMU's memfds unless QEMU maps them privately),
+	 * or through QEMU's address space where that would bypass a uffd */
 	char *argv[] = { tool, "--vhost-socket", vhost, "--uds-path", c->uds_path,
-			 "--cid", cid, "--ready-fd", "1", NULL };
+			 "--cid", cid, "--ready-fd", "1", "--memory",
+			 snap_vsock_via_vmm(v) ? "vmm" : "auto", NULL };
 	if (pipe2(pfd, O_CLOEXEC) < 0)
 		return fc_err_set(e, errno, "pipe");
 	o.fd_out = pfd[1];

@@ -1,25 +1,30 @@
 /* qemu.c - "fc-setup qemu": build fcvm's own, snapshot-capable QEMU.
  *
  * Stock QEMU refuses to migrate (so to snapshot) a VM with a
- * vhost-user-vsock device. fcvm's QEMU is Debian's own QEMU source package
- * with one small patch (qemu-vhost-user-vsock-migration.patch, embedded in
- * this program) that makes the device migratable like vhost-vsock is.
+ * vhost-user-vsock device, and cannot hand its RAM to a page server.
+ * fcvm's QEMU is Debian's own QEMU source package with two small patches,
+ * embedded in this program and applied in this order:
+ * qemu-vhost-user-vsock-migration.patch makes the device migratable like
+ * vhost-vsock is; qemu-uffd-socket.patch gives memory backends a
+ * "uffd-socket" property (Firecracker's Uffd backend: the RAM registered
+ * with a userfaultfd that goes to a memory server such as fc-uffd).
  *
  * How it works:
  *  1. the source: --dsc FILE (a local .dsc with its tarballs beside it), or
  *     the .dsc apt would fetch for "apt-get source qemu" (its name and
  *     sha256 from --print-uris; needs a deb-src entry: "make deps" adds
  *     one);
- *  2. key = sha256(format version, .dsc name and sha256, patch sha256,
- *     configure flags): an existing $FCVM_CACHE/qemu/<key16> is reused as
+ *  2. key = sha256(format version, .dsc name and sha256, each patch's
+ *     sha256, configure flags): an existing $FCVM_CACHE/qemu/<key16> is reused as
  *     is (nothing downloaded or built);
  *  3. under $FCVM_CACHE/qemu/.lock: temporaries of dead builders
  *     (.build-* / .tmp-* whose pid is gone) are removed (also when the
  *     build exists and nobody holds the lock); the source is
  *     fetched and unpacked (dpkg-source -x applies Debian's patches) in
- *     .build-<key16>-<pid>, our patch applied, configured and built with
+ *     .build-<key16>-<pid>, our patches applied, configured and built with
  *     ninja under nice; the stripped binary and a manifest go to
- *     .tmp-<key16>-<pid>, which is checked (-device help lists the device)
+ *     .tmp-<key16>-<pid>, which is checked (-device help lists the device,
+ *     memory-backend-memfd has uffd-socket)
  *     and then published as <key16> by one rename (fs_publish), so a
  *     partial build is never visible under its final name; "default" is
  *     repointed and the build tree removed.
@@ -46,19 +51,37 @@
 
 #define QEMU_USAGE "usage: fc-setup qemu [--dsc FILE] [--jobs N] [--nice N] [--check]\n"
 
-/* The patch, embedded at build time (see the Makefile's dependency line). */
-__asm__(".section .rodata\n"
-	".global fcq_patch\n"
-	".global fcq_patch_len\n"
-	"fcq_patch:\n"
-	".incbin \"bin/fc-setup/qemu-vhost-user-vsock-migration.patch\"\n"
-	"fcq_patch_end:\n"
-	".balign 8\n"
-	"fcq_patch_len:\n"
-	".quad fcq_patch_end - fcq_patch\n"
-	".previous\n");
-extern const char fcq_patch[];
-extern const uint64_t fcq_patch_len;
+/* The patches, embedded at build time (see the Makefile's dependency line). */
+#define EMBED(sym, file)						\
+	__asm__(".section .rodata\n"					\
+		".global " #sym "\n"					\
+		".global " #sym "_len\n"				\
+		#sym ":\n"						\
+		".incbin \"" file "\"\n"				\
+		#sym "_end:\n"						\
+		".balign 8\n"						\
+		#sym "_len:\n"						\
+		".quad " #sym "_end - " #sym "\n"			\
+		".previous\n")
+EMBED(fcq_patch_vsock, "bin/fc-setup/qemu-vhost-user-vsock-migration.patch");
+EMBED(fcq_patch_uffd, "bin/fc-setup/qemu-uffd-socket.patch");
+extern const char fcq_patch_vsock[], fcq_patch_uffd[];
+extern const uint64_t fcq_patch_vsock_len, fcq_patch_uffd_len;
+
+struct qpatch {
+	const char *name;
+	const char *data;
+	const uint64_t *len;
+};
+
+/* In the order they are applied. */
+static const struct qpatch patches[] = {
+	{ "qemu-vhost-user-vsock-migration.patch", fcq_patch_vsock, &fcq_patch_vsock_len },
+	{ "qemu-uffd-socket.patch", fcq_patch_uffd, &fcq_patch_uffd_len },
+};
+#define NPATCHES ARRAY_SIZE(patches)
+
+typedef char patch_shas[NPATCHES][SHA256_HEX_LEN + 1];
 
 static const char *const configure_flags[] = {
 	"--target-list=x86_64-softmmu",
@@ -131,7 +154,7 @@ static int local_source(struct qsrc *s, const char *dsc, struct fc_err *e)
 	return 0;
 }
 
-static void make_key(const struct qsrc *s, const char *patch_sha, char key[SHA256_HEX_LEN + 1])
+static void make_key(const struct qsrc *s, patch_shas patch_sha, char key[SHA256_HEX_LEN + 1])
 {
 	struct sha256 h;
 
@@ -139,7 +162,8 @@ static void make_key(const struct qsrc *s, const char *patch_sha, char key[SHA25
 	key_add(&h, "format", STR(FORMAT_VERSION));
 	key_add(&h, "source", s->dsc_name);
 	key_add(&h, "source-sha256", s->dsc_sha);
-	key_add(&h, "patch-sha256", patch_sha);
+	for (size_t i = 0; i < NPATCHES; i++)
+		key_add(&h, "patch-sha256", patch_sha[i]);
 	for (size_t i = 0; i < ARRAY_SIZE(configure_flags); i++)
 		key_add(&h, "configure", configure_flags[i]);
 	sha256_final_hex(&h, key);
@@ -176,12 +200,12 @@ static void collect_stale(const char *qdir)
 	closedir(d);
 }
 
-static int write_manifest(const char *out, const struct qsrc *s, const char *patch_sha,
+static int write_manifest(const char *out, const struct qsrc *s, patch_shas patch_sha,
 			  const char *qver, struct fc_err *e)
 {
 	_cleanup_json_ json_t *j = json_object();
 	_cleanup_free_ char *p = xasprintf("%s/manifest.json", out);
-	json_t *flags = json_array();
+	json_t *flags = json_array(), *pl = json_array();
 	char now[32];
 
 	iso_now(now);
@@ -191,27 +215,27 @@ static int write_manifest(const char *out, const struct qsrc *s, const char *pat
 	json_object_set_new(j, "snapshot_capable", json_true());
 	json_object_set_new(j, "source", json_pack("{s:s,s:s,s:s}", "dsc", s->dsc_name,
 						   "version", s->version, "sha256", s->dsc_sha));
-	json_object_set_new(j, "patch", json_pack("{s:s,s:s}", "name",
-						  "qemu-vhost-user-vsock-migration.patch",
-						  "sha256", patch_sha));
+	for (size_t i = 0; i < NPATCHES; i++)
+		json_array_append_new(pl, json_pack("{s:s,s:s}", "name", patches[i].name,
+						    "sha256", patch_sha[i]));
+	json_object_set_new(j, "patches", pl);
 	json_object_set_new(j, "configure", flags);
 	json_object_set_new(j, "qemu_version", json_string(qver));
 	json_object_set_new(j, "created", json_string(now));
 	return json_write_atomic(p, j, e);
 }
 
-static int build(const char *work, const char *out, const struct qsrc *s, const char *patch_sha,
+static int build(const char *work, const char *out, const struct qsrc *s, patch_shas patch_sha,
 		 unsigned jobs, struct fc_err *e)
 {
 	_cleanup_free_ char *src = xasprintf("%s/src", work);
 	_cleanup_free_ char *bld = xasprintf("%s/build", work);
-	_cleanup_free_ char *patch = xasprintf("%s/fcvm.patch", work);
 	_cleanup_free_ char *dsc = s->dsc_path ? xstrdup(s->dsc_path) : xasprintf("%s/%s", work, s->dsc_name);
 	_cleanup_free_ char *bin = xasprintf("%s/bin", out);
 	_cleanup_free_ char *dst = xasprintf("%s/bin/qemu-system-x86_64", out);
 	_cleanup_free_ char *built = xasprintf("%s/build/qemu-system-x86_64", work);
 	_cleanup_free_ char *jarg = xasprintf("-j%u", jobs);
-	_cleanup_free_ char *help = NULL, *ver = NULL;
+	_cleanup_free_ char *help = NULL, *ver = NULL, *props = NULL;
 	char *args[ARRAY_SIZE(configure_flags) + 2];
 	char *nl;
 	uint64_t t0 = now_ms();
@@ -236,14 +260,15 @@ static int build(const char *work, const char *out, const struct qsrc *s, const 
 		if (run_ok(x, work, -1, -1, e) < 0)
 			return fc_err_wrap(e, "unpack '%s'", dsc);
 	}
-	if (fs_write_atomic(patch, fcq_patch, (size_t)fcq_patch_len, 0644, e) < 0)
-		return -1;
-	{
+	for (size_t i = 0; i < NPATCHES; i++) {
+		_cleanup_free_ char *patch = xasprintf("%s/%s", work, patches[i].name);
 		char *p[] = { "patch", "-p1", "--batch", "--forward", "-i", patch, NULL };
 
-		log_info("applying qemu-vhost-user-vsock-migration.patch");
+		if (fs_write_atomic(patch, patches[i].data, (size_t)*patches[i].len, 0644, e) < 0)
+			return -1;
+		log_info("applying %s", patches[i].name);
 		if (run_ok(p, src, -1, -1, e) < 0)
-			return fc_err_wrap(e, "apply the vhost-user-vsock migration patch to %s", s->version);
+			return fc_err_wrap(e, "apply %s to %s", patches[i].name, s->version);
 	}
 	if (mkdir(bld, 0755) < 0)
 		return fc_err_set(e, errno, "create '%s'", bld);
@@ -273,6 +298,7 @@ static int build(const char *work, const char *out, const struct qsrc *s, const 
 	{
 		char *v[] = { dst, "--version", NULL };
 		char *d[] = { dst, "-device", "help", NULL };
+		char *m[] = { dst, "-object", "memory-backend-memfd,help", NULL };
 
 		if (run_capture(v, &ver, 4096, 30000, e) != 0)
 			return fc_err_wrap(e, "run the new QEMU");
@@ -280,6 +306,10 @@ static int build(const char *work, const char *out, const struct qsrc *s, const 
 			return fc_err_wrap(e, "run the new QEMU");
 		if (!strstr(help, "vhost-user-vsock-device"))
 			return fc_err_set(e, 0, "the new QEMU has no vhost-user-vsock-device");
+		if (run_capture(m, &props, 1 << 20, 30000, e) != 0)
+			return fc_err_wrap(e, "run the new QEMU");
+		if (!strstr(props, "uffd-socket"))
+			return fc_err_set(e, 0, "the new QEMU's memory backends have no uffd-socket");
 	}
 	if ((nl = strchr(ver, '\n')))
 		*nl = '\0';
@@ -305,7 +335,8 @@ int cmd_qemu(int argc, char **argv)
 	struct fc_err e;
 	struct qsrc s = { 0 };
 	struct sha256 h;
-	char patch_sha[SHA256_HEX_LEN + 1], key[SHA256_HEX_LEN + 1], key16[17];
+	patch_shas patch_sha;
+	char key[SHA256_HEX_LEN + 1], key16[17];
 	_cleanup_free_ char *qdir = xasprintf("%s/qemu", ownqemu_cache());
 	_cleanup_free_ char *final = NULL, *bin = NULL, *lockp = NULL, *work = NULL, *out = NULL;
 	_cleanup_close_ int lock = -1;
@@ -343,9 +374,11 @@ int cmd_qemu(int argc, char **argv)
 		jobs = n > 0 ? (uint64_t)n : 1;
 	}
 
-	sha256_init(&h);
-	sha256_update(&h, fcq_patch, (size_t)fcq_patch_len);
-	sha256_final_hex(&h, patch_sha);
+	for (size_t i = 0; i < NPATCHES; i++) {
+		sha256_init(&h);
+		sha256_update(&h, patches[i].data, (size_t)*patches[i].len);
+		sha256_final_hex(&h, patch_sha[i]);
+	}
 	if ((dsc ? local_source(&s, dsc, &e) : apt_source(&s, &e)) < 0)
 		setup_fail(&e);
 	make_key(&s, patch_sha, key);

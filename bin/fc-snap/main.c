@@ -52,33 +52,13 @@ static noreturn void bad_option(int o, char **argv)
 
 /* ---- finding records ------------------------------------------------------ */
 
-struct by_pid {
-	pid_t pid;
-	json_t *found;
-};
-
-static int by_pid_cb(json_t *rec, void *arg)
-{
-	struct by_pid *b = arg;
-
-	if (json_integer_value(json_object_get(rec, "pid")) == b->pid && state_live(rec)) {
-		b->found = json_incref(rec);
-		return 1;
-	}
-	return 0;
-}
-
 static json_t *find_vm(const char *key, pid_t pid, struct fc_err *e)
 {
-	struct by_pid b = { pid, NULL };
+	json_t *rec = key ? state_find(key, e) : state_find_pid(pid, e);
 
-	if (key)
-		return state_find(key, e);
-	if (state_foreach(by_pid_cb, &b, e) < 0)
-		return NULL;
-	if (!b.found)
+	if (!rec && !key && e->errnum == ENOENT)
 		fc_err_set(e, ENOENT, "no running VM is owned by pid %d", (int)pid);
-	return b.found;
+	return rec;
 }
 
 struct clones {
