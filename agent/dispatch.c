@@ -15,6 +15,7 @@
 #include "clone.h"
 #include "exec.h"
 #include "log.h"
+#include "mark.h"
 #include "run.h"
 #include "util.h"
 
@@ -80,6 +81,8 @@ const struct conn_ops dispatch_ops = {
 void dispatch_accept(struct agent *a, int fd)
 {
 	struct conn *c = conn_new(a->loop, fd, &dispatch_ops, a);
+
+	mark(MARK_CONNECTED);
 
 	conn_set_deadline(c, now_ms() + PLAN_WAIT_MS);
 }

@@ -31,6 +31,7 @@
 #include "agent.h"
 #include "ev.h"
 #include "exec.h"
+#include "mark.h"
 #include "run.h"
 #include "sys.h"
 #include "util.h"
@@ -147,6 +148,7 @@ int main(int argc, char **argv)
 	struct fc_err e;
 	int c, lfd, xfd = -1, sigfd;
 
+	mark(MARK_AGENT);
 	a.pid1 = getpid() == 1;
 	if (a.pid1) {
 		sys_console();
@@ -244,6 +246,7 @@ int main(int argc, char **argv)
 		nls = 2;
 	}
 	say_ready(unix_path != NULL);
+	mark(MARK_READY);
 
 	while (a.end == AGENT_SERVING) {
 		pace_listeners(ls, nls);

@@ -15,6 +15,7 @@
 
 #include "json.h"
 #include "log.h"
+#include "mark.h"
 #include "net.h"
 #include "plan.h"
 #include "run.h"
@@ -191,6 +192,8 @@ static void pipe_event(struct ev_watch *w, short revents)
 		check_done(r);
 		return;
 	}
+	if (!c->capture)
+		mark(MARK_OUTPUT);	/* the container's first byte (mark.h) */
 	if (c->capture)
 		capture(c, buf, n);
 	else if (r->conn)
@@ -518,6 +521,7 @@ static void start_container(struct run *r, const char *ref)
 
 	log_info("running '%s' as '%s'", ref, r->plan.name);
 	r->loading = false;
+	mark(MARK_EXEC);
 	rc = run_child(r, argv, false, &e);
 	plan_argv_free(argv);
 	if (rc < 0) {
@@ -566,6 +570,7 @@ static void child_step_done(struct run *r)
 		return;
 	}
 	log_info("podman run %s", st);
+	mark_report();
 	in_close(r);
 	r->state = RUN_EXITED;
 	if (WIFSIGNALED(c->status)) {
@@ -791,6 +796,7 @@ void run_plan(struct run *r, struct conn *c, const uint8_t *payload, size_t len)
 	conn_set_session(c, &run_ops, r);
 	conn_set_deadline(c, 0);
 	conn_heartbeat(c, true);
+	mark(MARK_PLAN);
 	rc = plan_parse((const char *)payload, len, &r->plan, &e);
 	r->poweroff = r->plan.poweroff;
 	if (rc < 0) {

@@ -141,12 +141,14 @@ static bool use_kvm(void)
 	return json_is_true(json_object_get(j, "usable")) && access("/dev/kvm", R_OK | W_OK) == 0;
 }
 
+#define GUEST_HZ 250	/* CONFIG_HZ of the guest kernel, for lpj= */
+
 static int build_cmdline(const struct fcq_config *c, bool tcg, char *out, struct fc_err *e)
 {
 	static const char def[] = "reboot=k panic=1 pci=off nomodules i8042.noaux i8042.nomux "
 				  "i8042.dumbkbd swiotlb=noforce console=ttyS0";
 	const struct fcq_drive *root = NULL;
-	unsigned long khz;
+	unsigned long khz = 0;
 	int n;
 
 	for (size_t i = 0; i < c->ndrives; i++)
@@ -159,6 +161,12 @@ static int build_cmdline(const struct fcq_config *c, bool tcg, char *out, struct
 			      root->read_only ? "ro" : "rw");
 	if (tcg && (khz = tsc_khz()) && n >= 0 && n < FCQ_CMDLINE_MAX)
 		n += snprintf(out + n, FCQ_CMDLINE_MAX - n, " tsc_early_khz=%lu", khz);
+	/* The boot CPU takes its loops-per-jiffy from the TSC rate, but every
+	 * other vCPU calibrates its delay loop again, and under TCG that fails
+	 * slowly (about 110 ms per vCPU here): preset it, for HZ=250 (Debian's
+	 * kernels; another HZ only scales the guest's udelay()). */
+	if (tcg && khz && n >= 0 && n < FCQ_CMDLINE_MAX && !strstr(out, "lpj="))
+		n += snprintf(out + n, FCQ_CMDLINE_MAX - n, " lpj=%lu", khz * 1000 / GUEST_HZ);
 	if (n < 0 || n >= FCQ_CMDLINE_MAX)
 		return fc_err_set(e, 0, "kernel command line longer than %d bytes", FCQ_CMDLINE_MAX - 1);
 	return 0;
