@@ -143,10 +143,11 @@ static void console_open(struct agentc *s, bool fresh)
 	s->console_fd = fd;
 }
 
-/* The last non-empty line of the console log, cleaned; NULL if none. */
-static char *console_last_line(struct agentc *s)
+/* The last @lines non-empty lines of the console log, each cleaned, the
+ * oldest first, joined by @sep; NULL if none. */
+static char *console_tail(struct agentc *s, int lines, const char *sep)
 {
-	char buf[CONSOLE_TAIL];
+	char buf[CONSOLE_TAIL], *out = NULL;
 	struct stat st;
 	off_t from;
 	ssize_t n;
@@ -160,14 +161,29 @@ static char *console_last_line(struct agentc *s)
 	if (n <= 0)
 		return NULL;
 	end = n;
-	while (end && (buf[end - 1] == '\n' || buf[end - 1] == '\r' || buf[end - 1] == ' '))
-		end--;
-	start = end;
-	while (start && buf[start - 1] != '\n' && buf[start - 1] != '\r')
-		start--;
-	if (start == end)
-		return NULL;
-	return text_clean(buf + start, end - start, CONSOLE_LINE_MAX, false);
+	while (lines-- > 0) {
+		_cleanup_free_ char *line = NULL;
+		char *joined;
+
+		while (end && (buf[end - 1] == '\n' || buf[end - 1] == '\r' || buf[end - 1] == ' '))
+			end--;
+		start = end;
+		while (start && buf[start - 1] != '\n' && buf[start - 1] != '\r')
+			start--;
+		if (start == end)
+			break;
+		line = text_clean(buf + start, end - start, CONSOLE_LINE_MAX, false);
+		joined = out ? xasprintf("%s%s%s", line, sep, out) : xstrdup(line);
+		free(out);
+		out = joined;
+		end = start;
+	}
+	return out;
+}
+
+static char *console_last_line(struct agentc *s)
+{
+	return console_tail(s, 1, "");
 }
 
 static int owner_died(struct agentc *s, struct fc_err *e)
@@ -610,9 +626,17 @@ static int pump(struct agentc *s, enum phase ph, struct fc_err *e)
 					  s->o.frame_ms / 1000);
 		/* (a frame begun has its own bound) */
 		if (ph == PH_RUN && reading && !s->frame_t0 && s->o.heartbeat_ms &&
-		    now >= s->last_rx + (uint64_t)s->o.heartbeat_ms)
+		    now >= s->last_rx + (uint64_t)s->o.heartbeat_ms) {
+			/* What the guest last said is the only clue to why: on
+			 * stderr before the error (too long for its message). */
+			_cleanup_free_ char *tail = console_tail(s, 8, "\n  console: ");
+
+			if (tail)
+				fprintf(stderr, "%s: the VM's console ends with:\n  console: %s\n",
+					program_invocation_short_name, tail);
 			return fc_err_say(e, ETIMEDOUT, "the agent stopped answering (no heartbeat for %d s)",
 					  s->o.heartbeat_ms / 1000);
+		}
 		if (ph != PH_RUN)
 			until(&wake, s->deadline);
 		if (s->frame_t0)
