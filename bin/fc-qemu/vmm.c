@@ -187,7 +187,7 @@ static void build_qemu_argv(struct argv *a, const struct fcq_config *c, const st
 	arg(a, "-display");
 	arg(a, "none");
 	arg(a, "-accel");
-	arg(a, "%s", v->tcg ? "tcg" : "kvm");
+	arg(a, "%s", v->tcg ? "tcg,thread=single" : "kvm");
 	arg(a, "-cpu");
 	arg(a, "%s", v->tcg ? "max" : "host");
 	arg(a, "-smp");
