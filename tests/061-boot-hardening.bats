@@ -148,13 +148,14 @@ wait_status() {
 	kill -9 -- "-$pgid"
 	local i
 	for ((i = 0; i < 100; i++)); do
-		[ "$(count_state)" -eq 0 ] && [ "$(find "$FCVM_ROOT/run" -mindepth 1 | wc -l)" -eq 0 ] &&
-			! kill -0 "$vmm" 2>/dev/null && break
+		if [ "$(count_state)" -eq 0 ] && [ "$(find "$FCVM_ROOT/run" -mindepth 1 | wc -l)" -eq 0 ] && ! kill -0 "$vmm" 2>/dev/null; then
+			break
+		fi
 		sleep 0.1
 	done
 	assert_eq "$(count_state)" 0 "the janitor removed state/<id>.json and .pid"
 	assert_eq "$(find "$FCVM_ROOT/run" -mindepth 1 | wc -l)" 0 "the janitor removed run/<id>/ and its sockets"
-	! kill -0 "$vmm" 2>/dev/null || { echo "VMM $vmm still runs" >&2; false; }
+	if kill -0 "$vmm" 2>/dev/null; then echo "VMM $vmm still runs" >&2; false; fi
 	wait "$pid" 2>/dev/null || true
 }
 

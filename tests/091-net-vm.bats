@@ -46,9 +46,9 @@ no_net_left() {
 	assert_eq "$left" "" "no fc-net record or socket left in $FCVM_ROOT/net" || return 1
 	for t in "${TAPS[@]}"; do
 		[ ! -e "/sys/class/net/$t" ] || { echo "TAP $t left" >&2; return 1; }
-		! nft list table ip "fcvm-$t" >/dev/null 2>&1 || { echo "nft table fcvm-$t left" >&2; return 1; }
+		if nft list table ip "fcvm-$t" >/dev/null 2>&1; then echo "nft table fcvm-$t left" >&2; return 1; fi
 	done
-	! pgrep -f "slirp4netns.*$FCVM_ROOT" >/dev/null || { echo "slirp4netns left" >&2; return 1; }
+	if pgrep -f "slirp4netns.*$FCVM_ROOT" >/dev/null; then echo "slirp4netns left" >&2; return 1; fi
 }
 
 # free_port: a TCP port nothing listens on (loopback only is used).
@@ -188,7 +188,7 @@ EOF
 	no_net_left
 	local i
 	for ((i = 0; i < 50; i++)); do kill -0 "$holder" 2>/dev/null || break; sleep 0.2; done
-	! kill -0 "$holder" 2>/dev/null || { echo "holder $holder still runs" >&2; false; }
+	if kill -0 "$holder" 2>/dev/null; then echo "holder $holder still runs" >&2; false; fi
 }
 
 @test "net-vm: bad network arguments are refused with exit 125 before anything is made" {
@@ -275,5 +275,5 @@ start_k1() {
 	no_net_left
 	local i
 	for ((i = 0; i < 50; i++)); do kill -0 "$holder" 2>/dev/null || break; sleep 0.2; done
-	! kill -0 "$holder" 2>/dev/null || { echo "holder $holder still runs" >&2; false; }
+	if kill -0 "$holder" 2>/dev/null; then echo "holder $holder still runs" >&2; false; fi
 }

@@ -96,7 +96,7 @@ alive() {
 	[ -S "$SOCK" ]
 	kill -TERM "$SPID"
 	for _ in $(seq 100); do kill -0 "$SPID" 2>/dev/null || break; sleep 0.1; done
-	! kill -0 "$SPID" 2>/dev/null
+	if kill -0 "$SPID" 2>/dev/null; then echo "fc-uffd still runs" >&2; false; fi
 	[ ! -e "$SOCK" ]
 	[ ! -e "$FCVM_ROOT/state/$id.json" ]
 }
@@ -227,8 +227,8 @@ alive() {
 	PIDS+=("$op")
 	kill -TERM "$SPID"
 	for _ in $(seq 100); do kill -0 "$SPID" 2>/dev/null || break; sleep 0.1; done
-	! kill -0 "$SPID" 2>/dev/null
-	! kill -0 "$cp" 2>/dev/null
+	if kill -0 "$SPID" 2>/dev/null; then echo "fc-uffd still runs" >&2; false; fi
+	if kill -0 "$cp" 2>/dev/null; then echo "the client still runs" >&2; false; fi
 	kill -0 "$op"
 	assert_contains "$(cat "$W/server.log")" "stopping clone $cp" "the clone is named"
 	rm -f "$FCVM_ROOT/state/$id.json"
