@@ -26,6 +26,8 @@
 #define EXEC_POLL_MS	250		/* a starting container is looked at this often */
 #define EXEC_RETRY_MS	500		/* podman wait failed: again after */
 #define EXEC_DRAIN_MS	2000		/* output still held open after the command exited */
+#define EXEC_SIZE_MS	100		/* exec -t: the command's terminal size is checked this often */
+#define EXEC_SIZE_TRIES	50		/* ... for at most this many times */
 #define MARKER_VAR	"FCVM_EXEC_ID"
 
 enum ex_phase {
@@ -51,6 +53,7 @@ struct exec {
 	int status;
 	bool pty;
 	int master;		/* the pty's master (also out.fd), -1 */
+	int size_tries;		/* left of the checks of the command's terminal size */
 	struct ev_watch out, err, in;
 	uint8_t *ib;
 	size_t ilen, icap;
@@ -175,9 +178,9 @@ static pid_t parent_of(const char *pid)
 	return ppid;
 }
 
-/* Send @sig to every process with the marker whose parent has none (the
- * command itself, not what it started). How many were signalled. */
-static int kill_marked(const struct exec *x, int sig)
+/* Call @fn for every process with the marker whose parent has none (the
+ * command itself, not what it started). How many @fn took (returned 0). */
+static int for_marked(const struct exec *x, int (*fn)(pid_t, const struct exec *, int), int arg)
 {
 	DIR *d = opendir("/proc");
 	struct dirent *de;
@@ -195,11 +198,58 @@ static int kill_marked(const struct exec *x, int sig)
 		snprintf(ppid, sizeof(ppid), "%d", (int)pp);
 		if (pp > 0 && has_marker(ppid, x->marker))
 			continue;
-		if (kill(atoi(de->d_name), sig) == 0)
+		if (fn(atoi(de->d_name), x, arg) == 0)
 			n++;
 	}
 	closedir(d);
 	return n;
+}
+
+static int kill_one(pid_t pid, const struct exec *x, int sig)
+{
+	(void)x;
+	return kill(pid, sig);
+}
+
+/*
+ * podman 4.3 sizes an exec's terminal by a resize sent to conmon after the
+ * command started (podman#10710), and may lose it: the command then sees a
+ * 0x0 terminal for good. Until the marked command's terminal has a size,
+ * give it the one the host asked for. Returns 0 once it has one.
+ */
+static int size_one(pid_t pid, const struct exec *x, int unused)
+{
+	char path[64];
+	struct winsize ws = { 0 };
+	int fd, ret = -1;
+
+	(void)unused;
+	snprintf(path, sizeof(path), "/proc/%d/fd/0", (int)pid);
+	fd = open(path, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	if (isatty(fd) && ioctl(fd, TIOCGWINSZ, &ws) == 0) {
+		if (ws.ws_row && ws.ws_col) {
+			ret = 0;
+		} else {
+			ws = (struct winsize){ .ws_row = x->req.rows, .ws_col = x->req.cols };
+			if (ioctl(fd, TIOCSWINSZ, &ws) == 0) {
+				log_debug("exec: gave pid %d its terminal size %ux%u (podman had not)",
+					  (int)pid, x->req.cols, x->req.rows);
+				ret = 0;
+			}
+		}
+	}
+	close(fd);
+	return ret;
+}
+
+static void check_size(struct exec *x)
+{
+	if (for_marked(x, size_one, 0) > 0 || --x->size_tries <= 0)
+		x->size_tries = 0;
+	else
+		x->timer.deadline = now_ms() + EXEC_SIZE_MS;
 }
 
 static void signal_command(struct exec *x, int sig)
@@ -209,7 +259,7 @@ static void signal_command(struct exec *x, int sig)
 	if (!x->child || x->exited)
 		return;
 	if (!x->req.vm) {
-		if (kill_marked(x, sig) > 0)
+		if (for_marked(x, kill_one, sig) > 0)
 			return;
 	} else if (x->pty && (pg = tcgetpgrp(x->master)) > 0 && kill(-pg, sig) == 0) {
 		return;
@@ -522,6 +572,11 @@ static void timer_event(struct ev_watch *w, short revents)
 			w->deadline = x->wait_until;
 		return;
 	case EX_RUNNING:
+		if (!x->exited) {
+			if (x->size_tries > 0)
+				check_size(x);
+			return;
+		}
 		if (paused(x))
 			return;
 		/* Something the command started still holds its output open. */
@@ -629,6 +684,10 @@ static void start_command(struct exec *x)
 	if (x->in.fd >= 0)
 		ev_link(x->a->loop, &x->in);
 	in_flow(x);
+	if (x->req.tty && !x->req.vm && x->req.rows && x->req.cols) {
+		x->size_tries = EXEC_SIZE_TRIES;
+		x->timer.deadline = now_ms() + EXEC_SIZE_MS;
+	}
 	if (x->c)
 		conn_send(x->c, MSG_STARTED, "{}", 2);
 out:
@@ -752,7 +811,7 @@ static void exec_gone(struct conn *c, void *sess, const char *why)
 			log_info("exec: host connection %s; killing '%s'", why ? why : "closed",
 				 x->req.cmd[0]);
 		if (x->ph == EX_RUNNING && !x->req.vm)
-			kill_marked(x, SIGKILL);
+			for_marked(x, kill_one, SIGKILL);
 		kill(-x->proc.pid, SIGKILL);
 		kill(x->proc.pid, SIGKILL);
 		x->freeing = true;	/* child_exited() frees */
