@@ -76,9 +76,11 @@ static void commit_msg(struct nft_batch *b, struct nlmsghdr *nlh)
 	b->len += NLMSG_ALIGN(nlh->nlmsg_len);
 }
 
-void nft_table_add(struct nft_batch *b, int family, const char *name)
+/* Add and delete differ only in the message type and flags. */
+static void table_msg(struct nft_batch *b, uint16_t type, uint16_t flags, int family,
+		      const char *name)
 {
-	struct nlmsghdr *nlh = next_hdr(b, NFT_MSG_NEWTABLE, family, NLM_F_CREATE | NLM_F_EXCL);
+	struct nlmsghdr *nlh = next_hdr(b, type, family, flags);
 	struct nftnl_table *t;
 
 	if (!nlh)
@@ -93,21 +95,14 @@ void nft_table_add(struct nft_batch *b, int family, const char *name)
 	commit_msg(b, nlh);
 }
 
+void nft_table_add(struct nft_batch *b, int family, const char *name)
+{
+	table_msg(b, NFT_MSG_NEWTABLE, NLM_F_CREATE | NLM_F_EXCL, family, name);
+}
+
 void nft_table_del(struct nft_batch *b, int family, const char *name)
 {
-	struct nlmsghdr *nlh = next_hdr(b, NFT_MSG_DELTABLE, family, 0);
-	struct nftnl_table *t;
-
-	if (!nlh)
-		return;
-	t = nftnl_table_alloc();
-	if (!t)
-		abort();
-	nftnl_table_set_str(t, NFTNL_TABLE_NAME, name);
-	nftnl_table_set_u32(t, NFTNL_TABLE_FAMILY, (uint32_t)family);
-	nftnl_table_nlmsg_build_payload(nlh, t);
-	nftnl_table_free(t);
-	commit_msg(b, nlh);
+	table_msg(b, NFT_MSG_DELTABLE, 0, family, name);
 }
 
 void nft_chain_add(struct nft_batch *b, int family, const char *table, const char *name,
