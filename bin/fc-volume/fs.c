@@ -285,6 +285,55 @@ static void reply_attr(uint16_t op, uint64_t id, const struct stat *st, struct v
 	vp_reply_finish(out, s);
 }
 
+static void reply_u32(uint16_t op, uint64_t id, uint32_t val, struct vp_buf *out)
+{
+	size_t s = vp_reply_begin(out, op, id, 0);
+
+	vp_put_u32(out, val);
+	vp_reply_finish(out, s);
+}
+
+static void reply_u64(uint16_t op, uint64_t id, uint64_t val, struct vp_buf *out)
+{
+	size_t s = vp_reply_begin(out, op, id, 0);
+
+	vp_put_u64(out, val);
+	vp_reply_finish(out, s);
+}
+
+/* The data replies (read, getxattr, listxattr): up to r->size bytes go
+ * straight into the reply behind their u32 length, whose value is known
+ * only once they are in. data_begin() makes the room, data_end() sets
+ * the length from what the call got. */
+struct data_reply {
+	size_t start, lenpos;
+};
+
+static uint8_t *data_begin(const struct vp_req *r, struct vp_buf *out, struct data_reply *d)
+{
+	d->start = vp_reply_begin(out, r->op, r->id, 0);
+	d->lenpos = out->len;
+	vp_put_u32(out, 0);
+	return vp_reserve(out, r->size);
+}
+
+/* @k: the bytes got, or < 0 with errno (the reply is dropped). Returns
+ * what handle() does: 1, or -errno. */
+static int data_end(const struct data_reply *d, ssize_t k, struct vp_buf *out)
+{
+	if (k < 0) {
+		int rc = -errno;
+
+		out->len = d->start;
+		return rc;
+	}
+	out->len = d->lenpos + 4 + (size_t)k;
+	for (int i = 0; i < 4; i++)
+		out->p[d->lenpos + i] = (uint8_t)((uint32_t)k >> (8 * i));
+	vp_reply_finish(out, d->start);
+	return 1;
+}
+
 static void procname(char buf[16], int fd)
 {
 	snprintf(buf, 16, "%d", fd);
@@ -634,9 +683,7 @@ static int handle(struct vol *v, const struct vp_req *r, struct vp_buf *out)
 			close(fd);
 			return rc;
 		}
-		s = vp_reply_begin(out, r->op, r->id, 0);
-		vp_put_u64(out, fh);
-		vp_reply_finish(out, s);
+		reply_u64(r->op, r->id, fh, out);
 		return 1;
 	}
 	case VP_CREATE: {
@@ -706,27 +753,15 @@ static int handle(struct vol *v, const struct vp_req *r, struct vp_buf *out)
 		return 1;
 	}
 	case VP_READ: {
-		size_t lenpos;
+		struct data_reply d;
 		uint8_t *p;
 		ssize_t k;
 
 		if (r->off > INT64_MAX)
 			return -EINVAL;
-		s = vp_reply_begin(out, r->op, r->id, 0);
-		lenpos = out->len;
-		vp_put_u32(out, 0);
-		p = vp_reserve(out, r->size);
+		p = data_begin(r, out, &d);
 		k = pread(h->fd, p, r->size, (off_t)r->off);
-		if (k < 0) {
-			rc = -errno;
-			out->len = s;
-			return rc;
-		}
-		out->len = lenpos + 4 + (size_t)k;
-		for (int i = 0; i < 4; i++)
-			out->p[lenpos + i] = (uint8_t)((uint32_t)k >> (8 * i));
-		vp_reply_finish(out, s);
-		return 1;
+		return data_end(&d, k, out);
 	}
 	case VP_WRITE: {
 		ssize_t k;
@@ -736,9 +771,7 @@ static int handle(struct vol *v, const struct vp_req *r, struct vp_buf *out)
 		k = pwrite(h->fd, r->data, r->data_len, (off_t)r->off);
 		if (k < 0)
 			return -errno;
-		s = vp_reply_begin(out, r->op, r->id, 0);
-		vp_put_u32(out, (uint32_t)k);
-		vp_reply_finish(out, s);
+		reply_u32(r->op, r->id, (uint32_t)k, out);
 		return 1;
 	}
 	case VP_RELEASE:
@@ -769,9 +802,7 @@ static int handle(struct vol *v, const struct vp_req *r, struct vp_buf *out)
 			closedir(d);
 			return rc;
 		}
-		s = vp_reply_begin(out, r->op, r->id, 0);
-		vp_put_u64(out, fh);
-		vp_reply_finish(out, s);
+		reply_u64(r->op, r->id, fh, out);
 		return 1;
 	}
 	case VP_READDIR:
@@ -806,7 +837,7 @@ static int handle(struct vol *v, const struct vp_req *r, struct vp_buf *out)
 		return setxattr(pp, r->name, r->data, r->data_len, (int)r->flags) < 0 ? -errno : 0;
 	case VP_GETXATTR:
 	case VP_LISTXATTR: {
-		size_t lenpos;
+		struct data_reply d;
 		uint8_t *p;
 		ssize_t k;
 
@@ -816,27 +847,13 @@ static int handle(struct vol *v, const struct vp_req *r, struct vp_buf *out)
 			k = r->op == VP_GETXATTR ? getxattr(pp, r->name, NULL, 0) : listxattr(pp, NULL, 0);
 			if (k < 0)
 				return -errno;
-			s = vp_reply_begin(out, r->op, r->id, 0);
-			vp_put_u32(out, (uint32_t)k);
-			vp_reply_finish(out, s);
+			reply_u32(r->op, r->id, (uint32_t)k, out);
 			return 1;
 		}
-		s = vp_reply_begin(out, r->op, r->id, 0);
-		lenpos = out->len;
-		vp_put_u32(out, 0);
-		p = vp_reserve(out, r->size);
+		p = data_begin(r, out, &d);
 		k = r->op == VP_GETXATTR ? getxattr(pp, r->name, p, r->size)
 					 : listxattr(pp, (char *)p, r->size);
-		if (k < 0) {
-			rc = -errno;
-			out->len = s;
-			return rc;
-		}
-		out->len = lenpos + 4 + (size_t)k;
-		for (int i = 0; i < 4; i++)
-			out->p[lenpos + i] = (uint8_t)((uint32_t)k >> (8 * i));
-		vp_reply_finish(out, s);
-		return 1;
+		return data_end(&d, k, out);
 	}
 	case VP_GETLK:
 	case VP_SETLK:
