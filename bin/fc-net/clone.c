@@ -53,8 +53,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/signalfd.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -254,30 +252,10 @@ static noreturn void holder_leave(const char *id, int host_ns)
 
 static noreturn void holder_main(const char *id, int rep, pid_t owner, uint64_t owner_start)
 {
-	static const int sigs[] = { SIGTERM, SIGINT, SIGHUP, 0 };
-	struct fc_err e;
-	int pfd, sfd, null, host_ns;
+	int *keep[] = { &rep };
+	int pfd, sfd, host_ns;
 
-	/* Keep exactly the reply pipe (as 3): no inherited fd - the pool
-	 * lock above all - may live on in us. */
-	rep = fcntl(rep, F_DUPFD_CLOEXEC, 64);
-	if (rep < 0 || dup2(rep, 3) < 0)
-		_exit(1);
-	rep = 3;
-	close_range(4, ~0u, 0);
-	setsid();
-	null = open("/dev/null", O_RDWR | O_CLOEXEC);
-	if (null >= 0) {
-		dup2(null, 0);
-		dup2(null, 1);
-		dup2(null, 2);
-	}
-	sfd = signalfd_for(sigs, 0, &e);
-	pfd = (int)syscall(SYS_pidfd_open, owner, 0);
-	if (sfd < 0 || pfd < 0 || !proc_alive(owner, owner_start)) {
-		net_reply(rep, "error: owner %d is not running", (int)owner);
-		_exit(1);
-	}
+	net_holder_start(keep, ARRAY_SIZE(keep), owner, owner_start, &sfd, &pfd);
 	/* The host's namespace, to come back to for the clean-up. */
 	host_ns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
 	if (host_ns < 0 || unshare(CLONE_NEWNET) < 0) {
@@ -495,21 +473,11 @@ int clone_up(struct up_opts *o, json_t **out, struct fc_err *e)
 		return -1;
 
 	/* From here on a failure undoes everything through the record. */
-	if (pipe2(rep, O_CLOEXEC) < 0) {
-		fc_err_set(e, errno, "pipe");
+	holder = net_holder_fork(rep, e);
+	if (holder < 0)
 		goto out;
-	}
-	holder = fork();
-	if (holder < 0) {
-		fc_err_set(e, errno, "fork");
-		goto out;
-	}
-	if (holder == 0) {
-		close(rep[0]);
+	if (holder == 0)
 		holder_main(o->id, rep[1], o->owner, o->owner_start);
-	}
-	close(rep[1]);
-	rep[1] = -1;
 	if (proc_start_time(holder, &holder_start, e) < 0)
 		goto out;
 	nsnet = xasprintf("/proc/%d/ns/net", (int)holder);

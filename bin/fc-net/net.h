@@ -134,6 +134,19 @@ int rootless_up(struct up_opts *o, json_t **out, struct fc_err *e);
 int rootless_down(json_t *rec, struct fc_err *e);
 
 /* Shared with clone mode's holder. */
+/* Fork a holder with its reply pipe @rep (made here, CLOEXEC): 0 in the
+ * child, the child's pid in the parent - each with the end it does not
+ * use closed and -1 (the child writes rep[1], the parent reads rep[0]) -
+ * or -1 with @e (the caller closes what is still open). */
+pid_t net_holder_fork(int rep[2], struct fc_err *e);
+/* The start of a holder, the child up forks: only the fds *@keep[0..@n)
+ * live on, renumbered 3, 4, ... (the variables updated) - no inherited
+ * fd, the pool lock above all, may live on in it - in a session of its
+ * own with stdio on /dev/null. *@sfd: a signalfd for SIGTERM, SIGINT and
+ * SIGHUP; *@pfd: @owner's pidfd. Exits, with an error on *@keep[0] (the
+ * reply pipe), when the owner is not running. */
+void net_holder_start(int *const keep[], size_t n, pid_t owner, uint64_t owner_start, int *sfd,
+		      int *pfd);
 void net_reply(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Wait (bounded) for the holder's "ok" on @rep; its "error: WHY" as @e. */
 int net_expect_ok(int rep, const char *who, struct fc_err *e);

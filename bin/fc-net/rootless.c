@@ -77,6 +77,54 @@ void net_reply(int fd, const char *fmt, ...)
 	(void)!write(fd, buf, (size_t)n);
 }
 
+pid_t net_holder_fork(int rep[2], struct fc_err *e)
+{
+	pid_t pid;
+	int end;
+
+	if (pipe2(rep, O_CLOEXEC) < 0)
+		return fc_err_set(e, errno, "pipe");
+	pid = fork();
+	if (pid < 0)
+		return fc_err_set(e, errno, "fork");
+	end = pid == 0 ? 0 : 1;	/* the one this side does not use */
+	close(rep[end]);
+	rep[end] = -1;
+	return pid;
+}
+
+void net_holder_start(int *const keep[], size_t n, pid_t owner, uint64_t owner_start, int *sfd,
+		      int *pfd)
+{
+	static const int sigs[] = { SIGTERM, SIGINT, SIGHUP, 0 };
+	struct fc_err e;
+	size_t i;
+	int null;
+
+	/* All above 64 first: renumbering one must not clobber another. */
+	for (i = 0; i < n; i++)
+		*keep[i] = fcntl(*keep[i], F_DUPFD_CLOEXEC, 64);
+	for (i = 0; i < n; i++) {
+		if (*keep[i] < 0 || dup2(*keep[i], 3 + (int)i) < 0)
+			_exit(1);
+		*keep[i] = 3 + (int)i;
+	}
+	close_range(3 + (unsigned int)n, ~0u, 0);
+	setsid();
+	null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (null >= 0) {
+		dup2(null, 0);
+		dup2(null, 1);
+		dup2(null, 2);
+	}
+	*sfd = signalfd_for(sigs, 0, &e);
+	*pfd = (int)syscall(SYS_pidfd_open, owner, 0);
+	if (*sfd < 0 || *pfd < 0 || !proc_alive(owner, owner_start)) {
+		net_reply(*keep[0], "error: owner %d is not running", (int)owner);
+		_exit(1);
+	}
+}
+
 static int write_map(const char *file, const char *text, struct fc_err *e)
 {
 	char path[64];
@@ -158,35 +206,13 @@ int net_adopt_vm_owner(const char *id)
 static noreturn void holder_main(const char *id, int ctl, int rep, int exw, pid_t owner,
 				 uint64_t owner_start, uid_t uid, gid_t gid)
 {
-	static const int sigs[] = { SIGTERM, SIGINT, SIGHUP, 0 };
+	int *keep[] = { &rep, &ctl, &exw };
 	struct fc_err e;
-	int pfd, sfd, null;
+	int pfd, sfd;
 	char line[64];
 	ssize_t n;
 
-	/* Keep exactly ctl, rep and slirp4netns's exit pipe (as 3, 4, 5):
-	 * no inherited fd - the pool lock above all - may live on in us. */
-	ctl = fcntl(ctl, F_DUPFD_CLOEXEC, 64);
-	rep = fcntl(rep, F_DUPFD_CLOEXEC, 64);
-	exw = fcntl(exw, F_DUPFD_CLOEXEC, 64);
-	if (ctl < 0 || rep < 0 || exw < 0 || dup2(ctl, 3) < 0 || dup2(rep, 4) < 0 || dup2(exw, 5) < 0)
-		_exit(1);
-	ctl = 3;
-	rep = 4;
-	close_range(6, ~0u, 0);
-	setsid();
-	null = open("/dev/null", O_RDWR | O_CLOEXEC);
-	if (null >= 0) {
-		dup2(null, 0);
-		dup2(null, 1);
-		dup2(null, 2);
-	}
-	sfd = signalfd_for(sigs, 0, &e);
-	pfd = (int)syscall(SYS_pidfd_open, owner, 0);
-	if (sfd < 0 || pfd < 0 || !proc_alive(owner, owner_start)) {
-		net_reply(rep, "error: owner %d is not running", (int)owner);
-		_exit(1);
-	}
+	net_holder_start(keep, ARRAY_SIZE(keep), owner, owner_start, &sfd, &pfd);
 	if (holder_setup(uid, gid, &e) < 0) {
 		net_reply(rep, "error: %s", e.msg);
 		_exit(1);
@@ -478,23 +504,18 @@ int rootless_up(struct up_opts *o, json_t **out, struct fc_err *e)
 	if (net_record_save(rec, e) < 0)
 		return -1;
 
-	if (pipe2(ctl, O_CLOEXEC) < 0 || pipe2(rep, O_CLOEXEC) < 0 || pipe2(ex, O_CLOEXEC) < 0 ||
-	    pipe2(rdy, O_CLOEXEC) < 0) {
+	if (pipe2(ctl, O_CLOEXEC) < 0 || pipe2(ex, O_CLOEXEC) < 0 || pipe2(rdy, O_CLOEXEC) < 0) {
 		fc_err_set(e, errno, "pipe");
 		goto out;
 	}
-	holder = fork();
-	if (holder < 0) {
-		fc_err_set(e, errno, "fork");
+	holder = net_holder_fork(rep, e);
+	if (holder < 0)
 		goto out;
-	}
 	if (holder == 0) {
 		close(ctl[1]);
-		close(rep[0]);
 		holder_main(o->id, ctl[0], rep[1], ex[1], o->owner, o->owner_start, getuid(), getgid());
 	}
 	close(ctl[0]); ctl[0] = -1;
-	close(rep[1]); rep[1] = -1;
 	close(ex[1]); ex[1] = -1;	/* only the holder keeps slirp4netns alive */
 	proc_start_time(holder, &holder_start, NULL);
 	json_object_set_new(rec, "holder_pid", json_integer(holder));
