@@ -670,18 +670,41 @@ undo: {
 	}
 }
 
-static int table_missing(int err)
+int net_table_remove(const char *table, struct fc_err *e)
 {
-	return err == ENOENT;
+	_cleanup_nft_batch_ struct nft_batch *b = nft_batch_new(e);
+
+	if (!b)
+		return -1;
+	nft_table_del(b, NFPROTO_IPV4, table);
+	if (nft_batch_commit(b, e) < 0 && e->errnum != ENOENT)
+		return fc_err_wrap(e, "remove nftables table '%s'", table);
+	return 0;
+}
+
+int net_link_remove(const char *name, const char *kind, const char *what, struct fc_err *e)
+{
+	_cleanup_nl_ struct nl nl = { NULL, 0, 0 };
+	struct nl_link l = { 0 };
+	int r;
+
+	if (nl_open(&nl, NETLINK_ROUTE, e) < 0)
+		return -1;
+	r = nl_link_get(&nl, name, &l, e);
+	if (r < 0)
+		return -1;
+	if (r == 0 && strcmp(l.kind, kind))
+		return fc_err_set(e, 0, "interface '%s' is a '%s', not our %s: not removing it", name,
+				  l.kind, what);
+	if (r == 0 && nl_link_del(&nl, l.ifindex, e) < 0 && e->errnum != ENODEV)
+		return fc_err_wrap(e, "remove %s '%s'", what, name);
+	return 0;
 }
 
 int net_down(json_t *rec, struct fc_err *e)
 {
-	_cleanup_nl_ struct nl nl = { NULL, 0, 0 };
 	const char *id = json_str(rec, "id"), *mode = json_str(rec, "mode");
 	const char *tap = json_str(rec, "tap"), *table = json_str(rec, "table");
-	struct nl_link l = { 0 };
-	int r;
 
 	if (mode && !strcmp(mode, "rootless")) {
 		if (rootless_down(rec, e) < 0)
@@ -695,28 +718,10 @@ int net_down(json_t *rec, struct fc_err *e)
 		net_record_remove(id);
 		return 0;
 	}
-	if (table) {
-		_cleanup_nft_batch_ struct nft_batch *b = nft_batch_new(e);
-
-		if (!b)
-			return -1;
-		nft_table_del(b, NFPROTO_IPV4, table);
-		if (nft_batch_commit(b, e) < 0 && !table_missing(e->errnum))
-			return fc_err_wrap(e, "remove nftables table '%s'", table);
-	}
-	if (tap) {
-		if (nl_open(&nl, NETLINK_ROUTE, e) < 0)
-			return -1;
-		r = nl_link_get(&nl, tap, &l, e);
-		if (r < 0)
-			return -1;
-		/* Only a TAP of that name is ours to remove. */
-		if (r == 0 && strcmp(l.kind, "tun"))
-			return fc_err_set(e, 0, "interface '%s' is a '%s', not our tap: not removing it",
-					  tap, l.kind);
-		if (r == 0 && nl_link_del(&nl, l.ifindex, e) < 0 && e->errnum != ENODEV)
-			return fc_err_wrap(e, "remove tap '%s'", tap);
-	}
+	if (table && net_table_remove(table, e) < 0)
+		return -1;
+	if (tap && net_link_remove(tap, "tun", "tap", e) < 0)
+		return -1;
 	net_record_remove(id);
 	return 0;
 }

@@ -556,12 +556,9 @@ out:
 
 int clone_down(json_t *rec, struct fc_err *e)
 {
-	_cleanup_nl_ struct nl nl = { NULL, 0, 0 };
 	const char *veth = json_str(rec, "veth"), *table = json_str(rec, "table");
 	long long hp = 0, hs = 0;
 	struct fc_err ign;
-	struct nl_link l = { 0 };
-	int r;
 
 	/* The holder first: its namespace (TAP, veth0, NAT) goes with it
 	 * once the clone's VMM is gone too. */
@@ -569,27 +566,10 @@ int clone_down(json_t *rec, struct fc_err *e)
 	json_int(rec, "holder_start", 0, 1LL << 62, &hs, &ign);
 	if (hp != getpid())
 		net_stop_process((pid_t)hp, (uint64_t)hs, "fc-net", 3000);
-	if (table) {
-		_cleanup_nft_batch_ struct nft_batch *b = nft_batch_new(e);
-
-		if (!b)
-			return -1;
-		nft_table_del(b, NFPROTO_IPV4, table);
-		if (nft_batch_commit(b, e) < 0 && e->errnum != ENOENT)
-			return fc_err_wrap(e, "remove nftables table '%s'", table);
-	}
-	if (veth) {
-		if (nl_open(&nl, NETLINK_ROUTE, e) < 0)
-			return -1;
-		r = nl_link_get(&nl, veth, &l, e);
-		if (r < 0)
-			return -1;
-		/* Only a veth of that name is ours to remove (both ends go). */
-		if (r == 0 && strcmp(l.kind, "veth"))
-			return fc_err_set(e, 0, "interface '%s' is a '%s', not our veth: not removing it",
-					  veth, l.kind);
-		if (r == 0 && nl_link_del(&nl, l.ifindex, e) < 0 && e->errnum != ENODEV)
-			return fc_err_wrap(e, "remove veth '%s'", veth);
-	}
+	if (table && net_table_remove(table, e) < 0)
+		return -1;
+	/* Both ends of the veth go. */
+	if (veth && net_link_remove(veth, "veth", "veth", e) < 0)
+		return -1;
 	return 0;
 }

@@ -113,6 +113,14 @@ struct nat_plan {
 };
 int nat_create(const struct nat_plan *p, struct fc_err *e);
 
+/* Remove IPv4 nftables table @table; one already gone is fine. 0 or -1
+ * with @e. */
+int net_table_remove(const char *table, struct fc_err *e);
+/* Remove interface @name, if there - and only if its kind is @kind: one
+ * of another kind is not ours. @what names it in messages ("tap"). 0 or
+ * -1 with @e. */
+int net_link_remove(const char *name, const char *kind, const char *what, struct fc_err *e);
+
 /* A free /NET_SUBNET_PREFIX of @pool (NULL: the default): held by no
  * record, overlapping no route of @nl's namespace nor @avoid/@avoid_prefix
  * (prefix 0: nothing to avoid). 0 or -1 with @e. */
