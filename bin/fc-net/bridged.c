@@ -486,6 +486,19 @@ static void add_port_rules(struct nft_batch *b, const struct nat_plan *p, const 
 	}
 }
 
+void nat_dnat_in(struct nft_batch *b, const char *table, const char *ifname, struct in_addr daddr,
+		 int proto, uint16_t port, struct in_addr to, uint16_t to_port)
+{
+	struct nftnl_rule *r = nft_rule_new(NFPROTO_IPV4, table, "prerouting");
+
+	nft_r_ifname(r, false, false, ifname);
+	nft_r_daddr(r, daddr, 32);
+	if (proto)
+		nft_r_dport(r, proto, port);
+	nft_r_dnat(r, to, to_port);
+	nft_rule_add(b, r);
+}
+
 int nat_create(const struct nat_plan *p, struct fc_err *e)
 {
 	_cleanup_nft_batch_ struct nft_batch *b = nft_batch_new(e);
@@ -504,22 +517,12 @@ int nat_create(const struct nat_plan *p, struct fc_err *e)
 	add_port_rules(b, p, "prerouting", true);
 	/* The guest's DNS at its gateway, when the host's resolver listens
 	 * on a loopback address the guest cannot reach directly. */
-	for (i = 0; p->dns_dnat && i < ARRAY_SIZE(protos); i++) {
-		r = nft_rule_new(NFPROTO_IPV4, p->table, "prerouting");
-		nft_r_ifname(r, false, false, p->tap);
-		nft_r_daddr(r, p->gw, 32);
-		nft_r_dport(r, protos[i], 53);
-		nft_r_dnat(r, p->dns_target, 53);
-		nft_rule_add(b, r);
-	}
+	for (i = 0; p->dns_dnat && i < ARRAY_SIZE(protos); i++)
+		nat_dnat_in(b, p->table, p->tap, p->gw, protos[i], 53, p->dns_target, 53);
 	if (p->host_loopback) {
 		struct in_addr localhost = { htonl(INADDR_LOOPBACK) };
 
-		r = nft_rule_new(NFPROTO_IPV4, p->table, "prerouting");
-		nft_r_ifname(r, false, false, p->tap);
-		nft_r_daddr(r, p->gw, 32);
-		nft_r_dnat(r, localhost, 0);
-		nft_rule_add(b, r);
+		nat_dnat_in(b, p->table, p->tap, p->gw, 0, 0, localhost, 0);
 	}
 	/* Egress: the guest's subnet leaves through any other interface. */
 	r = nft_rule_new(NFPROTO_IPV4, p->table, "postrouting");

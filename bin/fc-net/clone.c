@@ -339,21 +339,10 @@ static int ns_setup(const struct clone_plan *p, struct fc_err *e)
 	nft_rule_add(b, r);
 	/* What the guest reaches at its gateway on the host (DNS, host
 	 * loopback) is at the host's end of the veth now. */
-	for (i = 0; s->dns_dnat && !s->host_loopback && i < ARRAY_SIZE(protos); i++) {
-		r = nft_rule_new(NFPROTO_IPV4, NS_TABLE, "prerouting");
-		nft_r_ifname(r, false, false, s->tap);
-		nft_r_daddr(r, s->gw, 32);
-		nft_r_dport(r, protos[i], 53);
-		nft_r_dnat(r, p->host_ip, 0);
-		nft_rule_add(b, r);
-	}
-	if (s->host_loopback) {
-		r = nft_rule_new(NFPROTO_IPV4, NS_TABLE, "prerouting");
-		nft_r_ifname(r, false, false, s->tap);
-		nft_r_daddr(r, s->gw, 32);
-		nft_r_dnat(r, p->host_ip, 0);
-		nft_rule_add(b, r);
-	}
+	for (i = 0; s->dns_dnat && !s->host_loopback && i < ARRAY_SIZE(protos); i++)
+		nat_dnat_in(b, NS_TABLE, s->tap, s->gw, protos[i], 53, p->host_ip, 0);
+	if (s->host_loopback)
+		nat_dnat_in(b, NS_TABLE, s->tap, s->gw, 0, 0, p->host_ip, 0);
 	/* And the guest leaves as the clone's address. */
 	r = nft_rule_new(NFPROTO_IPV4, NS_TABLE, "postrouting");
 	nft_r_saddr(r, s->gsub, s->prefix);

@@ -14,6 +14,7 @@
 #include "err.h"
 
 struct nl;
+struct nft_batch;
 
 #define NET_MAX_PORTS 256	/* published ports per VM (ranges expanded) */
 #define NET_DEFAULT_POOL "10.213.0.0/16"
@@ -112,6 +113,12 @@ struct nat_plan {
 	size_t nports;
 };
 int nat_create(const struct nat_plan *p, struct fc_err *e);
+
+/* Into @b, a rule of @table's prerouting chain: what arrives on @ifname
+ * for @daddr (with @proto non-zero: only @proto port @port) is DNATed to
+ * @to, port @to_port (0: unchanged). */
+void nat_dnat_in(struct nft_batch *b, const char *table, const char *ifname, struct in_addr daddr,
+		 int proto, uint16_t port, struct in_addr to, uint16_t to_port);
 
 /* Remove IPv4 nftables table @table; one already gone is fine. 0 or -1
  * with @e. */
