@@ -544,6 +544,47 @@ int nat_create(const struct nat_plan *p, struct fc_err *e)
 
 /* ---- up / down ----------------------------------------------------- */
 
+int net_up_lock(const char *id, int *host_lock, json_t **records, struct fc_err *e)
+{
+	_cleanup_close_ int lock = net_lock(e);
+	size_t i;
+
+	if (lock < 0)
+		return -1;
+	/* Subnets, TAP names and routes are the host's, not one data root's:
+	 * two data roots choosing at once must not pick the same /30. */
+	*host_lock = fs_lock(NET_HOST_LOCK, 0, e);
+	if (*host_lock < 0)
+		return fc_err_wrap(e, "lock '%s'", NET_HOST_LOCK);
+	*records = net_records(e);
+	for (i = 0; i < json_array_size(*records); i++)
+		if (!strcmp(json_str(json_array_get(*records, i), "id"), id))
+			return fc_err_set(e, EEXIST, "VM '%s' already has a network (run 'fc-net down --vm %s')",
+					  id, id);
+	return steal_fd(&lock);
+}
+
+int net_up_finish(const struct nat_plan *p, json_t **rec, json_t **out, struct fc_err *e)
+{
+	if (nat_create(p, e) < 0) {
+		json_object_del(*rec, "table");
+		return -1;
+	}
+	json_object_set_new(*rec, "status", json_string("up"));
+	if (net_record_save(*rec, e) < 0)
+		return -1;
+	*out = steal_ptr(rec);
+	return 0;
+}
+
+void net_up_undo(json_t *rec)
+{
+	struct fc_err e2;
+
+	if (net_down(rec, &e2) < 0)
+		log_warn("undo: %s", e2.msg);
+}
+
 int bridged_up(struct up_opts *o, json_t **out, struct fc_err *e)
 {
 	_cleanup_close_ int lock = -1, host_lock = -1;
@@ -553,25 +594,14 @@ int bridged_up(struct up_opts *o, json_t **out, struct fc_err *e)
 	struct in_addr subnet = { 0 }, gw, guest, loopback = { 0 }, dns_target = { 0 };
 	char tap[IFNAMSIZ], mac_s[18], gw_mac_s[18];
 	uint8_t mac[6], gw_mac[6];
-	size_t i;
-	bool dns_dnat = false, made_tap = true, made_table = true;
+	bool dns_dnat = false;
 	struct nl_link l = { 0 };
 	char path[128];
 	int r;
 
-	lock = net_lock(e);
+	lock = net_up_lock(o->id, &host_lock, &records, e);
 	if (lock < 0)
 		return -1;
-	/* Subnets, TAP names and routes are the host's, not one data root's:
-	 * two data roots choosing at once must not pick the same /30. */
-	host_lock = fs_lock(NET_HOST_LOCK, 0, e);
-	if (host_lock < 0)
-		return fc_err_wrap(e, "lock '%s'", NET_HOST_LOCK);
-	records = net_records(e);
-	for (i = 0; i < json_array_size(records); i++)
-		if (!strcmp(json_str(json_array_get(records, i), "id"), o->id))
-			return fc_err_set(e, EEXIST, "VM '%s' already has a network (run 'fc-net down --vm %s')",
-					  o->id, o->id);
 	if (nl_open(&nl, NETLINK_ROUTE, e) < 0)
 		return -1;
 	if (net_pick_subnet(&nl, o->pool, records, subnet, 0, &subnet, e) < 0)
@@ -618,10 +648,10 @@ int bridged_up(struct up_opts *o, json_t **out, struct fc_err *e)
 	/* From here on a failure undoes everything through the record - but
 	 * only what this call made: a TAP or table that was there before is
 	 * not ours (the create steps are exclusive, so a failed one made
-	 * nothing). */
+	 * nothing, and its name leaves the record). */
 	r = tap_open(tap, true, true, o->tap_uid, e);
 	if (r < 0) {
-		made_tap = false;
+		json_object_del(rec, "tap");
 		if (e->errnum == EPERM && geteuid() != 0)
 			fc_err_wrap(e, "bridged mode needs root (an ordinary user: --mode rootless)");
 		goto undo;
@@ -648,29 +678,14 @@ int bridged_up(struct up_opts *o, json_t **out, struct fc_err *e)
 		struct nat_plan p = { table, tap, subnet, gw, guest, dns_target, dns_dnat,
 				      o->host_loopback, o->ports, o->nports };
 
-		if (nat_create(&p, e) < 0) {
-			made_table = false;
+		if (net_up_finish(&p, &rec, out, e) < 0)
 			goto undo;
-		}
 	}
-	json_object_set_new(rec, "status", json_string("up"));
-	if (net_record_save(rec, e) < 0)
-		goto undo;
-	*out = steal_ptr(&rec);
 	return 0;
 
-undo: {
-		struct fc_err e2;
-
-		if (!made_tap)
-			json_object_del(rec, "tap");
-		if (!made_table)
-			json_object_del(rec, "table");
-
-		if (net_down(rec, &e2) < 0)
-			log_warn("undo: %s", e2.msg);
-		return -1;
-	}
+undo:
+	net_up_undo(rec);
+	return -1;
 }
 
 int net_table_remove(const char *table, struct fc_err *e)

@@ -66,7 +66,6 @@
 #include "nl.h"
 #include "paths.h"
 #include "proc.h"
-#include "fsutil.h"
 #include "snapshot.h"
 #include "util.h"
 
@@ -385,7 +384,6 @@ int clone_up(struct up_opts *o, json_t **out, struct fc_err *e)
 	int rep[2] = { -1, -1 };
 	pid_t holder = -1;
 	uint64_t holder_start = 0;
-	bool made_veth = true, made_table = true;
 	size_t i;
 	int r = -1;
 
@@ -397,17 +395,9 @@ int clone_up(struct up_opts *o, json_t **out, struct fc_err *e)
 		return fc_err_wrap(e, "the source's network (%s '%s')",
 				   o->from_snapshot ? "snapshot" : "file",
 				   o->from_snapshot ? o->from_snapshot : o->like);
-	lock = net_lock(e);
+	lock = net_up_lock(o->id, &host_lock, &records, e);
 	if (lock < 0)
 		return -1;
-	host_lock = fs_lock(NET_HOST_LOCK, 0, e);
-	if (host_lock < 0)
-		return fc_err_wrap(e, "lock '%s'", NET_HOST_LOCK);
-	records = net_records(e);
-	for (i = 0; i < json_array_size(records); i++)
-		if (!strcmp(json_str(json_array_get(records, i), "id"), o->id))
-			return fc_err_set(e, EEXIST, "VM '%s' already has a network (run 'fc-net down --vm %s')",
-					  o->id, o->id);
 	if (nl_open(&nl, NETLINK_ROUTE, e) < 0)
 		return -1;
 	/* Not the guest's subnet either: inside, both are routes of one
@@ -485,7 +475,8 @@ int clone_up(struct up_opts *o, json_t **out, struct fc_err *e)
 	}
 
 	if (nl_veth_add(&nl, veth, NS_VETH, ns, e) < 0) {
-		made_veth = false;
+		/* It made nothing: a veth of that name is not ours. */
+		json_object_del(rec, "veth");
 		goto out;
 	}
 	r = nl_link_get(&nl, veth, &l, e);
@@ -513,30 +504,16 @@ int clone_up(struct up_opts *o, json_t **out, struct fc_err *e)
 		struct nat_plan p = { table, veth, plan.subnet, plan.host_ip, plan.clone_ip,
 				      s.dns_target, s.dns_dnat, s.host_loopback, o->ports, o->nports };
 
-		if (nat_create(&p, e) < 0) {
-			made_table = false;
+		if (net_up_finish(&p, &rec, out, e) < 0)
 			goto out;
-		}
 	}
-	json_object_set_new(rec, "status", json_string("up"));
-	if (net_record_save(rec, e) < 0)
-		goto out;
-	*out = steal_ptr(&rec);
 	r = 0;
 out:
 	for (i = 0; i < 2; i++)
 		if (rep[i] >= 0)
 			close(rep[i]);
-	if (r < 0) {
-		struct fc_err e2;
-
-		if (!made_veth)
-			json_object_del(rec, "veth");
-		if (!made_table)
-			json_object_del(rec, "table");
-		if (net_down(rec, &e2) < 0)
-			log_warn("undo: %s", e2.msg);
-	}
+	if (r < 0)
+		net_up_undo(rec);
 	/* The holder is detached (setsid); reap it if it already ended. */
 	if (holder > 0)
 		waitpid(holder, NULL, WNOHANG);
