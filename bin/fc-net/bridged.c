@@ -553,9 +553,11 @@ int net_up_lock(const char *id, int *host_lock, json_t **records, struct fc_err 
 		return -1;
 	/* Subnets, TAP names and routes are the host's, not one data root's:
 	 * two data roots choosing at once must not pick the same /30. */
-	*host_lock = fs_lock(NET_HOST_LOCK, 0, e);
-	if (*host_lock < 0)
-		return fc_err_wrap(e, "lock '%s'", NET_HOST_LOCK);
+	if (host_lock) {
+		*host_lock = fs_lock(NET_HOST_LOCK, 0, e);
+		if (*host_lock < 0)
+			return fc_err_wrap(e, "lock '%s'", NET_HOST_LOCK);
+	}
 	*records = net_records(e);
 	for (i = 0; i < json_array_size(*records); i++)
 		if (!strcmp(json_str(json_array_get(*records, i), "id"), id))

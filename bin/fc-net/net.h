@@ -120,16 +120,17 @@ int nat_create(const struct nat_plan *p, struct fc_err *e);
 void nat_dnat_in(struct nft_batch *b, const char *table, const char *ifname, struct in_addr daddr,
 		 int proto, uint16_t port, struct in_addr to, uint16_t to_port);
 
-/* What bridged and clone up share. net_up_lock: the data root's lock,
- * then the host's (*@host_lock), and every record (*@records, new
- * reference), none of them @id's. Returns the data root lock's fd, or -1
- * with @e (*@host_lock and *@records may be set all the same: the
- * caller's cleanup releases them). */
+/* What the modes' up share. net_up_lock: the data root's lock, then
+ * the host's (*@host_lock; NULL: none, for rootless mode, which makes
+ * nothing host-wide), and every record (*@records, new reference), none
+ * of them @id's. Returns the data root lock's fd, or -1 with @e
+ * (*@host_lock and *@records may be set all the same: the caller's
+ * cleanup releases them). */
 int net_up_lock(const char *id, int *host_lock, json_t **records, struct fc_err *e);
-/* The last step: the host's NAT (@p), then *@rec saved with status "up"
- * and moved to *@out. 0, or -1 with @e; when the table cannot be made
- * its name leaves *@rec first: one that was there before is not ours to
- * undo. */
+/* The last step of bridged and clone up: the host's NAT (@p), then *@rec
+ * saved with status "up" and moved to *@out. 0, or -1 with @e; when the
+ * table cannot be made its name leaves *@rec first: one that was there
+ * before is not ours to undo. */
 int net_up_finish(const struct nat_plan *p, json_t **rec, json_t **out, struct fc_err *e);
 /* Undo a failed up through its record (net_down); what cannot be undone
  * is only logged: the error to report is the one that made us undo. */

@@ -44,7 +44,6 @@
 #include <unistd.h>
 
 #include "json.h"
-#include "log.h"
 #include "net.h"
 #include "nl.h"
 #include "paths.h"
@@ -470,14 +469,9 @@ int rootless_up(struct up_opts *o, json_t **out, struct fc_err *e)
 	slirp = proc_find_tool("slirp4netns");
 	if (!slirp)
 		return fc_err_set(e, ENOENT, "slirp4netns not found: rootless mode needs it (Debian: apt-get install slirp4netns)");
-	lock = net_lock(e);
+	lock = net_up_lock(o->id, NULL, &records, e);
 	if (lock < 0)
 		return -1;
-	records = net_records(e);
-	for (i = 0; i < json_array_size(records); i++)
-		if (!strcmp(json_str(json_array_get(records, i), "id"), o->id))
-			return fc_err_set(e, EEXIST, "VM '%s' already has a network (run 'fc-net down --vm %s')",
-					  o->id, o->id);
 	if (net_derive(o->id, records, NULL, tap, &loopback, mac, mac_s, e) < 0)
 		return -1;
 	if (ports_check(o->ports, o->nports, loopback, records, e) < 0)
@@ -572,12 +566,8 @@ out:
 		if (ex[i] >= 0) close(ex[i]);
 		if (rdy[i] >= 0) close(rdy[i]);
 	}
-	if (r < 0) {
-		struct fc_err e2;
-
-		if (rec && net_down(rec, &e2) < 0)
-			log_warn("undo: %s", e2.msg);
-	}
+	if (r < 0 && rec)
+		net_up_undo(rec);
 	/* Our children are detached (setsid); reap what already ended. */
 	if (holder > 0)
 		waitpid(holder, NULL, WNOHANG);
