@@ -278,6 +278,20 @@ static int link_attr(const struct nlattr *a, void *data)
 		memcpy(l->name, s, n + 1);
 		break;
 	}
+	case IFLA_IFALIAS: {
+		/* not NUL_STRING: the kernel sends "" as a zero-length attribute */
+		size_t n = mnl_attr_get_payload_len(a);
+		const char *s = mnl_attr_get_payload(a);
+
+		n = strnlen(s, n);
+		if (n >= sizeof(l->alias)) {
+			p->bad = true;
+			break;
+		}
+		memcpy(l->alias, s, n);
+		l->alias[n] = '\0';
+		break;
+	}
 	case IFLA_MASTER:
 		if (mnl_attr_validate(a, MNL_TYPE_U32) < 0)
 			p->bad = true;
@@ -448,6 +462,23 @@ int nl_link_set(struct nl *nl, int ifindex, const uint8_t *mac, unsigned int mtu
 		mnl_attr_put_u32(nlh, IFLA_MASTER, (uint32_t)master);
 	if (nl_talk(nl, nlh, NULL, NULL, e) < 0)
 		return fc_err_wrap(e, "configure link %d", ifindex);
+	return 0;
+}
+
+int nl_link_alias(struct nl *nl, int ifindex, const char *alias, struct fc_err *e)
+{
+	char buf[MNL_SOCKET_BUFFER_SIZE];
+	struct nlmsghdr *nlh = rt_msg(buf, RTM_NEWLINK, 0);
+	struct ifinfomsg *ifi = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifi));
+
+	if (strlen(alias) >= sizeof(((struct nl_link *)0)->alias))
+		return fc_err_set(e, ENAMETOOLONG, "link alias of %zu bytes (at most 255)",
+				  strlen(alias));
+	ifi->ifi_family = AF_UNSPEC;
+	ifi->ifi_index = ifindex;
+	mnl_attr_put_strz(nlh, IFLA_IFALIAS, alias);
+	if (nl_talk(nl, nlh, NULL, NULL, e) < 0)
+		return fc_err_wrap(e, "set the alias of link %d", ifindex);
 	return 0;
 }
 

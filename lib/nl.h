@@ -67,6 +67,7 @@ struct nl_link {
 	char kind[16];	/* IFLA_INFO_KIND ("tun", "bridge", ...) or "" */
 	int master;	/* 0: none */
 	bool up;
+	char alias[256];	/* IFLA_IFALIAS (IFALIASZ) or "" */
 };
 
 /* Dump all links; @fn is called for each (return non-zero to stop, which
@@ -90,6 +91,10 @@ int nl_veth_add(struct nl *nl, const char *name, const char *peer, int peer_netn
  * @master (ifindex, 0: keep), then up when @up. 0 or -1. */
 int nl_link_set(struct nl *nl, int ifindex, const uint8_t *mac, unsigned int mtu, int master,
 		bool up, struct fc_err *e);
+
+/* Set link @ifindex's alias (ip link set alias) to @alias (< 256 bytes): a
+ * tag a later run can read back from a dump. 0 or -1. */
+int nl_link_alias(struct nl *nl, int ifindex, const char *alias, struct fc_err *e);
 
 /* Delete link @ifindex. ENODEV is reported as errnum ENODEV. 0 or -1. */
 int nl_link_del(struct nl *nl, int ifindex, struct fc_err *e);

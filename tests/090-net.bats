@@ -40,7 +40,7 @@ while True:
         data, peer = s.recvfrom(2048)
         s.sendto(("hello %s\n" % peer[0]).encode(), peer)
 EOF
-	taps_before=$(count_taps)
+	SEEN=()
 	tables_before=$(count_tables)
 }
 
@@ -55,13 +55,26 @@ teardown() {
 	local left
 	left=$(ls "$FCVM_ROOT/net" 2>/dev/null || true)
 	assert_eq "$left" "" "no fc-net record left" || return 1
-	assert_eq "$(count_taps)" "$taps_before" "no TAP left" || return 1
-	assert_eq "$(count_tables)" "$tables_before" "no nftables table of ours left" || return 1
+	assert_eq "$(count_taps)" 0 "no TAP left" || return 1
+	assert_eq "$(seen_tables)" "" "no nftables table of ours left" || return 1
 	leak_check
 }
 
-count_taps() { ip -o link show type tun 2>/dev/null | grep -c ': fc[0-9a-f]\{8\}[:@]' || true; }
+# Ours: the TAPs whose alias names a record in this test's data root (other
+# runs on the machine make TAPs too). Tables by name, machine-wide (right
+# after a failed up), or those of the TAPs this test saw (seen_tables).
+count_taps() {
+	ip -o link show type tun 2>/dev/null | grep -cF "alias fcvm-net $(realpath "$FCVM_ROOT")/net/" || true
+}
 count_tables() { nft list tables 2>/dev/null | grep -c '^table ip fcvm-' || true; }
+# drop_orphans: gc --json's output without the orphaned TAPs of other data
+# roots it also collected (any run's on this machine).
+drop_orphans() { output=$(jq -c '[.[] | select(startswith("orphan:") | not)]' <<<"$output"); }
+seen_tables() {
+	local t
+	for t in "${SEEN[@]}"; do nft list table ip "fcvm-$t" >/dev/null 2>&1 && echo "fcvm-$t"; done
+	return 0
+}
 count_netns() { ip netns list 2>/dev/null | grep -c "^fcnt-$T" || true; }
 
 # up_vm ID ARGS...: fc-net up, the result JSON in $NET.
@@ -72,6 +85,7 @@ up_vm() {
 	VMS+=("$id")
 	NET=$output
 	jq -e . <<<"$NET" >/dev/null
+	SEEN+=("$(jq -r .tap <<<"$NET")")
 }
 
 # guest ID: a namespace fcnt-$T-ID behind the VM's TAP.
@@ -307,6 +321,7 @@ for i in range(5):
 	run_fc 1 fc-net down --vm "$T-evil"
 	assert_contains "$output" "'tap' is not a name fc-net makes" "the record is refused"
 	run_fc 0 fc-net gc --json
+	drop_orphans
 	assert_eq "$output" "[]" "gc skips it"
 	run nft list table ip "$victim"
 	local st=$status
@@ -335,6 +350,7 @@ for i in range(5):
 	assert_contains "$output" "would remove $T-dead" "gc -n names it"
 	[ -e "$FCVM_ROOT/net/$T-dead.json" ]
 	run_fc 0 fc-net gc --json
+	drop_orphans
 	assert_eq "$output" "[\"$T-dead\"]" "gc removed exactly the dead one"
 	run ip -o link show "$dtap"
 	[ "$status" -ne 0 ]
@@ -344,13 +360,36 @@ for i in range(5):
 	assert_eq "$(jq -r '[.[].id] | join(" ")' <<<"$output")" "$T-live" "the live one stays"
 }
 
+@test "gc collects the TAP and table of a VM whose data root was removed, and nothing live" {
+	local r2=$BATS_TEST_TMPDIR/root2 otap
+	mkdir -p "$r2"
+	FCVM_ROOT=$r2 fc-setup storage --dir "$r2" --without-reflink >/dev/null 2>&1
+	run_fc 0 --timeout 30 env FCVM_ROOT="$r2" fc-net up --vm "$T-o" --owner-pid $$
+	otap=$(jq -r .tap <<<"$output")
+	assert_contains "$(ip -o link show "$otap")" "alias fcvm-net $(realpath "$r2")/net/$T-o.json" "the TAP names its record"
+	up_vm "$T-live"
+	rm -rf "$r2"	# its owner (this shell) lives on: only the record says whose it is
+	run_fc 0 fc-net gc -n
+	assert_contains "$output" "would remove orphaned tap $otap" "a dry run names it"
+	ip -o link show "$otap" >/dev/null
+	run_fc 0 fc-net gc --json
+	assert_contains "$output" "\"orphan:$otap\"" "gc reports it"
+	drop_orphans
+	assert_eq "$output" "[]" "the live VM of this root is kept"
+	run ip -o link show "$otap"
+	[ "$status" -ne 0 ]
+	run nft list table ip "fcvm-$otap"
+	[ "$status" -ne 0 ]
+	ip -o link show "$(jq -r .tap <<<"$NET")" >/dev/null
+}
+
 @test "down and gc leave zero taps, tables and namespaces (counted before and after)" {
 	local ns_before; ns_before=$(count_netns)
 	up_vm "$T-a" -p 8080:80
 	up_vm "$T-b" -p 8080:80
 	guest "$T-a"; guest "$T-b"
-	[ "$(count_taps)" -eq $((taps_before + 2)) ]
-	[ "$(count_tables)" -eq $((tables_before + 2)) ]
+	[ "$(count_taps)" -eq 2 ]
+	[ "$(seen_tables | wc -l)" -eq 2 ]
 	local p
 	for p in "${PIDS[@]}"; do kill "$p"; wait "$p" 2>/dev/null || true; done
 	PIDS=()
@@ -360,10 +399,11 @@ for i in range(5):
 	run_fc 0 fc-net down --vm "$T-a"	# idempotent
 	# b's owner is this shell (alive): gc keeps it; down removes it.
 	run_fc 0 fc-net gc --json
+	drop_orphans
 	assert_eq "$output" "[]" "gc leaves a live owner's network alone"
 	run_fc 0 fc-net down --vm "$T-b"
-	assert_eq "$(count_taps)" "$taps_before" "no TAP left"
-	assert_eq "$(count_tables)" "$tables_before" "no table left"
+	assert_eq "$(count_taps)" 0 "no TAP left"
+	assert_eq "$(seen_tables)" "" "no table left"
 	assert_eq "$(count_netns)" "$ns_before" "no namespace left"
 }
 
@@ -423,6 +463,7 @@ rl_up() {
 	VMS+=("$id")
 	NET=$output
 	jq -e . <<<"$NET" >/dev/null
+	SEEN+=("$(jq -r .tap <<<"$NET")")
 }
 
 # rl_guest ID PORT PROTO...: the guest (as the user) serving srv.py on
@@ -508,6 +549,7 @@ rl_guest() {
 	for ((i = 0; i < 100; i++)); do [ "$(count_rl_procs)" -eq "$rl_before" ] && break; sleep 0.1; done
 	assert_eq "$(count_rl_procs)" "$rl_before" "holder and slirp4netns ended with the owner"
 	run_fc 0 $AS_USER fc-net gc --json
+	drop_orphans
 	assert_eq "$output" "[\"$T-g\"]" "gc removed the dead owner's record"
 	[ -z "$(ls "$FCVM_ROOT/net")" ]
 	rl_teardown_check
@@ -539,10 +581,12 @@ fake_vm_record() {
 	run ask - "$lo" 8080
 	assert_eq "$output" "hello 10.0.2.2" "the network outlives its first owner while the VM's record is live"
 	run_fc 0 $AS_USER fc-net gc --json
+	drop_orphans
 	assert_eq "$output" "[]" "gc keeps it"
 	kill -9 "$vm"; wait "$vm" 2>/dev/null || true
 	ended "$holder"
 	run_fc 0 $AS_USER fc-net gc --json
+	drop_orphans
 	assert_eq "$output" "[\"$T-o\"]" "with the VM's owner gone too, gc removes it"
 	rm -f "$FCVM_ROOT/state/$T-o.json"
 	rl_teardown_check

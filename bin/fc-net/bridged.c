@@ -587,6 +587,64 @@ void net_up_undo(json_t *rec)
 		log_warn("undo: %s", e2.msg);
 }
 
+/*
+ * The TAP's alias names its record (NET_TAP_TAG + the record's absolute
+ * path): when the record goes with its data root (an rm -rf of the root
+ * while the VM ran), any later gc still knows the TAP for an orphan. The
+ * record is written before the TAP is made and removed after it, so a TAP
+ * whose named record is missing is never one being made or removed.
+ */
+static void tap_tag(struct nl *nl, int ifindex, const char *id)
+{
+	_cleanup_free_ char *root = realpath(fc_root(), NULL);
+	_cleanup_free_ char *alias = NULL;
+	struct fc_err e;
+
+	if (!root)
+		return;
+	alias = xasprintf(NET_TAP_TAG "%s/net/%s.json", root, id);
+	if (nl_link_alias(nl, ifindex, alias, &e) < 0)
+		log_warn("%s (gc cannot collect this TAP if its data root is removed)", e.msg);
+}
+
+static int orphan_cb(const struct nl_link *l, void *arg)
+{
+	json_t *taps = arg;
+	const char *path = l->alias + strlen(NET_TAP_TAG);
+	size_t n;
+
+	if (strcmp(l->kind, "tun") || !net_valid_tap(l->name) ||
+	    strncmp(l->alias, NET_TAP_TAG, strlen(NET_TAP_TAG)) || path[0] != '/')
+		return 0;
+	n = strlen(path);
+	if (n < 6 || strcmp(path + n - 5, ".json"))
+		return 0;
+	if (access(path, F_OK) == 0 || errno != ENOENT)
+		return 0;
+	json_array_append_new(taps, json_string(l->name));
+	return 0;
+}
+
+int net_gc_orphans(bool dry, json_t *removed, struct fc_err *e)
+{
+	_cleanup_nl_ struct nl nl = { NULL, 0, 0 };
+	_cleanup_json_ json_t *taps = json_array();
+	json_t *t;
+	size_t i;
+
+	if (nl_open(&nl, NETLINK_ROUTE, e) < 0 || nl_links(&nl, orphan_cb, taps, e) < 0)
+		return -1;
+	json_array_foreach(taps, i, t) {
+		const char *tap = json_string_value(t);
+		_cleanup_free_ char *table = xasprintf("fcvm-%s", tap);
+
+		if (!dry && (net_table_remove(table, e) < 0 || net_link_remove(tap, "tun", "tap", e) < 0))
+			return -1;
+		json_array_append(removed, t);
+	}
+	return (int)json_array_size(taps);
+}
+
 int bridged_up(struct up_opts *o, json_t **out, struct fc_err *e)
 {
 	_cleanup_close_ int lock = -1, host_lock = -1;
@@ -670,6 +728,7 @@ int bridged_up(struct up_opts *o, json_t **out, struct fc_err *e)
 		fc_err_wrap(e, "tap '%s'", tap);
 		goto undo;
 	}
+	tap_tag(&nl, l.ifindex, o->id);
 	snprintf(path, sizeof(path), "/proc/sys/net/ipv4/conf/%s/route_localnet", tap);
 	if (write_sysctl(path, "1", e) < 0)
 		goto undo;

@@ -310,6 +310,23 @@ static int cmd_gc(int argc, char **argv)
 			printf("%s %s (tap %s)\n", a->dry ? "would remove" : "removed", id,
 			       json_str(r, "tap") ? json_str(r, "tap") : "-");
 	}
+	{
+		_cleanup_json_ json_t *orph = json_array();
+		json_t *t;
+		/* Bridged TAPs are root's: an ordinary user's gc has none to take. */
+		int n = geteuid() == 0 ? net_gc_orphans(a->dry, orph, &e) : 0;
+
+		if (n < 0) {
+			log_error("orphaned TAPs: %s", e.msg);
+			bad = 1;
+		}
+		json_array_foreach(orph, i, t) {
+			json_array_append_new(removed, json_sprintf("orphan:%s", json_string_value(t)));
+			if (!a->json)
+				printf("%s orphaned tap %s (its record's data root is gone)\n",
+				       a->dry ? "would remove" : "removed", json_string_value(t));
+		}
+	}
 	if (a->json)
 		print_json(removed);
 	free(a);

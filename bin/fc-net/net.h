@@ -138,6 +138,14 @@ void net_up_undo(json_t *rec);
 /* Remove IPv4 nftables table @table; one already gone is fine. 0 or -1
  * with @e. */
 int net_table_remove(const char *table, struct fc_err *e);
+
+/* A bridged TAP's alias: this, then its record's absolute path. */
+#define NET_TAP_TAG "fcvm-net "
+
+/* The TAPs (and their fcvm-<tap> tables) whose alias names a record that
+ * no longer exists, of any data root: removed (not with @dry), their names
+ * appended to @removed. How many, or -1. */
+int net_gc_orphans(bool dry, json_t *removed, struct fc_err *e);
 /* Remove interface @name, if there - and only if its kind is @kind: one
  * of another kind is not ours. @what names it in messages ("tap"). 0 or
  * -1 with @e. */
