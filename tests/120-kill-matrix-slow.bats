@@ -70,64 +70,25 @@
 load helpers
 bats_require_minimum_version 1.5.0
 
-setup_file() {
-	export IMG="$BATS_FILE_TMPDIR/busybox.oci.tar"
-	"$BATS_TEST_DIRNAME/lib/mkimage" "$IMG" --name localhost/fcvm-kill:1 >/dev/null
-	# A private copy (reflinked: cheap) of the kernel and rootfs: the shared
-	# fixture root's builds may be replaced or collected by other runs while
-	# this file runs for minutes.
-	KM_FIX=""
-	if [ -n "${FCVM_TEST_BTRFS:-}" ] && [ -f "${FCVM_TEST_ROOTFS:-}/rootfs.ext4" ] &&
-	   [ -f "${FCVM_TEST_KERNEL:-}/vmlinux" ]; then
-		KM_FIX="$FCVM_TEST_BTRFS/km-fixtures-$$"
-		mkdir -p "$KM_FIX"
-		cp -a --reflink=auto "$(readlink -f "$FCVM_TEST_KERNEL")" "$KM_FIX/kernel" &&
-			cp -a --reflink=auto "$(readlink -f "$FCVM_TEST_ROOTFS")" "$KM_FIX/rootfs" &&
-			export FCVM_TEST_KERNEL="$KM_FIX/kernel" FCVM_TEST_ROOTFS="$KM_FIX/rootfs"
-	fi
-	export KM_FIX
-}
+load lib/killmatrix
 
-teardown_file() {
-	[ -n "${KM_FIX:-}" ] && rm -rf "$KM_FIX"
-	return 0
-}
+setup_file() { km_setup_file; }
+teardown_file() { km_teardown_file; }
 
 setup() {
 	need_rootfs
-	: "${KM_JOBS:=3}"
 }
 
-# matrix TARGET SIG: the 9 cells (phase x mode) of one target and signal,
-# KM_JOBS at a time; fails naming every failing cell.
+# matrix TARGET SIG: the 9 cells (phase x mode) of one target and signal.
 matrix() {
-	local target=$1 sig=$2 phase mode n=0 f rc=0
-	local -a pids=()
-	local dir=$BATS_TEST_TMPDIR/cells
+	local phase mode
+	local -a cells=()
 	for phase in boot running shutdown; do
 		for mode in rm drm none; do
-			n=$((n + 1))
-			mkdir -p "$dir/$n"
-			while [ "$(jobs -rp | wc -l)" -ge "$KM_JOBS" ]; do wait -n || true; done
-			KM_WORK="$dir/$n" timeout --kill-after=10 400 \
-				"$BATS_TEST_DIRNAME/lib/killmatrix" cell "$target" "$sig" "$phase" "$mode" \
-				>"$dir/$n/result" 2>"$dir/$n/stderr" 3>&- &
-			pids+=($!)
+			cells+=("$1 $2 $phase $mode")
 		done
 	done
-	for f in "${pids[@]}"; do wait "$f" || true; done
-	for ((f = 1; f <= n; f++)); do
-		if [ ! -s "$dir/$f/result" ]; then
-			echo "FAIL cell $f of $target/SIG$sig gave no result (killed by its timeout?): $(tail -3 "$dir/$f/stderr")" >"$dir/$f/result"
-		fi
-		# every cell in the TAP stream; the failing ones also in the failure
-		echo "# $(cat "$dir/$f/result")" >&3
-		if grep -q '^FAIL' "$dir/$f/result"; then
-			cat "$dir/$f/result"
-			rc=1
-		fi
-	done
-	return $rc
+	km_cells "${cells[@]}"
 }
 
 @test "kill matrix: fcvm x SIGINT" { matrix fcvm INT; }
