@@ -72,13 +72,6 @@ bats_require_minimum_version 1.5.0
 
 load lib/killmatrix
 
-setup_file() { km_setup_file; }
-teardown_file() { km_teardown_file; }
-
-setup() {
-	need_rootfs
-}
-
 # matrix TARGET SIG: the 9 cells (phase x mode) of one target and signal.
 matrix() {
 	local phase mode

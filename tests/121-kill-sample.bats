@@ -9,13 +9,6 @@ load helpers
 bats_require_minimum_version 1.5.0
 load lib/killmatrix
 
-setup_file() { km_setup_file; }
-teardown_file() { km_teardown_file; }
-
-setup() {
-	need_rootfs
-}
-
 # sample TARGET: its 3 cells, one per signal.
 sample() {
 	local -a targets=(fcvm owner run vsock qemu group) sigs=(INT TERM KILL)

@@ -1,7 +1,8 @@
 # tests/lib/killmatrix.bash - runs cells of the kill matrix (tests/lib/killmatrix
 # runs one; what a cell means is written in tests/120-kill-matrix-slow.bats).
 # Used by the full matrix (120, make check-slow) and by the sample of it that
-# runs in every suite (121).
+# runs in every suite (121). Loading it gives the file its setup_file,
+# teardown_file and setup.
 
 # km_setup_file: the image, and a private copy (reflinked: cheap) of the
 # kernel and rootfs: the shared fixture root's builds may be replaced or
@@ -25,6 +26,10 @@ km_teardown_file() {
 	[ -n "${KM_FIX:-}" ] && rm -rf "$KM_FIX"
 	return 0
 }
+
+setup_file() { km_setup_file; }
+teardown_file() { km_teardown_file; }
+setup() { need_rootfs; }
 
 # km_cells "TARGET SIG PHASE MODE"...: the cells, KM_JOBS (3) at a time; each
 # cell's line goes to the TAP stream; fails naming every failing cell.
