@@ -58,7 +58,8 @@ usage: fcvm podman run [--name NAME] [-e K=V]... [--cpus N] [--memory MIB] [--rm
                        [--network bridged|rootless|none] [-p [HOSTIP:][HOSTPORT:]PORT[/PROTO]]...
                        [--host-loopback] [-i] [-t] [-w DIR] [-u USER] [--entrypoint CMD]
                        [--env-file FILE]... [-l KEY[=VALUE]]... [--hostname NAME]
-                       [-v|--map HOST:GUEST[:ro]]... [--timeout S] [--] IMAGE [CMD [ARG...]]
+                       [-v|--map HOST:GUEST[:ro]]... [--timeout S] [--stop-timeout S]
+                       [--] IMAGE [CMD [ARG...]]
        fcvm exec [-i] [-t] [--vm] [-e K=V]... [-w DIR] [-u USER] NAME [--] CMD [ARG...]
        fcvm ls [-a] [--json]
        fcvm stop NAME
@@ -161,14 +162,35 @@ cmd_janitor() {
 		# The VM's owner (it may have been started before fcvm could name
 		# it): as long as it lives, bounded by the VM's own life.
 		while field_of "$id" id >/dev/null; do
-			sleep 1
+			sleep 0.2
 		done
 		fc-disk rm --vm "$id" >/dev/null 2>&1
 		fc-net down --vm "$id" >/dev/null 2>&1
 		# A VM owner may still have been starting when fcvm died: look again.
-		sleep 1
+		sleep 0.5
 		[ -e "$root/vm-disks/$id" ] || break
 	done
+}
+
+# --- the detached run's watcher (internal: 'fcvm _runwatch ID PID START') ---
+# A detached VM's fc-run (PID with START) is the only one that hears of its
+# container's end; once it is gone, however it went (its container ended, or
+# it was killed and nobody would ever hear of the VM again), the VM has no
+# more work: stop its owner. Its own session; bounded by fc-run's life.
+cmd_runwatch() {
+	local id=$1 p=$2 s=$3 owner start i
+	valid_name "$id" || exit 2
+	while alive "$p" "$s"; do sleep 0.2; done
+	# After a reported end the guest syncs and powers itself off: a moment
+	# for that, so that its last writes reach the disk.
+	for ((i = 0; i < 15; i++)); do
+		field_of "$id" id >/dev/null || exit 0
+		sleep 0.2
+	done
+	owner=$(field_of "$id" pid) || exit 0
+	start=$(field_of "$id" pid_start) || start=""
+	[ -z "$start" ] || alive "$owner" "$start" && kill -TERM "$owner" 2>/dev/null
+	exit 0
 }
 
 # --- the network janitor (internal: 'fcvm _netjanitor ID PID START') ---
@@ -315,7 +337,7 @@ write_atomic() {
 }
 
 cmd_run() {
-	local name="" cpus=2 memory=1024 rm=0 detach=0 timeout=180 netmode="" hostlo=0
+	local name="" cpus=2 memory=1024 rm=0 detach=0 timeout=180 netmode="" hostlo=0 stop_timeout=""
 	local -a env=() publish=()
 	# podman's everyday flags, passed to the guest's podman through the plan
 	local interactive=0 tty=0 workdir="" user="" entrypoint="" hostname="" have_ep=0
@@ -347,6 +369,8 @@ cmd_run() {
 		--memory=*) memory=${1#*=}; shift ;;
 		--timeout) [ $# -ge 2 ] || usage_die "--timeout needs seconds"; timeout=$2; shift 2 ;;
 		--timeout=*) timeout=${1#*=}; shift ;;
+		--stop-timeout) [ $# -ge 2 ] || usage_die "--stop-timeout needs seconds"; stop_timeout=$2; shift 2 ;;
+		--stop-timeout=*) stop_timeout=${1#*=}; shift ;;
 		--network|--net) [ $# -ge 2 ] || usage_die "$1 needs bridged, rootless or none"; netmode=$2; shift 2 ;;
 		--network=*|--net=*) netmode=${1#*=}; shift ;;
 		-p|--publish) [ $# -ge 2 ] || usage_die "$1 needs [HOSTIP:][HOSTPORT:]PORT[/PROTO]"; publish+=("$2"); shift 2 ;;
@@ -395,6 +419,7 @@ cmd_run() {
 	num "$cpus" 1 "$CPUS_MAX" --cpus
 	num "$memory" "$MEMORY_MIN" "$MEMORY_MAX" "--memory (MiB)"
 	num "$timeout" 1 "$TIMEOUT_MAX" "--timeout (seconds)"
+	[ -z "$stop_timeout" ] || num "$stop_timeout" 0 86400 "--stop-timeout (seconds)"
 	cpus=$((10#$cpus)) memory=$((10#$memory)) timeout=$((10#$timeout))
 	if [ -n "$name" ] && ! valid_name "$name"; then
 		usage_die "invalid --name '$name': use 1-63 characters of A-Z a-z 0-9 _ . - starting with a letter or digit"
@@ -613,7 +638,7 @@ cmd_run() {
 	local start; start=$(field_of "$id" pid_start) || start=""
 	owner=$boot_pid${start:+:$start}
 	local -a run=(fc-run --vsock "$vsock" --timeout "$timeout" --owner-pid "$owner"
-		--console "$vmdir/console.log")
+		--console "$vmdir/console.log" ${stop_timeout:+--stop-timeout "$stop_timeout"})
 	if [ $vi -gt 0 ]; then
 		# The volume servers before the plan: the guest dials them at once.
 		local vstat="$vmdir/volumes.status" vline="" i
@@ -645,7 +670,10 @@ cmd_run() {
 		run_pid=$!
 		announce "$run_pid"
 		# Recorded for 'fcvm stop' and people: the detached fc-run.
-		printf '%s %s\n' "$run_pid" "$(proc_start "$run_pid")" | write_atomic "$vmdir/fc-run.pid"
+		local run_start; run_start=$(proc_start "$run_pid")
+		printf '%s %s\n' "$run_pid" "$run_start" | write_atomic "$vmdir/fc-run.pid"
+		( [ -n "$jan_fd" ] && eval "exec $jan_fd>&-"
+		  exec setsid "$self" _runwatch "$id" "$run_pid" "$run_start" </dev/null >/dev/null 2>&1 ) &
 		local started=""
 		read -r -t "$timeout" started < "$fifo"
 		rm -f "$fifo"
@@ -1065,6 +1093,7 @@ exec) shift; cmd_exec "$@" ;;
 snapshot) shift; cmd_snapshot "$@" ;;
 _janitor) shift; cmd_janitor "$@" ;;
 _netjanitor) shift; cmd_netjanitor "$@" ;;
+_runwatch) shift; cmd_runwatch "$@" ;;
 _volkeeper) shift; cmd_volkeeper "$@" ;;
 -h|--help|help) usage ;;
 *) usage_die "unknown command '$1'" ;;

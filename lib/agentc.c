@@ -51,6 +51,7 @@ struct agentc {
 	int sig;		/* the signal that ended the session */
 	int forwarded;		/* signals forwarded so far */
 	int fwd_sig;		/* the last one */
+	uint64_t fwd_at;	/* when the first went */
 	uint64_t deadline;	/* of connect + HELLO (+ STATUS) */
 	uint64_t next_owner_check;
 
@@ -553,6 +554,7 @@ static int on_signal(struct agentc *s, enum phase ph, int sig, struct fc_err *e)
 	if (ph != PH_RUN || !s->req_sent || s->forwarded++)
 		return end_by_signal(s, sig, e);
 	s->fwd_sig = sig;
+	s->fwd_at = now_ms();
 	snprintf(msg, sizeof(msg), "{\"signal\":%d}", sig);
 	tx_queue(s, MSG_SIGNAL, msg, strlen(msg));
 	return 0;
@@ -636,6 +638,16 @@ static int pump(struct agentc *s, enum phase ph, struct fc_err *e)
 					program_invocation_short_name, tail);
 			return fc_err_say(e, ETIMEDOUT, "the agent stopped answering (no heartbeat for %d s)",
 					  s->o.heartbeat_ms / 1000);
+		}
+		/* The forwarded signal's grace is over: the command ignored it,
+		 * or the guest is too slow to end it in time. */
+		if (ph == PH_RUN && s->fwd_at && s->o.stop_ms) {
+			if (now >= s->fwd_at + (uint64_t)s->o.stop_ms) {
+				log_warn("no exit %d s after signal %d: ending the session",
+					 s->o.stop_ms / 1000, s->fwd_sig);
+				return end_by_signal(s, s->fwd_sig, e);
+			}
+			until(&wake, s->fwd_at + s->o.stop_ms);
 		}
 		if (ph != PH_RUN)
 			until(&wake, s->deadline);

@@ -26,7 +26,8 @@
  *
  * Signals (read from opts.sigfd): before the request has been handed to
  * the agent, one ends the session at once (nothing runs yet); after it,
- * the first is forwarded as a SIGNAL frame and a second ends the session.
+ * the first is forwarded as a SIGNAL frame and a second ends the session
+ * (as does opts.stop_ms passing without the agent's EXIT).
  * Either way agentc_signal() then names it, and the caller exits 128+N.
  *
  * The owner (opts.owner_pid): when it dies the session ends with "the VM
@@ -51,6 +52,8 @@
 struct agentc_opts {
 	int timeout_ms;		/* connect + HELLO (+ a STATUS answer); > 0 */
 	int heartbeat_ms;	/* silence that ends a session; 0: no watchdog */
+	int stop_ms;		/* after a forwarded signal, the command's time to end; then
+				 * the session ends as by a second signal. 0: no bound */
 	int frame_ms;		/* one frame in or out, whole; 0: 30 s or heartbeat_ms if less */
 	int sigfd;		/* non-blocking signalfd to serve, or -1 (borrowed) */
 	pid_t owner_pid;	/* the VM's owner to watch; 0: none */

@@ -75,6 +75,23 @@ plan() {
 	assert_eq "$(cat "$BATS_TEST_TMPDIR/out")" "got-int" "the container saw SIGINT"
 }
 
+@test "agent: a forwarded SIGINT the container ignores ends fc-run after --stop-timeout (130)" {
+	start_agent
+	plan "$BATS_TEST_TMPDIR/p.json" '["sh","-c","trap \"\" INT; echo up >&2; sleep 30"]'
+	fc-run --unix "$SOCK" --stop-timeout 1 "$BATS_TEST_TMPDIR/p.json" \
+		>"$BATS_TEST_TMPDIR/out" 2>"$BATS_TEST_TMPDIR/err" &
+	local pid=$! i rc=0 t0
+	wait_line "$BATS_TEST_TMPDIR/err" '^up$' 20 "$pid"
+	t0=$SECONDS
+	kill -INT "$pid"
+	wait "$pid" || rc=$?
+	assert_eq "$rc" 130 "ended as by the signal"
+	[ $((SECONDS - t0)) -le 5 ] || { echo "took $((SECONDS - t0)) s" >&2; false; }
+	assert_contains "$(cat "$BATS_TEST_TMPDIR/err")" "no exit 1 s after signal 2" "says why"
+	run_fc 2 fc-run --unix "$SOCK" --stop-timeout x "$BATS_TEST_TMPDIR/p.json"
+	assert_contains "$output" "--stop-timeout" "a bad value is a usage error"
+}
+
 @test "agent: --started-fd reports the start" {
 	start_agent
 	plan "$BATS_TEST_TMPDIR/p.json" '["true"]'

@@ -134,7 +134,7 @@ wait_line() {
 # the TAP and nft table it was to remove).
 leaked_procs() {
 	local p
-	for p in $(pgrep -f "qemu-system-x86_64|fc-qemu|fc-vsock|fc-boot|fc-clone|fc-uffd|fc-agent|fc-run|fcvm _janitor|fcvm _netjanitor" 2>/dev/null); do
+	for p in $(pgrep -f "qemu-system-x86_64|fc-qemu|fc-vsock|fc-boot|fc-clone|fc-uffd|fc-agent|fc-run|fcvm _janitor|fcvm _netjanitor|fcvm _runwatch" 2>/dev/null); do
 		[ "$p" = "$$" ] && continue
 		# Processes may end while we look: read quietly.
 		if tr '\0' '\n' 2>/dev/null < /proc/$p/environ | grep -qx "FCVM_ROOT=$FCVM_ROOT" ||

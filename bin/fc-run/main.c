@@ -24,13 +24,16 @@
 #include "util.h"
 
 #define EXIT_FAIL 125
+/* Shorter than podman's 10 s: fcvm promises a VM gone within 10 s of a
+ * signal, and a stop after the grace still takes a moment. */
+#define STOP_TIMEOUT_DEF 4
 
 static const char usage[] =
 	"usage: fc-run --vsock UDS [--port N] [--timeout SECONDS] [--started-fd N] [--exit-fd N]\n"
-	"              [--heartbeat-timeout SECONDS] [--die-with-parent]\n"
+	"              [--heartbeat-timeout SECONDS] [--stop-timeout SECONDS] [--die-with-parent]\n"
 	"              [--owner-pid PID[:START]] [--console PATH] [-i] [-t] PLAN.json\n"
 	"       fc-run --unix PATH [--timeout SECONDS] [--started-fd N] [--exit-fd N]\n"
-	"              [--heartbeat-timeout SECONDS] [--die-with-parent]\n"
+	"              [--heartbeat-timeout SECONDS] [--stop-timeout SECONDS] [--die-with-parent]\n"
 	"              [--owner-pid PID[:START]] [--console PATH] PLAN.json\n"
 	"       fc-run --status (--vsock UDS [--port N] | --unix PATH) [--timeout SECONDS]\n"
 	"              [--owner-pid PID[:START]] [--console PATH]\n";
@@ -76,6 +79,7 @@ int main(int argc, char **argv)
 		{ "exit-fd", required_argument, NULL, 'E' },
 		{ "die-with-parent", no_argument, NULL, 'D' },
 		{ "heartbeat-timeout", required_argument, NULL, 'H' },
+		{ "stop-timeout", required_argument, NULL, 'K' },
 		{ "owner-pid", required_argument, NULL, 'O' },
 		{ "console", required_argument, NULL, 'C' },
 		{ "status", no_argument, NULL, 's' },
@@ -99,6 +103,7 @@ int main(int argc, char **argv)
 
 	log_init("fc-run");
 	o.harden = true;
+	o.stop_ms = STOP_TIMEOUT_DEF * 1000;
 	while ((c = getopt_long(argc, argv, "itvqh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'V':
@@ -129,6 +134,11 @@ int main(int argc, char **argv)
 			if (parse_u64(optarg, 3, 86400, "--heartbeat-timeout", &v, &e) < 0)
 				usage_err(usage, "%s", e.msg);
 			o.heartbeat_ms = v * 1000;
+			break;
+		case 'K':
+			if (parse_u64(optarg, 0, 86400, "--stop-timeout", &v, &e) < 0)
+				usage_err(usage, "%s", e.msg);
+			o.stop_ms = v * 1000;
 			break;
 		case 'O':
 			if (parse_owner(optarg, &o, &e) < 0)
