@@ -42,9 +42,13 @@ $(BUILD)/libfc.a: $(LIB_OBJ)
 	ar rcs $@ $^
 
 # Scripts first: with equal stems make takes the first matching rule.
+# Replaced by a rename, never rewritten in place: bash reads a script as it
+# runs, and every running fcvm front end would read the new text at its old
+# offsets.
 $(BUILD)/bin/%: bin/%.sh
 	@mkdir -p $(dir $@)
-	install -m 0755 $< $@
+	install -m 0755 $< $@.tmp
+	mv -f $@.tmp $@
 
 # Objects of tool $(1). A function, because a literal '%' in a pattern
 # rule's prerequisites would be replaced by the stem.
@@ -181,7 +185,11 @@ lint:
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
-	install -m 0755 $(BINS) $(wildcard $(BUILD)/bin/fc-agent) $(DESTDIR)$(PREFIX)/bin/
+	# (each by a rename: running front ends keep the script they started)
+	for f in $(BINS) $(wildcard $(BUILD)/bin/fc-agent); do \
+		install -m 0755 $$f $(DESTDIR)$(PREFIX)/bin/.$${f##*/}.tmp && \
+		mv -f $(DESTDIR)$(PREFIX)/bin/.$${f##*/}.tmp $(DESTDIR)$(PREFIX)/bin/$${f##*/} || exit 1; \
+	done
 	install -m 0644 $(wildcard man/*.1) $(DESTDIR)$(PREFIX)/share/man/man1/
 
 clean:

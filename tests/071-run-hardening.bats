@@ -167,6 +167,18 @@ start_bg() {
 	assert_eq "$(vm_disks)" 0 "fcvm rm by name removed the stopped VM's files"
 }
 
+@test "-d --rm: SIGKILL of the detached fc-run stops the VM (nobody would hear of it again) and removes everything" {
+	fc_vm_root hard
+	run_fc 0 --timeout 240 fcvm podman run -d --rm --name orphan "$IMG" sleep 600 3>&-
+	local id=$output pid start t0
+	read -r pid start < "$FCVM_ROOT/vm-disks/$id/fc-run.pid"
+	t0=$SECONDS
+	kill -KILL "$pid"
+	# fcvm _runwatch: 3 s for a guest's own power-off, then the owner goes
+	until_gone 20
+	[ $((SECONDS - t0)) -le 10 ] || { echo "took $((SECONDS - t0)) s" >&2; false; }
+}
+
 @test "arguments: every one is checked before anything is made; usage errors exit 125" {
 	fc_vm_root hard
 	local -a bad=("--timeout 0" "--timeout x" "--cpus 0" "--cpus 99" "--memory 64"
