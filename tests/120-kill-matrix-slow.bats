@@ -14,11 +14,11 @@
 # (tests/lib/killmatrix runs one cell; nothing is reused between cells, so no
 # leak can hide behind another cell's cleanup). Each cell prints one line
 # (ok/FAIL, what was left, times in ms from the signal); a failing @test
-# names its failing cells. Measured: a @test takes 1.5-4 min here (2 cores
-# shared, load up to 28: each full cell is a TCG boot to a running
-# container), so the file takes 30-60 min, not the 15 min hoped for; the CPU
-# time of about 110 boots to a running container is the floor (boot-phase
-# cells are cheap). KM_KEEP=DIR keeps each failing cell's logs
+# names its failing cells. Measured: the file took 28 min here on
+# 2026-12-02 (single-threaded TCG; a @test 1-2 min; each full cell is a TCG
+# boot to a running container, so the CPU time of about 110 such boots is
+# the floor). tests/121-kill-sample.bats runs 18 of the cells in every
+# suite. KM_KEEP=DIR keeps each failing cell's logs
 # (fcvm's stderr, fc-boot.log, console.log) in DIR. fcvm runs with
 # --timeout 120: a boot that hangs fails its cell in 2 minutes, not 3.
 #
