@@ -178,14 +178,16 @@ cmd_janitor() {
 # it was killed and nobody would ever hear of the VM again), the VM has no
 # more work: stop its owner. Its own session; bounded by fc-run's life.
 cmd_runwatch() {
-	local id=$1 p=$2 s=$3 owner start i
+	local id=$1 p=$2 s=$3 owner start
 	valid_name "$id" || exit 2
 	while alive "$p" "$s"; do sleep 0.2; done
-	# After a reported end the guest syncs and powers itself off: a moment
-	# for that, so that its last writes reach the disk.
-	for ((i = 0; i < 15; i++)); do
-		field_of "$id" id >/dev/null || exit 0
-		sleep 0.2
+	# After a reported end the guest syncs and powers itself off: up to 2 s
+	# for that (its record goes with it), so that its last writes reach the
+	# disk. Timed by the clock and a cheap test: a tool per poll takes
+	# seconds under load.
+	local end=$((${EPOCHREALTIME/./} / 1000 + 2000))
+	while [ -e "$root/state/$id.json" ] && [ $((${EPOCHREALTIME/./} / 1000)) -lt "$end" ]; do
+		sleep 0.1
 	done
 	owner=$(field_of "$id" pid) || exit 0
 	start=$(field_of "$id" pid_start) || start=""

@@ -174,7 +174,7 @@ start_bg() {
 	read -r pid start < "$FCVM_ROOT/vm-disks/$id/fc-run.pid"
 	t0=$SECONDS
 	kill -KILL "$pid"
-	# fcvm _runwatch: 3 s for a guest's own power-off, then the owner goes
+	# fcvm _runwatch: 2 s for a guest's own power-off, then the owner goes
 	until_gone 20
 	[ $((SECONDS - t0)) -le 10 ] || { echo "took $((SECONDS - t0)) s" >&2; false; }
 }
