@@ -114,6 +114,21 @@ proc_start() {
 # alive PID START: that very process still runs (pids are reused).
 alive() { [ "$(proc_start "$1")" = "$2" ]; }
 
+# until_ended PID: until PID has exited (gone, or a zombie bash has yet to
+# reap), at most 10 s. Not bash's 'wait PID': run from a trap that came
+# while bash was waiting for another child, it was seen to wait for any
+# child (wait4(-1)) - and fcvm's janitors, children that wait for fcvm's
+# end, never end: a deadlock (kill matrix: SIGINT of the group during boot).
+until_ended() {
+	local i
+	for ((i = 0; i < 100; i++)); do
+		kill -0 "$1" 2>/dev/null || return 0
+		[ "$(ps -o stat= -p "$1" 2>/dev/null | cut -c1)" = Z ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
 # The live record's FIELD for KEY (id or name); fails if there is none.
 field_of() { fc-state get --field "$2" -- "$1" 2>/dev/null; }
 
@@ -486,21 +501,13 @@ cmd_run() {
 
 	# From here on something may exist: every way out goes through cleanup.
 	cleanup_vm() {
-		local i
 		[ -n "$watch_pid" ] && kill "$watch_pid" 2>/dev/null
 		[ -n "$run_pid" ] && kill -TERM "$run_pid" 2>/dev/null
 		if [ -n "$boot_pid" ]; then
 			kill -TERM "$boot_pid" 2>/dev/null
-			if [ "$detach" = 0 ]; then
-				wait "$boot_pid" 2>/dev/null
-			else	# not our child: watch it go
-				for ((i = 0; i < 100; i++)); do
-					kill -0 "$boot_pid" 2>/dev/null || break
-					sleep 0.1
-				done
-			fi
+			until_ended "$boot_pid"
 		fi
-		[ -n "$run_pid" ] && wait "$run_pid" 2>/dev/null
+		[ -n "$run_pid" ] && until_ended "$run_pid"
 		run_pid="" boot_pid=""
 		vols_down
 		net_down
@@ -512,7 +519,7 @@ cmd_run() {
 	vols_down() {
 		[ -n "$volk_pid" ] || return 0
 		kill -TERM "$volk_pid" 2>/dev/null
-		wait "$volk_pid" 2>/dev/null
+		until_ended "$volk_pid"
 		volk_pid=""
 	}
 	# net_down: what fc-net up made for this VM (the VM is gone by now).
@@ -627,7 +634,6 @@ cmd_run() {
 			if kill -0 "$boot_pid" 2>/dev/null; then
 				echo "$prog: $why" >&2
 			else
-				wait "$boot_pid"
 				boot_pid=""
 			fi
 			root_full && fail "$(full_msg)"
