@@ -187,20 +187,20 @@ cmd_janitor() {
 	done
 }
 
-# --- the detached run's watcher (internal: 'fcvm _runwatch ID PID START') ---
+# --- the detached run's watcher (internal: 'fcvm _runwatch ID PID START RM') ---
 # A detached VM's fc-run (PID with START) is the only one that hears of its
 # container's end; once it is gone, however it went (its container ended, or
 # it was killed and nobody would ever hear of the VM again), the VM has no
 # more work: stop its owner. Its own session; bounded by fc-run's life.
 cmd_runwatch() {
-	local id=$1 p=$2 s=$3 owner start
+	local id=$1 p=$2 s=$3 rm=${4:-0} owner start
 	valid_name "$id" || exit 2
 	while alive "$p" "$s"; do sleep 0.2; done
 	# After a reported end the guest syncs and powers itself off: up to 2 s
 	# for that (its record goes with it), so that its last writes reach the
-	# disk. Timed by the clock and a cheap test: a tool per poll takes
-	# seconds under load.
-	local end=$((${EPOCHREALTIME/./} / 1000 + 2000))
+	# disk - which --rm removes anyway. Timed by the clock and a cheap test:
+	# a tool per poll takes seconds under load.
+	local end=$((${EPOCHREALTIME/./} / 1000 + (rm == 1 ? 0 : 2000)))
 	while [ -e "$root/state/$id.json" ] && [ $((${EPOCHREALTIME/./} / 1000)) -lt "$end" ]; do
 		sleep 0.1
 	done
@@ -681,7 +681,7 @@ cmd_run() {
 		local run_start; run_start=$(proc_start "$run_pid")
 		printf '%s %s\n' "$run_pid" "$run_start" | write_atomic "$vmdir/fc-run.pid"
 		( [ -n "$jan_fd" ] && eval "exec $jan_fd>&-"
-		  exec setsid "$self" _runwatch "$id" "$run_pid" "$run_start" </dev/null >/dev/null 2>&1 ) &
+		  exec setsid "$self" _runwatch "$id" "$run_pid" "$run_start" "$rm" </dev/null >/dev/null 2>&1 ) &
 		local started=""
 		read -r -t "$timeout" started < "$fifo"
 		rm -f "$fifo"
