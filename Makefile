@@ -74,7 +74,7 @@ $(BUILD)/bin/fc-agent: $(AGENT_SRC) $(AGENT_LIB) $(wildcard agent/*.h lib/*.h)
 # fc-volfs (the volume FUSE client) runs in the guest too: static like the
 # agent, and the only tool that links libfuse3.
 VOLFS_LIB := lib/err.c lib/log.c lib/util.c lib/vproto.c lib/sock.c
-$(BUILD)/bin/fc-volfs: $(wildcard bin/fc-volfs/*.c) $(VOLFS_LIB) $(wildcard lib/*.h)
+$(BUILD)/bin/fc-volfs: $(wildcard bin/fc-volfs/*.[ch]) $(VOLFS_LIB) $(wildcard lib/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(WARN) -D_FORTIFY_SOURCE=2 -fstack-protector-strong -D_GNU_SOURCE -Ilib \
 		-I/usr/include/fuse3 -O2 -g -static -o $@ $(filter %.c,$^) -lfuse3 -lpthread
@@ -83,6 +83,7 @@ $(BUILD)/bin/fc-volfs: $(wildcard bin/fc-volfs/*.c) $(VOLFS_LIB) $(wildcard lib/
 unit_extra_test_plan := agent/plan.c
 unit_extra_test_net := bin/fc-net/ports.c
 unit_extra_test_agent_loop := agent/ev.c agent/conn.c
+unit_extra_test_volfs_ids := bin/fc-volfs/ids.c
 
 $(BUILD)/tests/%: tests/unit/%.c $$(unit_extra_$$*) $(BUILD)/libfc.a
 	@mkdir -p $(dir $@)

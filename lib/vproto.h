@@ -10,6 +10,9 @@
  *   u64 id       chosen by the client; a reply carries its request's id and op
  * A reply's payload starts with u32 err (0, or a positive errno from the
  * host); its body follows only when err is 0. FORGET has no reply.
+ * HELLO's body: u32 version, u32 flags, u64 root node, u32 max data, u64
+ * instance (random per server process: ids and handles are only valid
+ * with the instance that gave them).
  *
  * Inside payloads: u8/u16/u32/u64 fields in the order vp_req_encode writes
  * them; a name is u16 length + bytes (1..255, no NUL; a file name also has

@@ -65,6 +65,9 @@ mount_vol() {
 	mountpoint -q "$mnt"
 }
 
+# lines_over FILE N: FILE has more than N lines.
+lines_over() { [ "$(wc -l < "$1")" -gt "$2" ]; }
+
 # tree_sum DIR: every path, type, mode, size, link target and content hash.
 tree_sum() {
 	(cd "$1" && find . -printf '%p %y %m %s %l\n' | LC_ALL=C sort &&
@@ -229,4 +232,59 @@ tree_sum() {
 	drops=$(grep -c '^dropped' "$W/dropper.log")
 	[ "$drops" -ge 5 ] || { echo "only $drops resets happened" >&2; return 1; }
 	assert_contains "$(cat "$W/client.log")" "no reply" "the client saw the resets and redialled"
+}
+
+@test "fc-volume: a new server (as after a snapshot restore): names found again, open files reopened, caches dropped" {
+	mkdir -p "$W/a/sub/deep" "$W/b"
+	echo one > "$W/a/sub/deep/f"
+	serve "$W/a" "$W/s.sock"
+	local first=${PIDS[-1]}
+	# Attributes cached for 60 s: only fc-volfs's own invalidation can show
+	# the new server's directory within the bounds below.
+	mount_vol "$W/s.sock" "$W/mnt" --connections 2 --reconnect-timeout 20 --attr-timeout 60
+	[ "$(cat "$W/mnt/sub/deep/f")" = one ]
+	# A writer with its cwd deep inside and a file open, across the change;
+	# it counts the writes that succeeded.
+	( cd "$W/mnt/sub/deep" && exec 3>>log && n=0 &&
+		while [ ! -e "$W/stop" ]; do
+			if echo tick >&3; then n=$((n + 1)); else echo "FAIL after $n" >> "$W/writer.err"; fi
+			echo "$n" > "$W/writer.count"; sleep 0.05
+		done ) &
+	local writer=$!
+	PIDS+=("$writer")
+	wait_until 10 test -s "$W/a/sub/deep/log"
+	kill -9 "$first"
+	wait "$first" 2>/dev/null || true
+	cp -a "$W/a/." "$W/b/"
+	echo two > "$W/b/sub/deep/f"	# the same size: only an invalidation shows it
+	rm -f "$W/s.sock"
+	serve "$W/b" "$W/s.sock"
+	local before; before=$(wc -l < "$W/a/sub/deep/log")
+	wait_until 10 grep -qx two "$W/mnt/sub/deep/f"
+	wait_until 10 test -s "$W/b/sub/deep/log"
+	local b1; b1=$(wc -l < "$W/b/sub/deep/log")
+	wait_until 10 lines_over "$W/b/sub/deep/log" "$((b1 + 5))"
+	touch "$W/stop"
+	for _ in $(seq 50); do kill -0 "$writer" 2>/dev/null || break; sleep 0.1; done
+	[ ! -s "$W/writer.err" ] || { cat "$W/writer.err" >&2; return 1; }
+	# Writes went on through the open file into the new directory (which
+	# began as a copy of the old one); the old one got none after its
+	# server went; none was lost (one in flight at the kill may have been
+	# sent again: at least as many lines as writes, not exactly).
+	[ "$(wc -l < "$W/a/sub/deep/log")" -eq "$before" ]
+	local total; total=$(wc -l < "$W/b/sub/deep/log")
+	[ "$total" -ge "$(cat "$W/writer.count")" ] ||
+		{ echo "lost writes: $total lines for $(cat "$W/writer.count") writes" >&2; return 1; }
+	touch "$W/mnt/sub/deep/new"
+	[ -e "$W/b/sub/deep/new" ] && [ ! -e "$W/a/sub/deep/new" ]
+	assert_contains "$(cat "$W/client.log")" "a new server" "the client saw the new instance"
+	# A read-only server next: reads go on, writes get EROFS.
+	kill -9 "${PIDS[-1]}"
+	rm -f "$W/s.sock"
+	serve "$W/b" "$W/s.sock" --ro
+	wait_until 10 grep -qx two "$W/mnt/sub/deep/f"
+	run sh -c "echo x > '$W/mnt/sub/deep/f'"
+	[ "$status" -ne 0 ]
+	assert_contains "$output" "Read-only file system" "the new read-only server refuses writes"
+	[ "$(cat "$W/b/sub/deep/f")" = two ]
 }

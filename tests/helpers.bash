@@ -129,6 +129,19 @@ wait_line() {
 	return 1
 }
 
+# wait_until SECONDS CMD...: until CMD succeeds (checked every 0.1 s); a
+# failure names the command. For bounded staleness, not for timing.
+wait_until() {
+	local secs=$1 i
+	shift
+	for ((i = 0; i < secs * 10; i++)); do
+		"$@" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	echo "not true within ${secs}s: $*" >&2
+	return 1
+}
+
 # Processes of ours still running with this test's FCVM_ROOT in argv/env (the
 # network janitor too: a root removed before it ran fc-net down would leave
 # the TAP and nft table it was to remove).

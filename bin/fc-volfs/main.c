@@ -8,15 +8,21 @@
  * send one request and read its reply (same id and op, or the connection is
  * dropped as broken), then give the connection back; N connections carry N
  * requests at once. A connection that breaks (a snapshot restore resets
- * vsock) is reconnected for up to --reconnect-timeout seconds and the
- * request sent again; node ids and handles are the server's, so they stay
- * valid across connections to the same server.
+ * vsock) is reconnected for up to --reconnect-timeout seconds, greeted
+ * (HELLO) and the request sent again. The kernel sees our own node ids and
+ * handles (ids.h), not the server's: when the greeting shows a new server
+ * instance (a clone's, maybe over another directory), every node is found
+ * again by its name and every open file opened again, on first use, and
+ * the request in flight is translated and sent to the new server; a
+ * watcher thread notices the reset of idle connections and drops the
+ * kernel's caches of the former directory.
  */
 #define FUSE_USE_VERSION 314
 #include <errno.h>
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <getopt.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -31,6 +37,7 @@
 #include <unistd.h>
 #include <linux/vm_sockets.h>
 
+#include "ids.h"
 #include "log.h"
 #include "sock.h"
 #include "util.h"
@@ -41,11 +48,24 @@ static const char usage_text[] =
 	"                [--attr-timeout SEC] [--reconnect-timeout SEC] [--ready-fd N]\n"
 	"                [-o FUSE_OPTIONS] [-v] [-q] MOUNTPOINT\n";
 
-#define MAX_CONNS 64
+#define MAX_CONNS  64
+#define MAX_DEPTH  1024		/* names walked to find a node again */
 
 struct pconn {
 	int fd;
 	bool busy;
+	uint32_t epoch;		/* of the server this connection reached */
+};
+
+/* A file handle the kernel holds: ours, so that it can be opened again on
+ * a new server. */
+struct ghandle {
+	pthread_mutex_t lock;	/* held while it is opened again */
+	uint64_t node;		/* guest id */
+	uint64_t srv;		/* the server's handle in @epoch */
+	uint32_t epoch;
+	uint32_t flags;		/* open flags, for opening it again */
+	bool dir;
 };
 
 struct volfs {
@@ -60,23 +80,28 @@ struct volfs {
 	bool ro;
 	double timeout;
 	int reconnect_ms;
+	uint64_t instance;	/* the server's, from HELLO */
+	struct fuse_session *se;
+	bool inval;		/* a new epoch: the kernel's caches go */
+	pthread_cond_t watch;
 };
 
 static struct volfs V = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
 	.cond = PTHREAD_COND_INITIALIZER,
+	.watch = PTHREAD_COND_INITIALIZER,
 	.timeout = 1.0,
 	.reconnect_ms = 30000,
 	.cid = VMADDR_CID_HOST,
 };
 
-static int dial(struct fc_err *e)
+static int dial(int ms, struct fc_err *e)
 {
 	if (V.unix_path)
-		return sock_connect_unix(V.unix_path, V.reconnect_ms, NULL, NULL, e);
+		return sock_connect_unix(V.unix_path, ms, NULL, NULL, e);
 	{
 		struct sockaddr_vm sa = { .svm_family = AF_VSOCK, .svm_cid = V.cid, .svm_port = V.port };
-		uint64_t end = now_ms() + (uint64_t)V.reconnect_ms;
+		uint64_t end = now_ms() + (uint64_t)ms;
 
 		for (;;) {
 			int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -93,12 +118,20 @@ static int dial(struct fc_err *e)
 	}
 }
 
-static struct pconn *conn_take(void)
+/* @want_idle: only a connection no request holds (the watcher), else NULL. */
+static struct pconn *conn_take(bool want_idle, unsigned i)
 {
 	struct pconn *c = NULL;
-	unsigned i;
 
 	pthread_mutex_lock(&V.lock);
+	if (want_idle) {
+		if (!V.conns[i].busy) {
+			c = &V.conns[i];
+			c->busy = true;
+		}
+		pthread_mutex_unlock(&V.lock);
+		return c;
+	}
 	for (;;) {
 		for (i = 0; i < V.nconns; i++) {
 			if (!V.conns[i].busy) {
@@ -121,6 +154,13 @@ static void conn_give(struct pconn *c)
 	c->busy = false;
 	pthread_cond_signal(&V.cond);
 	pthread_mutex_unlock(&V.lock);
+}
+
+static void conn_drop(struct pconn *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
 }
 
 static uint64_t new_id(void)
@@ -165,46 +205,306 @@ static int exchange(struct pconn *c, const struct vp_buf *frame, uint16_t op, ui
 	}
 }
 
-/* Send @r and wait for its reply: 0 with the body in @cur (free *@body),
- * or a positive errno. */
-static int rpc(struct vp_req *r, uint8_t **body, struct vp_cur *cur)
+struct hello {
+	uint32_t version, flags, max_data;
+	uint64_t root, instance;
+};
+
+/* HELLO on @c alone. 0, or -1 (broken) / a positive errno. */
+static int hello_on(struct pconn *c, struct hello *h)
+{
+	struct vp_req r = { .op = VP_HELLO, .size = VP_MAX_DATA, .id = new_id() };
+	struct vp_buf frame = { 0 };
+	struct vp_cur cur;
+	uint8_t *body = NULL;
+	size_t blen = 0;
+	int rc;
+
+	vp_req_encode(&frame, &r);
+	rc = exchange(c, &frame, r.op, r.id, &body, &blen);
+	vp_buf_free(&frame);
+	if (rc == 0) {
+		vp_cur_init(&cur, body, blen);
+		h->version = vp_get_u32(&cur);
+		h->flags = vp_get_u32(&cur);
+		h->root = vp_get_u64(&cur);
+		h->max_data = vp_get_u32(&cur);
+		/* an instance id came with protocol version 1's later servers */
+		h->instance = cur.pos + 8 <= cur.len ? vp_get_u64(&cur) : 0;
+		if (cur.bad || h->version != VP_VERSION || h->root != FUSE_ROOT_ID ||
+		    h->max_data < 4096 || h->max_data > VP_MAX_DATA)
+			rc = EPROTO;
+	}
+	free(body);
+	return rc;
+}
+
+/* (Re)connect @c and greet the server. A server instance other than the
+ * one we knew (a snapshot restore brought a new fc-volume) starts a new
+ * epoch: every node is then found again by name, every handle opened
+ * again, and the watcher drops the kernel's caches. */
+static void conn_redial(struct pconn *c, int ms)
+{
+	struct fc_err e;
+	struct hello h;
+	int rc;
+
+	conn_drop(c);
+	c->fd = dial(ms, &e);
+	if (c->fd < 0) {
+		log_warn("%s", e.msg);
+		return;
+	}
+	rc = hello_on(c, &h);
+	if (rc) {
+		log_warn("hello on a new connection: %s", rc < 0 ? "no answer" : strerror(rc));
+		conn_drop(c);
+		return;
+	}
+	pthread_mutex_lock(&V.lock);
+	if (h.instance != V.instance) {
+		uint32_t ep = ids_new_epoch();
+
+		log_info("a new server (instance %016llx): epoch %u, nodes found again by name",
+			 (unsigned long long)h.instance, ep);
+		V.instance = h.instance;
+		V.inval = true;
+		pthread_cond_signal(&V.watch);
+	}
+	c->epoch = ids_epoch();
+	pthread_mutex_unlock(&V.lock);
+}
+
+/* Send @s (server ids, valid in @ep) and wait for its reply: the reply's
+ * err (>= 0) with its body, -ESTALE when the server is no longer the one of
+ * @ep (translate again), or EIO when no connection could carry it. */
+static int send_srv(const struct vp_req *s, uint32_t ep, uint8_t **body, size_t *blen)
 {
 	struct vp_buf frame = { 0 };
-	size_t blen = 0;
 	int attempt, rc = EIO;
 
 	*body = NULL;
-	r->id = new_id();
-	vp_req_encode(&frame, r);
-	for (attempt = 0; attempt < 3; attempt++) {
-		struct pconn *c = conn_take();
+	vp_req_encode(&frame, s);
+	for (attempt = 0; attempt < 4; attempt++) {
+		struct pconn *c = conn_take(false, 0);
 
-		rc = exchange(c, &frame, r->op, r->id, body, &blen);
-		if (rc >= 0) {
+		if (c->fd >= 0 && c->epoch != ids_epoch())
+			conn_drop(c);	/* it reached an older server */
+		if (c->fd < 0)
+			conn_redial(c, V.reconnect_ms);
+		if (c->fd < 0) {
 			conn_give(c);
+			rc = EIO;
+			continue;
+		}
+		if (c->epoch != ep) {
+			conn_give(c);
+			rc = -ESTALE;
 			break;
 		}
-		/* Broken: reconnect this slot and send the request again. */
-		if (c->fd >= 0)
-			close(c->fd);
-		{
-			struct fc_err e;
-
-			c->fd = dial(&e);
-			if (c->fd < 0)
-				log_warn("%s", e.msg);
-		}
+		rc = exchange(c, &frame, s->op, s->id, body, blen);
+		if (rc < 0)
+			conn_drop(c);	/* broken: this slot is dialled again */
 		conn_give(c);
+		if (rc >= 0)
+			break;
 		rc = EIO;
 	}
 	vp_buf_free(&frame);
-	if (rc == 0 && *body)
-		vp_cur_init(cur, *body, blen);
 	if (rc != 0) {
 		free(*body);
 		*body = NULL;
 	}
 	return rc;
+}
+
+static int node_srv(uint64_t g, uint32_t ep, uint64_t *srv);
+
+/* Find stale node @g again on the server of @ep: one LOOKUP per name from
+ * its nearest current ancestor down. 0, -ESTALE, or a positive errno (the
+ * name is gone on this server: ENOENT). */
+static int resolve(uint64_t g, uint32_t ep)
+{
+	uint64_t *chain = xcalloc(MAX_DEPTH, sizeof(*chain));
+	int n = ids_stale_chain(g, ep, chain, MAX_DEPTH), rc = 0;
+
+	if (n < 0)
+		rc = n == -ELOOP ? ELOOP : ESTALE;
+	for (int i = 0; i < n && rc == 0; i++) {
+		struct vp_req s = { .op = VP_LOOKUP, .id = new_id() };
+		uint64_t parent;
+		uint8_t *body;
+		size_t blen;
+
+		if (ids_name_of(chain[i], &parent, s.name, sizeof(s.name)) < 0 ||
+		    ids_srv(parent, ep, &s.node) < 0) {
+			rc = ESTALE;
+			break;
+		}
+		rc = send_srv(&s, ep, &body, &blen);
+		if (rc == 0) {
+			struct vp_cur c;
+			uint64_t srv;
+
+			vp_cur_init(&c, body, blen);
+			srv = vp_get_u64(&c);
+			if (c.bad || srv == 0)
+				rc = EIO;
+			else
+				ids_set(chain[i], srv, ep);
+		}
+		free(body);
+	}
+	free(chain);
+	return rc;
+}
+
+/* The server id of guest node @g in @ep, found again if stale: 0, -ESTALE
+ * (the epoch moved on), or a positive errno. */
+static int node_srv(uint64_t g, uint32_t ep, uint64_t *srv)
+{
+	int rc = ids_srv(g, ep, srv);
+
+	if (rc == -ENOENT)
+		return ESTALE;
+	if (rc == 0)
+		return 0;
+	if (ep != ids_epoch())
+		return -ESTALE;
+	rc = resolve(g, ep);
+	if (rc)
+		return rc;
+	rc = ids_srv(g, ep, srv);
+	return rc == -ENOENT ? ESTALE : rc;
+}
+
+static struct ghandle *handle_of(uint64_t fh)
+{
+	return (struct ghandle *)(uintptr_t)fh;
+}
+
+static uint64_t handle_new(uint64_t node, uint64_t srv, uint32_t ep, uint32_t flags, bool dir)
+{
+	struct ghandle *h = xcalloc(1, sizeof(*h));
+
+	pthread_mutex_init(&h->lock, NULL);
+	h->node = node;
+	h->srv = srv;
+	h->epoch = ep;
+	h->flags = flags;
+	h->dir = dir;
+	return (uint64_t)(uintptr_t)h;
+}
+
+static void handle_free(uint64_t fh)
+{
+	struct ghandle *h = handle_of(fh);
+
+	pthread_mutex_destroy(&h->lock);
+	free(h);
+}
+
+/* The server handle of @fh in @ep, opened again (same flags, without
+ * O_CREAT, O_EXCL and O_TRUNC) when it was a former server's. */
+static int fh_srv(uint64_t fh, uint32_t ep, uint64_t *srv)
+{
+	struct ghandle *h = handle_of(fh);
+	int rc = 0;
+
+	pthread_mutex_lock(&h->lock);
+	if (h->epoch != ep) {
+		struct vp_req s = { .op = h->dir ? VP_OPENDIR : VP_OPEN, .id = new_id(),
+				    .flags = h->flags & ~(uint32_t)(O_CREAT | O_EXCL | O_TRUNC) };
+		uint8_t *body;
+		size_t blen;
+
+		rc = node_srv(h->node, ep, &s.node);
+		if (rc == 0)
+			rc = send_srv(&s, ep, &body, &blen);
+		if (rc == 0) {
+			struct vp_cur c;
+
+			vp_cur_init(&c, body, blen);
+			h->srv = vp_get_u64(&c);
+			h->epoch = ep;
+			if (c.bad)
+				rc = EIO;
+			free(body);
+		}
+	}
+	*srv = h->srv;
+	pthread_mutex_unlock(&h->lock);
+	return rc;
+}
+
+/* @r with our ids replaced by the server's of @ep. */
+static int to_server(const struct vp_req *r, struct vp_req *s, uint32_t ep)
+{
+	int rc = 0;
+
+	*s = *r;
+	switch (r->op) {
+	case VP_READ: case VP_WRITE: case VP_FSYNC: case VP_FALLOCATE: case VP_READDIR:
+	case VP_GETLK: case VP_SETLK: case VP_FLOCK:
+		return fh_srv(r->fh, ep, &s->fh);
+	case VP_SETATTR:
+		if (r->fh != VP_NO_FH)
+			rc = fh_srv(r->fh, ep, &s->fh);
+		break;
+	case VP_RENAME: case VP_LINK:
+		rc = node_srv(r->node2, ep, &s->node2);
+		break;
+	default:
+		break;
+	}
+	if (rc == 0)
+		rc = node_srv(r->node, ep, &s->node);
+	return rc;
+}
+
+/* Send @r (our ids) and wait for its reply: 0 with the body in @cur (free
+ * *@body), or a positive errno. *@ep: the epoch it was answered in (to map
+ * the server ids of the reply). A request whose server went (a snapshot
+ * restore) is translated again and sent to the new one. */
+static int rpc_ep(struct vp_req *r, uint8_t **body, struct vp_cur *cur, uint32_t *ep)
+{
+	size_t blen = 0;
+	int rc = EIO;
+
+	*body = NULL;
+	r->id = new_id();
+	for (int tries = 0; tries < 8; tries++) {
+		struct vp_req s;
+
+		*ep = ids_epoch();
+		rc = to_server(r, &s, *ep);
+		if (rc == 0)
+			rc = send_srv(&s, *ep, body, &blen);
+		if (rc != -ESTALE)
+			break;
+		rc = ESTALE;
+	}
+	if (rc == 0 && *body)
+		vp_cur_init(cur, *body, blen);
+	return rc;
+}
+
+static int rpc(struct vp_req *r, uint8_t **body, struct vp_cur *cur)
+{
+	uint32_t ep;
+
+	return rpc_ep(r, body, cur, &ep);
+}
+
+/* Tell the server of @ep to forget @count lookups of its node @srv. */
+static void forget_srv(uint64_t srv, uint64_t count, uint32_t ep)
+{
+	struct vp_req s = { .op = VP_FORGET, .id = new_id(), .node = srv, .len = count };
+	uint8_t *body;
+	size_t blen;
+
+	send_srv(&s, ep, &body, &blen);
+	free(body);
 }
 
 static void attr_to_stat(const struct vp_attr *a, struct stat *st)
@@ -224,15 +524,25 @@ static void attr_to_stat(const struct vp_attr *a, struct stat *st)
 	st->st_ctim = (struct timespec){ a->ctime, a->ctime_ns };
 }
 
-static int get_entry(struct vp_cur *c, struct fuse_entry_param *ep)
+/* The entry of a reply answered in @epoch for @name under @parent: the
+ * server's node becomes one of ours (one more kernel lookup). */
+static int get_entry(struct vp_cur *c, uint32_t epoch, uint64_t parent, const char *name,
+		     struct fuse_entry_param *ep)
 {
 	struct vp_attr a;
+	uint64_t srv;
 
 	memset(ep, 0, sizeof(*ep));
-	ep->ino = vp_get_u64(c);
+	srv = vp_get_u64(c);
 	vp_get_attr(c, &a);
-	if (c->bad || ep->ino == 0)
+	if (c->bad || srv == 0)
 		return EIO;
+	ep->ino = ids_add(parent, name, srv, epoch);
+	if (!ep->ino) {
+		if (epoch == ids_epoch())
+			forget_srv(srv, 1, epoch);
+		return ESTALE;
+	}
 	attr_to_stat(&a, &ep->attr);
 	ep->attr_timeout = V.timeout;
 	ep->entry_timeout = V.timeout;
@@ -244,16 +554,18 @@ static void copy_name(char *dst, const char *src)
 	snprintf(dst, VP_NAME_MAX + 1, "%s", src);
 }
 
-/* Requests whose reply is an entry (lookup, mknod, mkdir, symlink, link). */
-static void reply_entry_rpc(fuse_req_t req, struct vp_req *r)
+/* Requests whose reply is an entry (lookup, mknod, mkdir, symlink, link):
+ * the new name is @name under @parent. */
+static void reply_entry_rpc(fuse_req_t req, struct vp_req *r, uint64_t parent, const char *name)
 {
 	struct fuse_entry_param ep;
 	struct vp_cur c;
 	uint8_t *body;
-	int rc = rpc(r, &body, &c);
+	uint32_t epoch;
+	int rc = rpc_ep(r, &body, &c, &epoch);
 
 	if (rc == 0)
-		rc = get_entry(&c, &ep);
+		rc = get_entry(&c, epoch, parent, name, &ep);
 	free(body);
 	if (rc)
 		fuse_reply_err(req, rc);
@@ -300,32 +612,30 @@ static void vf_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (!name_ok(req, name))
 		return;
 	copy_name(r.name, name);
-	reply_entry_rpc(req, &r);
+	reply_entry_rpc(req, &r, parent, name);
+}
+
+/* The server learns of a forget only when the kernel has forgotten a node
+ * entirely (ids_forget), of what it counted itself. */
+static void forget_one(uint64_t g, uint64_t n)
+{
+	uint32_t ep;
+	uint64_t srv, count;
+
+	if (ids_forget(g, n, &srv, &count, &ep))
+		forget_srv(srv, count, ep);
 }
 
 static void vf_forget(fuse_req_t req, fuse_ino_t ino, uint64_t n)
 {
-	struct vp_req r = { .op = VP_FORGET, .node = ino, .len = n };
-	struct vp_cur c;
-	uint8_t *body;
-
-	rpc(&r, &body, &c);
-	free(body);
+	forget_one(ino, n);
 	fuse_reply_none(req);
 }
 
 static void vf_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *f)
 {
-	size_t i;
-
-	for (i = 0; i < count; i++) {
-		struct vp_req r = { .op = VP_FORGET, .node = f[i].ino, .len = f[i].nlookup };
-		struct vp_cur c;
-		uint8_t *body;
-
-		rpc(&r, &body, &c);
-		free(body);
-	}
+	for (size_t i = 0; i < count; i++)
+		forget_one(f[i].ino, f[i].nlookup);
 	fuse_reply_none(req);
 }
 
@@ -432,7 +742,7 @@ static void vf_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	if (!name_ok(req, name))
 		return;
 	copy_name(r.name, name);
-	reply_entry_rpc(req, &r);
+	reply_entry_rpc(req, &r, parent, name);
 }
 
 static void vf_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
@@ -444,7 +754,7 @@ static void vf_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	if (!name_ok(req, name))
 		return;
 	copy_name(r.name, name);
-	reply_entry_rpc(req, &r);
+	reply_entry_rpc(req, &r, parent, name);
 }
 
 static void vf_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
@@ -460,7 +770,7 @@ static void vf_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, cons
 		return;
 	}
 	copy_name(r.name, name);
-	reply_entry_rpc(req, &r);
+	reply_entry_rpc(req, &r, parent, name);
 }
 
 static void vf_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
@@ -470,27 +780,35 @@ static void vf_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
 	if (!name_ok(req, newname))
 		return;
 	copy_name(r.name2, newname);
-	reply_entry_rpc(req, &r);
+	reply_entry_rpc(req, &r, newparent, newname);
+}
+
+/* UNLINK and RMDIR: the name is known no more. */
+static void remove_name(fuse_req_t req, uint16_t op, fuse_ino_t parent, const char *name)
+{
+	struct vp_req r = { .op = op, .node = parent };
+	struct vp_cur c;
+	uint8_t *body;
+	int rc;
+
+	if (!name_ok(req, name))
+		return;
+	copy_name(r.name, name);
+	rc = rpc(&r, &body, &c);
+	free(body);
+	if (rc == 0)
+		ids_unlink(parent, name);
+	fuse_reply_err(req, rc);
 }
 
 static void vf_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	struct vp_req r = { .op = VP_UNLINK, .node = parent };
-
-	if (!name_ok(req, name))
-		return;
-	copy_name(r.name, name);
-	reply_plain(req, &r);
+	remove_name(req, VP_UNLINK, parent, name);
 }
 
 static void vf_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	struct vp_req r = { .op = VP_RMDIR, .node = parent };
-
-	if (!name_ok(req, name))
-		return;
-	copy_name(r.name, name);
-	reply_plain(req, &r);
+	remove_name(req, VP_RMDIR, parent, name);
 }
 
 static void vf_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
@@ -498,33 +816,63 @@ static void vf_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 {
 	struct vp_req r = { .op = VP_RENAME, .node = parent, .node2 = newparent, .flags = flags };
 
+	struct vp_cur c;
+	uint8_t *body;
+	int rc;
+
 	if (!name_ok(req, name) || !name_ok(req, newname))
 		return;
 	copy_name(r.name, name);
 	copy_name(r.name2, newname);
-	reply_plain(req, &r);
+	rc = rpc(&r, &body, &c);
+	free(body);
+	if (rc == 0)
+		ids_rename(parent, name, newparent, newname, flags & RENAME_EXCHANGE);
+	fuse_reply_err(req, rc);
 }
 
-static int get_fh(struct vp_req *r, uint64_t *fh)
+/* OPEN and OPENDIR: one of our handles over the server's. */
+static int get_fh(struct vp_req *r, bool dir, uint64_t *fh)
 {
 	struct vp_cur c;
 	uint8_t *body;
-	int rc = rpc(r, &body, &c);
+	uint32_t ep;
+	int rc = rpc_ep(r, &body, &c, &ep);
 
 	if (rc == 0) {
-		*fh = vp_get_u64(&c);
+		uint64_t srv = vp_get_u64(&c);
+
 		if (c.bad)
 			rc = EIO;
+		else
+			*fh = handle_new(r->node, srv, ep, r->flags, dir);
 	}
 	free(body);
 	return rc;
+}
+
+/* RELEASE and RELEASEDIR: a former server's handle went with it. */
+static int release_fh(uint16_t op, uint64_t fh)
+{
+	struct ghandle *h = handle_of(fh);
+	struct vp_req s = { .op = op, .id = new_id(), .fh = h->srv };
+	uint32_t ep = h->epoch;
+	uint8_t *body = NULL;
+	size_t blen;
+	int rc = 0;
+
+	handle_free(fh);
+	if (ep == ids_epoch())
+		rc = send_srv(&s, ep, &body, &blen);
+	free(body);
+	return rc < 0 ? 0 : rc;
 }
 
 static void vf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct vp_req r = { .op = VP_OPEN, .node = ino, .flags = (uint32_t)fi->flags };
 	uint64_t fh;
-	int rc = get_fh(&r, &fh);
+	int rc = get_fh(&r, false, &fh);
 
 	if (rc) {
 		fuse_reply_err(req, rc);
@@ -535,14 +883,8 @@ static void vf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	 * refreshed attribute shows a change (FUSE_CAP_AUTO_INVAL_DATA), so
 	 * host changes show within --attr-timeout. */
 	fi->keep_cache = 1;
-	if (fuse_reply_open(req, fi) == -ENOENT) {
-		struct vp_req rel = { .op = VP_RELEASE, .fh = fh };
-		struct vp_cur c;
-		uint8_t *body;
-
-		rpc(&rel, &body, &c);
-		free(body);
-	}
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		release_fh(VP_RELEASE, fh);
 }
 
 static void vf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
@@ -554,18 +896,22 @@ static void vf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	struct fuse_entry_param ep;
 	struct vp_cur c;
 	uint8_t *body;
+	uint32_t epoch;
 	int rc;
 
 	if (!name_ok(req, name))
 		return;
 	copy_name(r.name, name);
-	rc = rpc(&r, &body, &c);
+	rc = rpc_ep(&r, &body, &c, &epoch);
 	if (rc == 0)
-		rc = get_entry(&c, &ep);
+		rc = get_entry(&c, epoch, parent, name, &ep);
 	if (rc == 0) {
-		fi->fh = vp_get_u64(&c);
+		uint64_t srv = vp_get_u64(&c);
+
 		if (c.bad)
 			rc = EIO;
+		else
+			fi->fh = handle_new(ep.ino, srv, epoch, r.flags, false);
 	}
 	free(body);
 	if (rc)
@@ -641,10 +987,8 @@ static void vf_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 static void vf_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct vp_req r = { .op = VP_RELEASE, .fh = fi->fh };
-
 	(void)ino;
-	reply_plain(req, &r);
+	fuse_reply_err(req, release_fh(VP_RELEASE, fi->fh));
 }
 
 static void vf_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
@@ -659,14 +1003,15 @@ static void vf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
 	struct vp_req r = { .op = VP_OPENDIR, .node = ino };
 	uint64_t fh;
-	int rc = get_fh(&r, &fh);
+	int rc = get_fh(&r, true, &fh);
 
 	if (rc) {
 		fuse_reply_err(req, rc);
 		return;
 	}
 	fi->fh = fh;
-	fuse_reply_open(req, fi);
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		release_fh(VP_RELEASEDIR, fh);
 }
 
 static void vf_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -717,10 +1062,8 @@ static void vf_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 static void vf_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct vp_req r = { .op = VP_RELEASEDIR, .fh = fi->fh };
-
 	(void)ino;
-	reply_plain(req, &r);
+	fuse_reply_err(req, release_fh(VP_RELEASEDIR, fi->fh));
 }
 
 static void vf_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
@@ -976,25 +1319,71 @@ static const struct fuse_lowlevel_ops ops = {
 
 static int hello(struct fc_err *e)
 {
-	struct vp_req r = { .op = VP_HELLO, .size = VP_MAX_DATA };
-	struct vp_cur c;
-	uint8_t *body;
-	uint32_t version, flags;
-	uint64_t root;
-	int rc = rpc(&r, &body, &c);
+	struct hello h;
+	int rc = hello_on(&V.conns[0], &h);
 
+	if (rc < 0)
+		return fc_err_set(e, EPROTO, "hello: no answer");
+	if (rc == EPROTO)
+		return fc_err_set(e, EPROTO, "hello: the server speaks another protocol");
 	if (rc)
 		return fc_err_set(e, rc, "hello");
-	version = vp_get_u32(&c);
-	flags = vp_get_u32(&c);
-	root = vp_get_u64(&c);
-	V.max_data = vp_get_u32(&c);
-	free(body);
-	if (c.bad || version != VP_VERSION || root != FUSE_ROOT_ID || V.max_data < 4096 ||
-	    V.max_data > VP_MAX_DATA)
-		return fc_err_set(e, EPROTO, "hello: the server speaks another protocol");
-	V.ro = flags & VP_HELLO_RO;
+	V.max_data = h.max_data;
+	V.ro = h.flags & VP_HELLO_RO;
+	V.instance = h.instance;
+	ids_init(h.root);
+	for (unsigned i = 0; i < V.nconns; i++)
+		V.conns[i].epoch = ids_epoch();
 	return 0;
+}
+
+static void inval_one(uint64_t g, uint64_t parent, const char *name, void *arg)
+{
+	(void)arg;
+	fuse_lowlevel_notify_inval_inode(V.se, g, 0, 0);
+	if (name)
+		fuse_lowlevel_notify_inval_entry(V.se, parent, name, strlen(name));
+}
+
+/* The watcher: an idle connection that became readable was reset (the
+ * server never speaks first), as every vsock connection is by a snapshot
+ * restore; it is dialled again at once, so that a new server is seen even
+ * before the next request, and then the kernel's cached names, attributes
+ * and pages of the former server's directory are dropped. */
+static void *watcher(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		struct timespec ts;
+		bool inval;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 250 * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_mutex_lock(&V.lock);
+		if (!V.inval)
+			pthread_cond_timedwait(&V.watch, &V.lock, &ts);
+		inval = V.inval;
+		V.inval = false;
+		pthread_mutex_unlock(&V.lock);
+		if (inval)
+			ids_foreach(inval_one, NULL);
+		for (unsigned i = 0; i < V.nconns; i++) {
+			struct pconn *c = conn_take(true, i);
+			struct pollfd pfd;
+
+			if (!c)
+				continue;
+			pfd = (struct pollfd){ .fd = c->fd, .events = POLLIN };
+			if (c->fd >= 0 && poll(&pfd, 1, 0) > 0)
+				conn_redial(c, V.reconnect_ms);
+			conn_give(c);
+		}
+	}
+	return NULL;
 }
 
 static double parse_secs(const char *s, const char *what)
@@ -1082,9 +1471,7 @@ int main(int argc, char **argv)
 	for (i = 0; i < nconns; i++) {
 		int saved = V.reconnect_ms;
 
-		V.reconnect_ms = i == 0 ? saved : 2000;
-		V.conns[i].fd = dial(&e);
-		V.reconnect_ms = saved;
+		V.conns[i].fd = dial(i == 0 ? saved : 2000, &e);
 		if (V.conns[i].fd < 0)
 			fc_err_exit(&e, 1);
 	}
@@ -1106,6 +1493,14 @@ int main(int argc, char **argv)
 		diex("cannot set signal handlers");
 	if (fuse_session_mount(se, mnt) != 0)
 		diex("cannot mount on '%s'", mnt);
+	V.se = se;
+	{
+		pthread_t t;
+
+		if (pthread_create(&t, NULL, watcher, NULL) != 0)
+			diex("cannot start the connection watcher");
+		pthread_detach(t);
+	}
 	if (ready_fd >= 0) {
 		dprintf(ready_fd, "ready %s\n", mnt);
 		if (ready_fd > STDERR_FILENO)
@@ -1119,8 +1514,6 @@ int main(int argc, char **argv)
 	fuse_session_unmount(se);
 	fuse_remove_signal_handlers(se);
 	fuse_session_destroy(se);
-	for (i = 0; i < V.nconns; i++)
-		if (V.conns[i].fd >= 0)
-			close(V.conns[i].fd);
+	/* the connections close with the process (the watcher may hold one) */
 	return rc < 0 ? 1 : 0;
 }

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
@@ -152,6 +153,10 @@ int vol_init(struct vol *v, const char *dir, bool ro, uint32_t max_nodes, uint32
 	memset(v, 0, sizeof(*v));
 	v->ro = ro;
 	v->proc_fd = -1;
+	/* HELLO's instance: tells a client that survived a snapshot restore
+	 * that our node ids and handles are not its former server's. */
+	if (getrandom(&v->instance, sizeof(v->instance), 0) != sizeof(v->instance))
+		return fc_err_set(e, errno, "getrandom");
 	fd = open(dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return fc_err_set(e, errno, "open the shared directory '%s'", dir);
@@ -571,6 +576,7 @@ static int handle(struct vol *v, const struct vp_req *r, struct vp_buf *out)
 		vp_put_u32(out, v->ro ? VP_HELLO_RO : 0);
 		vp_put_u64(out, VOL_ROOT);
 		vp_put_u32(out, r->size && r->size < VP_MAX_DATA ? r->size : VP_MAX_DATA);
+		vp_put_u64(out, v->instance);
 		vp_reply_finish(out, s);
 		return 1;
 	case VP_LOOKUP:

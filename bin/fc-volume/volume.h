@@ -47,6 +47,7 @@ struct vhandle {
 
 struct vol {
 	bool ro;
+	uint64_t instance;	/* random, per server process */
 	int proc_fd;		/* /proc/self/fd */
 	struct vnode *nodes;	/* index 0 unused, 1 = the root */
 	uint32_t nnodes, max_nodes, free_node;
