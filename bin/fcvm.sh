@@ -68,7 +68,7 @@ usage: fcvm podman run [--name NAME] [-e K=V]... [--cpus N] [--memory MIB] [--rm
        fcvm gc [-n] [--json]
        fcvm snapshot create (--pid PID | --name NAME) --tag TAG
        fcvm snapshot run (--snapshot TAG | --pid SERVE_PID) [--name NAME] [-d]
-                         [-p [HOSTIP:][HOSTPORT:]PORT[/PROTO]]...
+                         [-p [HOSTIP:][HOSTPORT:]PORT[/PROTO]]... [-v HOST:GUEST[:ro]]...
        fcvm snapshot serve [--prefetch on|off] TAG
        fcvm snapshot ls [--json]
        fcvm snapshot rm [--force] TAG
@@ -259,6 +259,12 @@ cmd_volkeeper() {
 	shift 3
 	valid_name "$id" || exit 2
 	local -a pids=() socks=()
+	# A clone's keeper starts first: its record and run directory come
+	# with fc-clone (60 s at most, as fc-clone's own agent wait).
+	for ((i = 0; i < 600; i++)); do
+		field_of "$id" id >/dev/null && [ -d "${uds%/*}" ] && break
+		sleep 0.1
+	done
 	vol_stop_all() {
 		[ ${#pids[@]} -gt 0 ] || return 0
 		kill -TERM "${pids[@]}" 2>/dev/null
@@ -457,8 +463,9 @@ cmd_run() {
 		[[ "$p" =~ ^(([0-9.]*):)?(([0-9]+(-[0-9]+)?)?:)?[0-9]+(-[0-9]+)?(/(tcp|udp))?$ ]] ||
 			usage_die "invalid -p '$p': want [HOSTIP:][HOSTPORT:]PORT[/tcp|/udp] (ranges A-B)"
 	done
-	# -v: checked now; the plan's "volumes" and the keeper's arguments
-	local vol_host vol_guest vol_ro vols_json='[]' vi=0
+	# -v: checked now; the plan's "volumes", the keeper's arguments and
+	# the record's (config.volumes: what a snapshot's clone serves again)
+	local vol_host vol_guest vol_ro vols_json='[]' vspec_json='[]' vi=0
 	local -a volargs=() vguests=()
 	for p in "${volspecs[@]}"; do
 		vol_check "$p"
@@ -470,6 +477,9 @@ cmd_run() {
 		volargs+=("$((VOL_PORT_BASE + vi))" "$vol_ro" "$vol_host")
 		vols_json=$(jq -c --argjson port "$((VOL_PORT_BASE + vi))" --arg g "$vol_guest" \
 			--argjson ro "$vol_ro" '. + [{port: $port, guest: $g, read_only: $ro}]' <<<"$vols_json") ||
+			die "cannot encode -v '$p'"
+		vspec_json=$(jq -c --arg h "$vol_host" --argjson i "$vi" \
+			'. + [($v[$i] + {host: $h})]' --argjson v "$vols_json" <<<"$vspec_json") ||
 			die "cannot encode -v '$p'"
 		vi=$((vi + 1))
 	done
@@ -608,6 +618,10 @@ cmd_run() {
 
 	local -a boot=(fc-boot --name "$name" --id "$id" --cpus "$cpus" --memory "$memory"
 		--rootfs "$vmdir/rootfs.ext4" --drive "$disk:ro" --boot-args "quiet" -q "${netboot[@]}")
+	if [ $vi -gt 0 ]; then
+		write_atomic "$vmdir/volumes.json" <<<"$vspec_json" || fail ""
+		boot+=(--volumes "$vmdir/volumes.json")
+	fi
 	if [ "$detach" = 1 ]; then
 		# The VM lives on in a detached fc-boot, which 'fcvm stop' ends;
 		# it returns once the VM runs, or fails saying why.
@@ -992,6 +1006,88 @@ snapshot_serve() {
 	return 0
 }
 
+# clone_volumes ID TAG SERVE_PID [SPEC...]: the volumes of the snapshot
+# (TAG's, or SERVE_PID's), each served again for clone ID by a volume
+# keeper: from the HOST directory of a -v HOST:GUEST[:ro] naming its guest
+# path, else from the snapshot's own directory, read-only. A -v for a path
+# the snapshot has no volume at, or a snapshot directory that is gone,
+# ends fcvm (125) before anything is made. Sets cv_file (the clone's
+# --volumes, removed when fcvm exits) and cv_pid (the keeper), both empty
+# when the snapshot has no volumes.
+cv_file="" cv_pid="" cv_stat=""
+clone_volumes() {
+	local id=$1 tag=$2 spid=$3 man vols n i g h ro p spec
+	shift 3
+	if [ -z "$tag" ]; then
+		tag=$(fc-state ls --json | jq -r --argjson p "$spid" \
+			'[.[] | select(.pid == $p and .process_type == "serve")][0].snapshot // empty') ||
+			die "cannot read the records"
+		[ -n "$tag" ] || die "no memory server has pid $spid (see 'fcvm ls')"
+	fi
+	man="$root/snapshots/$tag/manifest.json"
+	[ -f "$man" ] || { [ $# -eq 0 ] && return 0; die "no snapshot '$tag' (see 'fcvm snapshot ls')"; }
+	vols=$(jq -c '.source.config.volumes // [] | if type == "array" then . else error("not an array") end' \
+		"$man") || die "snapshot '$tag': its manifest's volumes cannot be read"
+	n=$(jq length <<<"$vols")
+	local vol_host vol_guest vol_ro
+	local -a given=()
+	for spec in "$@"; do
+		vol_check "$spec"
+		jq -e --arg g "$vol_guest" 'any(.[]; .guest == $g)' <<<"$vols" >/dev/null ||
+			die "invalid -v '$spec': snapshot '$tag' has no volume at '$vol_guest'" \
+				"(a clone keeps its snapshot's mounts: $(jq -r 'if length == 0 then "none" else map(.guest) | join(", ") end' <<<"$vols"))"
+		for p in "${given[@]}"; do
+			[ "${p%%$'\t'*}" != "$vol_guest" ] || die "invalid -v '$spec': '$vol_guest' is mapped twice"
+		done
+		given+=("$vol_guest"$'\t'"$vol_host"$'\t'"$vol_ro")
+	done
+	[ "$n" -gt 0 ] || return 0
+	need fc-volume; need setpriv
+	local spec_json='[]' port
+	local -a volargs=()
+	for ((i = 0; i < n; i++)); do
+		IFS=$'\t' read -r port g h <<<"$(jq -r --argjson i "$i" '.[$i] | [.port, .guest, .host] | @tsv' <<<"$vols")"
+		[[ "$port" =~ ^[0-9]{4,5}$ ]] || die "snapshot '$tag': volume $i has a bad port"
+		ro=true
+		for p in "${given[@]}"; do
+			if [ "${p%%$'\t'*}" = "$g" ]; then
+				h=${p#*$'\t'}; ro=${h#*$'\t'}; h=${h%%$'\t'*}
+			fi
+		done
+		[ -d "$h" ] || die "snapshot '$tag': the directory '$h' of its volume at '$g' is gone: give -v DIR:$g"
+		vol_check "$h:$g"
+		volargs+=("$port" "$ro" "$vol_host")
+		spec_json=$(jq -c --argjson port "$port" --arg g "$g" --arg h "$vol_host" --argjson ro "$ro" \
+			'. + [{port: $port, guest: $g, host: $h, read_only: $ro}]' <<<"$spec_json") ||
+			die "cannot encode the volumes"
+	done
+	cv_file=$(mktemp "${TMPDIR:-/tmp}/fcvm-volumes.XXXXXX") || die "mktemp failed"
+	trap 'rm -f -- "$cv_file" "$cv_stat"' EXIT
+	printf '%s\n' "$spec_json" > "$cv_file" || die "cannot write '$cv_file'"
+	# The keeper waits for the clone's record and run directory, then
+	# serves; the guest's fc-volfs redials until its server is there.
+	cv_stat="$cv_file.status"
+	( exec setsid "$self" _volkeeper "$id" "$root/run/$id/vsock.sock" "$cv_stat" "${volargs[@]}" \
+		</dev/null >/dev/null 2>&1 ) &
+	cv_pid=$!
+}
+
+# clone_volumes_wait: for -d, until the keeper serves (or says why not).
+clone_volumes_wait() {
+	[ -n "$cv_pid" ] || return 0
+	local i line=""
+	for ((i = 0; i < 600; i++)); do
+		[ -e "$cv_stat" ] && break
+		kill -0 "$cv_pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	[ -e "$cv_stat" ] && read -r line < "$cv_stat"
+	[ "$line" = ready ] && return 0
+	echo "$prog: ${line#error: }" >&2
+	return 1
+}
+clone_volumes_fail() { [ -z "$cv_pid" ] || { kill -TERM "$cv_pid" 2>/dev/null; until_ended "$cv_pid"; }; }
+
 # fcvm snapshot create|run|serve|ls|rm: fc-snap, fc-clone and fc-uffd.
 # create snapshots a running VM, found by its owner's pid (fc-boot's, what
 # 'fcvm ls' shows as PID) or its name; run starts a clone (in the
@@ -1029,7 +1125,7 @@ cmd_snapshot() {
 		fc-snap create "${target[@]}" --tag "$tag" || exit 125 ;;
 	run)
 		local tag="" name="" detach=0 spid=""
-		local -a pub=() from=()
+		local -a pub=() from=() vspecs=()
 		while [ $# -gt 0 ]; do
 			case "$1" in
 			--snapshot|--name|--pid)
@@ -1046,6 +1142,10 @@ cmd_snapshot() {
 				pub+=(-p "$2"); shift 2 ;;
 			-p*) pub+=(-p "${1#-p}"); shift ;;
 			--publish=*) pub+=(-p "${1#*=}"); shift ;;
+			-v|--volume|--map)
+				[ $# -ge 2 ] || usage_die "snapshot run: $1 needs HOST:GUEST[:ro]"
+				vspecs+=("$2"); shift 2 ;;
+			--volume=*|--map=*) vspecs+=("${1#*=}"); shift ;;
 			-d|--detach) detach=1; shift ;;
 			-h|--help) usage; exit 0 ;;
 			*) usage_die "snapshot run: unknown argument '$1'" ;;
@@ -1066,17 +1166,22 @@ cmd_snapshot() {
 		# its holder be killed too, the janitor removes it once we and
 		# the clone are gone (as for 'podman run').
 		local id; id="vm-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
+		clone_volumes "$id" "$tag" "$spid" "${vspecs[@]}"
+		[ -z "$cv_file" ] || from+=(--volumes "$cv_file")
 		if command -v fc-net >/dev/null; then
 			( exec setsid "$self" _netjanitor "$id" "$$" "$(proc_start $$)" \
 				</dev/null >/dev/null 2>&1 ) &
 		fi
 		if [ "$detach" = 1 ]; then
-			fc-clone -q "${from[@]}" --name "$name" --id "$id" "${pub[@]}" --detach >/dev/null || exit 125
+			fc-clone -q "${from[@]}" --name "$name" --id "$id" "${pub[@]}" --detach >/dev/null ||
+				{ clone_volumes_fail; exit 125; }
+			clone_volumes_wait || exit 125
 			fc-state get --field id -- "$name" || exit 125
 			return 0
 		fi
 		local rc=0
 		fc-clone "${from[@]}" --name "$name" --id "$id" "${pub[@]}" || rc=$?
+		[ -z "$cv_pid" ] || { kill -TERM "$cv_pid" 2>/dev/null; until_ended "$cv_pid"; }
 		[ "$rc" = 1 ] && exit 125
 		exit "$rc" ;;
 	serve) snapshot_serve "$@" ;;

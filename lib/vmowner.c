@@ -27,6 +27,7 @@
 #include "util.h"
 #include "netns.h"
 #include "vmowner.h"
+#include "volspec.h"
 
 #define API_WAIT_MS	10000
 #define STOP_GRACE_MS	3000
@@ -60,6 +61,7 @@ struct vmowner {
 	char *vsock, *run_dir, *disk_dir, *api_sock;
 	char *cmdline;
 	json_t *extra;
+	json_t *volumes;	/* config.volumes (volspec.h), or NULL */
 	json_t *rec;
 	pid_t owner_pid;
 	uint64_t owner_start;
@@ -428,6 +430,11 @@ static int resolve(struct vmowner *o, const struct vm_spec *s, struct fc_err *e)
 			return fc_err_set(e, EINVAL, "extra record fields must be an object");
 		o->extra = json_deep_copy(s->record_extra);
 	}
+	if (s->volumes) {
+		if (volspec_check(s->volumes, e) < 0)
+			return -1;
+		o->volumes = json_deep_copy(s->volumes);
+	}
 
 	o->s = *s;
 	o->s.name = o->name;
@@ -449,6 +456,7 @@ static int resolve(struct vmowner *o, const struct vm_spec *s, struct fc_err *e)
 	o->s.console_max = max;
 	o->s.configure = s->configure ? s->configure : vm_configure_boot;
 	o->s.record_extra = o->extra;
+	o->s.volumes = o->volumes;
 	return 0;
 }
 
@@ -488,6 +496,7 @@ void vmowner_free(struct vmowner *o)
 	free(o->api_sock);
 	free(o->cmdline);
 	json_decref(o->extra);
+	json_decref(o->volumes);
 	json_decref(o->rec);
 	cleanup_closep(&o->janitor_fd);
 	cleanup_closep(&o->sfd);
@@ -836,7 +845,7 @@ static char *vmm_last_line(struct vmowner *o)
 
 static json_t *config_json(struct vmowner *o)
 {
-	json_t *drives = json_array();
+	json_t *drives = json_array(), *cfg;
 
 	if (o->rootfs)
 		json_array_append_new(drives, json_pack("{s:s, s:b}", "path", o->rootfs,
@@ -844,10 +853,13 @@ static json_t *config_json(struct vmowner *o)
 	for (int i = 0; i < o->s.ndrives; i++)
 		json_array_append_new(drives, json_pack("{s:s, s:b}", "path", o->drive_paths[i],
 							"read_only", o->s.drives[i].read_only));
-	return json_pack("{s:I, s:I, s:s?, s:s?, s:s?, s:o, s:s?, s:s, s:s}",
-			 "cpus", (json_int_t)o->s.cpus, "memory_mib", (json_int_t)o->s.memory_mib,
-			 "kernel", o->kernel, "initrd", o->initrd, "rootfs", o->rootfs,
-			 "drives", drives, "tap", o->tap, "vmm", o->vmm, "boot_args", o->cmdline);
+	cfg = json_pack("{s:I, s:I, s:s?, s:s?, s:s?, s:o, s:s?, s:s, s:s}",
+			"cpus", (json_int_t)o->s.cpus, "memory_mib", (json_int_t)o->s.memory_mib,
+			"kernel", o->kernel, "initrd", o->initrd, "rootfs", o->rootfs,
+			"drives", drives, "tap", o->tap, "vmm", o->vmm, "boot_args", o->cmdline);
+	if (cfg && o->volumes)
+		json_object_set(cfg, "volumes", o->volumes);
+	return cfg;
 }
 
 int vm_configure_boot(struct vmowner *o, struct fcapi *api, void *arg, struct fc_err *e)

@@ -97,6 +97,8 @@ struct vm_spec {
 	int ready_fd;
 	vm_configure_fn configure;	/* NULL: vm_configure_boot */
 	void *configure_arg;
+	json_t *volumes;		/* borrowed, checked (volspec.h): the record's
+					 * config.volumes, or NULL */
 	json_t *record_extra;		/* borrowed; its fields are added to the record
 					 * (a clone's "snapshot", "serve_pid") */
 	/* Rootless networking: fc-net's namespace holder (pid and start time;

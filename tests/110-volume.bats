@@ -65,9 +65,6 @@ mount_vol() {
 	mountpoint -q "$mnt"
 }
 
-# lines_over FILE N: FILE has more than N lines.
-lines_over() { [ "$(wc -l < "$1")" -gt "$2" ]; }
-
 # tree_sum DIR: every path, type, mode, size, link target and content hash.
 tree_sum() {
 	(cd "$1" && find . -printf '%p %y %m %s %l\n' | LC_ALL=C sort &&

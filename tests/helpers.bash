@@ -142,6 +142,9 @@ wait_until() {
 	return 1
 }
 
+# lines_over FILE N: FILE has more than N lines.
+lines_over() { [ "$(wc -l < "$1")" -gt "$2" ]; }
+
 # Processes of ours still running with this test's FCVM_ROOT in argv/env (the
 # network janitor too: a root removed before it ran fc-net down would leave
 # the TAP and nft table it was to remove).

@@ -17,12 +17,13 @@
 #include "paths.h"
 #include "util.h"
 #include "vmowner.h"
+#include "volspec.h"
 
 static const char usage_text[] =
 	"usage: fc-boot --name NAME [--id ID] [--cpus N] [--memory MIB]\n"
 	"               [--kernel FILE] [--initrd FILE] [--rootfs FILE] [--drive PATH[:ro]]...\n"
 	"               [--tap TAP] [--mac MAC] [--netns-holder PID:START] [--network FILE]\n"
-	"               [--vsock UDS | --no-vsock]\n"
+	"               [--vsock UDS | --no-vsock] [--volumes FILE]\n"
 	"               [--boot-args ARGS] [--console FILE] [--console-max BYTES]\n"
 	"               [--detach | --die-with-parent] [--ready-fd N] [-v] [-q]\n";
 
@@ -43,11 +44,11 @@ static void parse_u64_or_usage(const char *s, uint64_t min, uint64_t max, const 
 
 /* Fills @s; @drive_buf holds the --drive paths with ":ro" cut off. */
 static void parse_args(struct vm_spec *s, char drive_buf[][4096], const char **network,
-		       int argc, char **argv)
+		       const char **volumes, int argc, char **argv)
 {
 	enum { O_ID = 256, O_KERNEL, O_INITRD, O_ROOTFS, O_DRIVE, O_TAP, O_MAC, O_VSOCK,
 	       O_NO_VSOCK, O_BOOT_ARGS, O_CONSOLE, O_CONSOLE_MAX, O_DETACH, O_CPUS, O_MEMORY,
-	       O_DIE, O_READY_FD, O_NETNS_HOLDER, O_NETWORK };
+	       O_DIE, O_READY_FD, O_NETNS_HOLDER, O_NETWORK, O_VOLUMES };
 	static const struct option opts[] = {
 		{ "name", required_argument, NULL, 'n' },   { "id", required_argument, NULL, O_ID },
 		{ "cpus", required_argument, NULL, O_CPUS }, { "memory", required_argument, NULL, O_MEMORY },
@@ -65,6 +66,7 @@ static void parse_args(struct vm_spec *s, char drive_buf[][4096], const char **n
 		{ "ready-fd", required_argument, NULL, O_READY_FD },
 		{ "netns-holder", required_argument, NULL, O_NETNS_HOLDER },
 		{ "network", required_argument, NULL, O_NETWORK },
+		{ "volumes", required_argument, NULL, O_VOLUMES },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "quiet", no_argument, NULL, 'q' },	    { "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
@@ -112,6 +114,7 @@ static void parse_args(struct vm_spec *s, char drive_buf[][4096], const char **n
 			break;
 		}
 		case O_NETWORK: *network = optarg; break;
+		case O_VOLUMES: *volumes = optarg; break;
 		case O_MAC: s->mac = optarg; break;
 		case O_VSOCK: s->vsock = optarg; break;
 		case O_NO_VSOCK: s->no_vsock = true; break;
@@ -192,11 +195,11 @@ int main(int argc, char **argv)
 	struct vm_spec spec = { 0 };
 	struct vm_outcome out;
 	struct fc_err e;
-	const char *network = NULL;
-	_cleanup_json_ json_t *extra = NULL;
+	const char *network = NULL, *volumes = NULL;
+	_cleanup_json_ json_t *extra = NULL, *vols = NULL;
 
 	log_init("fc-boot");
-	parse_args(&spec, drive_buf, &network, argc, argv);
+	parse_args(&spec, drive_buf, &network, &volumes, argc, argv);
 	log_set_tag(spec.name);
 	/* fc-net's result, kept as the record's "network" (fc-state, fcvm ls). */
 	if (network) {
@@ -206,6 +209,13 @@ int main(int argc, char **argv)
 			fc_err_exit(&e, 1);
 		extra = json_pack("{s:o}", "network", net);
 		spec.record_extra = extra;
+	}
+	/* the front end's volumes, kept as config.volumes (a snapshot's too) */
+	if (volumes) {
+		vols = volspec_load(volumes, &e);
+		if (!vols)
+			fc_err_exit(&e, 1);
+		spec.volumes = vols;
 	}
 	if (vmowner_own(&spec, &out, &e) < 0)
 		fc_err_exit(&e, 1);

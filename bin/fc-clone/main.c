@@ -57,11 +57,12 @@
 #include "state.h"
 #include "util.h"
 #include "vmowner.h"
+#include "volspec.h"
 
 static const char usage_text[] =
 	"usage: fc-clone (--snapshot TAG | --pid SERVE_PID) --name NAME [--id ID] [--console FILE]\n"
 	"                [-p [HOSTIP:][HOSTPORT:]GUESTPORT[/tcp|udp]]...\n"
-	"                [--agent-timeout SEC] [--detach | --die-with-parent]\n"
+	"                [--agent-timeout SEC] [--volumes FILE] [--detach | --die-with-parent]\n"
 	"                [--ready-fd N] [-v] [-q]\n";
 
 static noreturn void usage(int code)
@@ -329,7 +330,8 @@ static int clone_net_up(struct clone *c, struct vm_spec *spec, struct fc_err *e)
 
 int main(int argc, char **argv)
 {
-	enum { O_SNAPSHOT = 256, O_PID, O_ID, O_CONSOLE, O_DETACH, O_DIE, O_READY_FD, O_AGENT_TIMEOUT };
+	enum { O_SNAPSHOT = 256, O_PID, O_ID, O_CONSOLE, O_DETACH, O_DIE, O_READY_FD, O_AGENT_TIMEOUT,
+	       O_VOLUMES };
 	static const struct option opts[] = {
 		{ "snapshot", required_argument, NULL, O_SNAPSHOT },
 		{ "pid", required_argument, NULL, O_PID },
@@ -337,6 +339,7 @@ int main(int argc, char **argv)
 		{ "id", required_argument, NULL, O_ID },
 		{ "console", required_argument, NULL, O_CONSOLE },
 		{ "agent-timeout", required_argument, NULL, O_AGENT_TIMEOUT },
+		{ "volumes", required_argument, NULL, O_VOLUMES },
 		{ "publish", required_argument, NULL, 'p' },
 		{ "detach", no_argument, NULL, O_DETACH },
 		{ "die-with-parent", no_argument, NULL, O_DIE },
@@ -351,7 +354,8 @@ int main(int argc, char **argv)
 	pid_t serve_pid = 0;
 	struct vm_spec spec = { 0 };
 	struct vm_outcome out;
-	_cleanup_json_ json_t *extra = NULL;
+	_cleanup_json_ json_t *extra = NULL, *vols = NULL;
+	const char *volumes = NULL;
 	json_t *mach;
 	struct fc_err e;
 	uint64_t n;
@@ -369,6 +373,7 @@ int main(int argc, char **argv)
 		case 'n': spec.name = optarg; break;
 		case O_ID: spec.id = optarg; break;
 		case O_CONSOLE: spec.console = optarg; break;
+		case O_VOLUMES: volumes = optarg; break;
 		case O_AGENT_TIMEOUT:
 			if (parse_u64(optarg, 1, 3600, "--agent-timeout (s)", &n, &e) < 0)
 				usage_err(usage_text, "%s", e.msg);
@@ -416,6 +421,11 @@ int main(int argc, char **argv)
 		usage_err(usage_text, "--detach and --die-with-parent exclude each other");
 	log_set_tag(spec.name);
 
+	/* the servers the front end started for this clone, kept as its
+	 * config.volumes */
+	if (volumes && !(vols = volspec_load(volumes, &e)))
+		fc_err_exit(&e, 1);
+	spec.volumes = vols;
 	if (serve_pid && find_server(&c, serve_pid, &e) < 0)
 		fc_err_exit(&e, 1);
 	c.man = snapshot_open(c.tag, &e);

@@ -20,6 +20,7 @@
 #include "sock.h"
 #include "state.h"
 #include "util.h"
+#include "volspec.h"
 
 #include "check.h"
 
@@ -311,6 +312,44 @@ static void test_capture(void)
 	CHECK(run_capture(none_argv, NULL, 0, 1000, &e) < 0, "a missing program is an error, not an exit code");
 }
 
+/* config.volumes as fc-boot and fc-clone take them (volspec.h). */
+static void test_volspec(void)
+{
+	static const struct {
+		const char *json;
+		const char *err;	/* NULL: valid; else in the message */
+	} cases[] = {
+		{ "[]", NULL },
+		{ "[{\"port\":5100,\"guest\":\"/data\",\"host\":\"/srv/d\",\"read_only\":false}]", NULL },
+		{ "{}", "array" },
+		{ "[1]", "not an object" },
+		{ "[{\"port\":80,\"guest\":\"/d\",\"host\":\"/h\",\"read_only\":true}]", "port" },
+		{ "[{\"port\":5100,\"guest\":\"d\",\"host\":\"/h\",\"read_only\":true}]", "guest" },
+		{ "[{\"port\":5100,\"guest\":\"/d/../e\",\"host\":\"/h\",\"read_only\":true}]", "guest" },
+		{ "[{\"port\":5100,\"guest\":\"/d\",\"host\":\"/h/.\",\"read_only\":true}]", "host" },
+		{ "[{\"port\":5100,\"guest\":\"/d\",\"host\":\"/h\\n\",\"read_only\":true}]", "host" },
+		{ "[{\"port\":5100,\"guest\":\"/d\",\"host\":\"/h\",\"read_only\":1}]", "read_only" },
+		{ "[{\"port\":5100,\"guest\":\"/d\",\"host\":\"/h\",\"read_only\":true,\"x\":1}]", "unknown field 'x'" },
+		{ "[{\"port\":5100,\"guest\":\"/d\",\"host\":\"/h\",\"read_only\":true},"
+		  "{\"port\":5100,\"guest\":\"/e\",\"host\":\"/h\",\"read_only\":true}]", "used twice" },
+		{ "[{\"port\":5100,\"guest\":\"/d\",\"host\":\"/h\",\"read_only\":true},"
+		  "{\"port\":5101,\"guest\":\"/d\",\"host\":\"/h\",\"read_only\":true}]", "used twice" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct fc_err e = { 0 };
+		json_t *j = json_loads(cases[i].json, 0, NULL);
+		int rc = volspec_check(j, &e);
+		char what[160];
+
+		snprintf(what, sizeof(what), "volspec: %s %s", cases[i].json,
+			 cases[i].err ? "refused" : "accepted");
+		if (!CHECK(cases[i].err ? rc < 0 && strstr(e.msg, cases[i].err) : rc == 0, what))
+			printf("#   rc %d, message '%s'\n", rc, e.msg);
+		json_decref(j);
+	}
+}
+
 int main(void)
 {
 	test_err();
@@ -324,5 +363,6 @@ int main(void)
 	test_fsutil();
 	test_connect();
 	test_capture();
+	test_volspec();
 	return check_done();
 }
