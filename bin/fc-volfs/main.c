@@ -872,8 +872,17 @@ static void vf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct vp_req r = { .op = VP_OPEN, .node = ino, .flags = (uint32_t)fi->flags };
 	uint64_t fh;
-	int rc = get_fh(&r, false, &fh);
+	int rc = 0;
 
+	/* A read-only open costs the server nothing until a read misses the
+	 * page cache: the handle is opened there on first use (fh_srv), as
+	 * after a restore. Permissions are the kernel's (default_permissions),
+	 * and a node's server fd reopens its inode even once unlinked, so the
+	 * open cannot fail there for a reason it could not fail here. */
+	if ((fi->flags & O_ACCMODE) == O_RDONLY && !(fi->flags & O_TRUNC))
+		fh = handle_new(ino, 0, 0, r.flags, false);
+	else
+		rc = get_fh(&r, false, &fh);
 	if (rc) {
 		fuse_reply_err(req, rc);
 		return;
