@@ -175,8 +175,13 @@ cmd_janitor() {
 			while alive "$p" "$s"; do sleep 0.5; done
 		done
 		# The VM's owner (it may have been started before fcvm could name
-		# it): as long as it lives, bounded by the VM's own life.
-		while field_of "$id" id >/dev/null; do
+		# it): as long as it lives, bounded by the VM's own life. Polled
+		# by a file test (a tool per poll takes seconds under load); every
+		# 5 s fc-state says whether the record still has a live owner.
+		i=0
+		while [ -e "$root/state/$id.json" ]; do
+			i=$((i + 1))
+			[ $((i % 25)) -ne 0 ] || field_of "$id" id >/dev/null || break
 			sleep 0.2
 		done
 		fc-disk rm --vm "$id" >/dev/null 2>&1
@@ -206,7 +211,10 @@ cmd_runwatch() {
 	done
 	owner=$(field_of "$id" pid) || exit 0
 	start=$(field_of "$id" pid_start) || start=""
-	[ -z "$start" ] || alive "$owner" "$start" && kill -TERM "$owner" 2>/dev/null
+	# (no start time recorded yet: the pid is the record's, still starting)
+	if [ -z "$start" ] || alive "$owner" "$start"; then
+		kill -TERM "$owner" 2>/dev/null
+	fi
 	exit 0
 }
 

@@ -42,14 +42,8 @@ teardown() {
 # it, written every 0.2 s (errors on stderr, the loop goes on).
 start_vol_source() {
 	echo one > "$SRC/f"
-	# shellcheck disable=SC2016
-	fcvm podman run --network none --name src -v "$SRC:/data" "$IMG" sh -c \
-		'cd /data && exec 3>>log && echo started-ok && while :; do echo tick >&3; sleep 0.2; done' \
-		>"$BATS_TEST_TMPDIR/src.out" 2>"$BATS_TEST_TMPDIR/src.err" 3>&- &
-	SRC_PID=$!
-	PIDS+=("$SRC_PID")
-	wait_line "$BATS_TEST_TMPDIR/src.out" started-ok 300 "$SRC_PID" ||
-		{ cat "$BATS_TEST_TMPDIR/src.err" >&2; return 1; }
+	SRC_SCRIPT='cd /data && exec 3>>log && echo started-ok && while :; do echo tick >&3; sleep 0.2; done' \
+		start_source -v "$SRC:/data"
 	wait_until 60 test -s "$SRC/log"
 }
 

@@ -360,30 +360,30 @@ void ids_set(uint64_t g, uint64_t srv, uint32_t epoch)
 	pthread_mutex_unlock(&T.lock);
 }
 
-bool ids_forget(uint64_t g, uint64_t count, uint64_t *srv, uint64_t *srv_count, uint32_t *epoch)
+bool ids_forget(uint64_t g, uint64_t n, uint64_t *srv, uint64_t *count, uint32_t *epoch)
 {
-	struct node *n;
+	struct node *x;
 	bool send = false;
 
 	pthread_mutex_lock(&T.lock);
-	n = find_g(g);
-	if (n && n != T.root) {
-		n->nlookup -= count < n->nlookup ? count : n->nlookup;
-		if (!n->nlookup) {
+	x = find_g(g);
+	if (x && x != T.root) {
+		x->nlookup -= n < x->nlookup ? n : x->nlookup;
+		if (!x->nlookup) {
 			/* The server forgets it now; should it stay as a
 			 * parent's name, it is looked up again when needed. */
-			if (current(n) && n->srv_count) {
+			if (current(x) && x->srv_count) {
 				send = true;
-				*srv = n->srv;
-				*srv_count = n->srv_count;
+				*srv = x->srv;
+				*count = x->srv_count;
 				*epoch = T.epoch;
 			}
-			if (n->in_srv)
-				map_del(BY_SRV, n);
-			n->in_srv = false;
-			n->epoch = 0;
-			n->srv_count = 0;
-			maybe_free(n);
+			if (x->in_srv)
+				map_del(BY_SRV, x);
+			x->in_srv = false;
+			x->epoch = 0;
+			x->srv_count = 0;
+			maybe_free(x);
 		}
 	}
 	pthread_mutex_unlock(&T.lock);

@@ -6,7 +6,8 @@
 #   need_snap_qemu            skip (fail in CI) without fcvm's QEMU
 #   start_source [ARGS...]    a container VM "src" (fcvm podman run ARGS)
 #                             whose shell started a background process
-#                             (its pid in /tmp/bgpid) and wrote /disk-state;
+#                             (its pid in /tmp/bgpid) and wrote /disk-state
+#                             (or ran $SRC_SCRIPT, which says started-ok);
 #                             sets SRC_PID (its fcvm), SRC_ID
 #   clone NAME [TAG]          fc-clone --detach of TAG (t1); adds its pid to PIDS
 
@@ -23,7 +24,7 @@ start_source() {
 	# In the foreground, in the background of the test: its output is the
 	# container's (teardown stops it).
 	fcvm podman run --network none --name src "$@" "$IMG" sh -c \
-		'echo on-disk >/disk-state; sleep 86400 & echo $! >/tmp/bgpid; echo started-ok; wait' \
+		"${SRC_SCRIPT:-echo on-disk >/disk-state; sleep 86400 & echo \$! >/tmp/bgpid; echo started-ok; wait}" \
 		>"$BATS_TEST_TMPDIR/src.out" 2>"$BATS_TEST_TMPDIR/src.err" 3>&- &
 	SRC_PID=$!
 	PIDS+=("$SRC_PID")
