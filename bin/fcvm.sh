@@ -59,6 +59,7 @@ usage: fcvm podman run [--name NAME] [-e K=V]... [--cpus N] [--memory MIB] [--rm
                        [--host-loopback] [-i] [-t] [-w DIR] [-u USER] [--entrypoint CMD]
                        [--env-file FILE]... [-l KEY[=VALUE]]... [--hostname NAME]
                        [-v|--map HOST:GUEST[:ro]]... [--timeout S] [--stop-timeout S]
+                       [--health-check CMD|URL] [--no-snapshot]
                        [--] IMAGE [CMD [ARG...]]
        fcvm exec [-i] [-t] [--vm] [-e K=V]... [-w DIR] [-u USER] NAME [--] CMD [ARG...]
        fcvm ls [-a] [--json]
@@ -231,6 +232,87 @@ cmd_netjanitor() {
 	fc-net down --vm "$id" >/dev/null 2>&1
 }
 
+# --- startup snapshots (-d --health-check; issue 13) ----------------------
+# The key: what the VM is made of (kernel and rootfs, both directories
+# named by their inputs; the VMM; cpus, memory) and the container's whole
+# configuration (image id, command, environment, options, network,
+# ports, volumes, the health check) - never this run's name, which the
+# clone fix-up gives the restored guest and container as hostname. Uses
+# cmd_run's variables; the arguments are the container's command.
+startup_key() {
+	local k r
+	k=$(readlink -f -- "$root/kernels/default") || return 1
+	r=$(readlink -f -- "$root/rootfs/default") || return 1
+	jq -nc --arg k "$k" --arg r "$r" --arg vmm "${FCVM_VMM:-}" --arg q "${FCVM_QEMU:-}" \
+		--arg ref "$ref" --arg store "$store" --argjson cpus "$cpus" --argjson mem "$memory" \
+		--arg net "$netmode" --argjson hostlo "$hostlo" --arg w "$workdir" --arg u "$user" \
+		--arg ep "$have_ep:$entrypoint" --argjson tty "$tty" --arg hc "$health" \
+		--arg st "$stop_timeout" --argjson vols "$vspec_json" \
+		--argjson env "$(jq -nc '$ARGS.positional' --args -- "${env[@]}")" \
+		--argjson pub "$(jq -nc '$ARGS.positional' --args -- "${publish[@]}")" \
+		--argjson labels "$(jq -nc '$ARGS.positional' --args -- "${labels[@]}")" \
+		'{v: 1, kernel: $k, rootfs: $r, vmm: $vmm, qemu: $q, image: $ref, store: $store,
+		  cpus: $cpus, memory: $mem, network: $net, host_loopback: $hostlo, publish: $pub,
+		  volumes: $vols, env: $env, cmd: $ARGS.positional, workdir: $w, user: $u,
+		  entrypoint: $ep, tty: $tty, labels: $labels, health: $hc, stop_timeout: $st}' \
+		--args -- "$@" | sha256sum | cut -c1-16
+}
+
+# startup_restore: this run as a clone of the startup snapshot $st_tag
+# (with this run's name, volumes and a fresh id), printed like a cold
+# start; exits. The snapshot's record in startup/ notes the use (gc).
+startup_restore() {
+	local id; id=$(new_id)
+	[ -n "$name" ] || name=$id
+	need fc-clone
+	clone_volumes "$id" "$st_tag" "" "${volspecs[@]}"
+	local -a from=(--snapshot "$st_tag")
+	[ -z "$cv_file" ] || from+=(--volumes "$cv_file")
+	if command -v fc-net >/dev/null; then
+		( exec setsid "$self" _netjanitor "$id" "$$" "$(proc_start $$)" \
+			</dev/null >/dev/null 2>&1 ) &
+	fi
+	fc-clone -q "${from[@]}" --name "$name" --id "$id" --detach >/dev/null ||
+		{ clone_volumes_fail; die "restoring startup snapshot '$st_tag' failed: --no-snapshot boots instead"; }
+	clone_volumes_wait || exit 125
+	touch -- "$root/startup/$st_key.json" 2>/dev/null
+	echo "$id"
+	exit 0
+}
+
+# wait_healthy ID CHECK SECONDS: until CHECK passes in the container (a
+# command, run by sh; or an http(s) URL, fetched there with wget).
+wait_healthy() {
+	local id=$1 check=$2 end=$((SECONDS + $3))
+	need fc-exec
+	if [[ "$check" =~ ^https?:// ]]; then
+		check="wget -q -T 5 -O /dev/null '${check//\'/}'"
+	fi
+	while [ "$SECONDS" -lt "$end" ]; do
+		fc-exec -q --id "$id" --timeout 30 -- sh -c "$check" </dev/null >/dev/null 2>&1 && return 0
+		kill -0 "$boot_pid" 2>/dev/null || return 1
+		sleep 0.5
+	done
+	return 1
+}
+
+# startup_take ID: the startup snapshot of a service that just passed its
+# health check, and its record (startup/KEY.json: what gc checks). A
+# snapshot that cannot be taken (another run took it first, a full disk)
+# only costs the next run its speed.
+startup_take() {
+	local why
+	mkdir -p "$root/startup"
+	if why=$(fc-snap create --vm "$1" --tag "$st_tag" 2>&1 >/dev/null); then
+		jq -n --arg tag "$st_tag" --arg k "$(readlink -f -- "$root/kernels/default")" \
+			--arg r "$(readlink -f -- "$root/rootfs/default")" --arg img "$disk" --arg name "$name" \
+			'{tag: $tag, kernel: $k, rootfs: $r, image_disk: $img, first: $name}' |
+			write_atomic "$root/startup/$st_key.json" || true
+	else
+		echo "$prog: no startup snapshot taken: ${why##*: }" >&2
+	fi
+}
+
 # --- host directory volumes (-v HOST:GUEST[:ro]; issue 12) ----------------
 # vol_check SPEC: HOST (an existing directory, made absolute) and GUEST (an
 # absolute path) into vol_host/vol_guest/vol_ro; a bad one ends fcvm (125)
@@ -372,6 +454,7 @@ cmd_run() {
 	local -a env=() publish=()
 	# podman's everyday flags, passed to the guest's podman through the plan
 	local interactive=0 tty=0 workdir="" user="" entrypoint="" hostname="" have_ep=0
+	local health="" nosnap=0
 	local -a labels=() envfiles=() volspecs=()
 	while [ $# -gt 0 ]; do
 		case "$1" in
@@ -409,6 +492,9 @@ cmd_run() {
 		--host-loopback) hostlo=1; shift ;;
 		-v|--volume|--map) [ $# -ge 2 ] || usage_die "$1 needs HOST:GUEST[:ro]"; volspecs+=("$2"); shift 2 ;;
 		--volume=*|--map=*) volspecs+=("${1#*=}"); shift ;;
+		--health-check) [ $# -ge 2 ] || usage_die "--health-check needs a command or a URL"; health=$2; shift 2 ;;
+		--health-check=*) health=${1#*=}; shift ;;
+		--no-snapshot) nosnap=1; shift ;;
 		--rm) rm=1; shift ;;
 		-d|--detach) detach=1; shift ;;
 		-h|--help) usage; exit 0 ;;
@@ -447,6 +533,10 @@ cmd_run() {
 	for e in "${env[@]}"; do
 		[[ "$e" =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || usage_die "invalid -e '$e': want NAME=VALUE"
 	done
+	if [ -n "$health" ]; then
+		[ "$detach" = 1 ] || usage_die "--health-check is for a detached service (-d)"
+		[[ "$health" != *$'\n'* ]] || usage_die "invalid --health-check: one line"
+	fi
 	num "$cpus" 1 "$CPUS_MAX" --cpus
 	num "$memory" "$MEMORY_MIN" "$MEMORY_MAX" "--memory (MiB)"
 	num "$timeout" 1 "$TIMEOUT_MAX" "--timeout (seconds)"
@@ -511,6 +601,15 @@ cmd_run() {
 	store=$(jq -r 'if .store then "true" else "false" end' <<<"$img_json")
 	ref=$(jq -r '.ref // .image_id // empty' <<<"$img_json")
 	[ -n "$disk" ] && [ -n "$ref" ] || die "fc-disk gave no disk or image id for '$image'"
+
+	# A service run before with the same VM and configuration restores the
+	# snapshot its first run took once healthy, instead of booting.
+	local st_key="" st_tag=""
+	if [ -n "$health" ] && [ "$nosnap" = 0 ] && [ "$rm" = 0 ] && [ -z "$hostname" ]; then
+		st_key=$(startup_key "$@") || die "cannot compute the startup snapshot's key"
+		st_tag="startup-$st_key"
+		[ -f "$root/snapshots/$st_tag/manifest.json" ] && startup_restore
+	fi
 
 	local id; id=$(new_id)
 	[ -n "$name" ] || name=$id
@@ -712,6 +811,11 @@ cmd_run() {
 			# cleanup_vm stops the VM we started: nothing runs in it.
 			[ "$rm" = 1 ] && fail "container did not start"
 			fail "container did not start (see 'fcvm logs $id')"
+		fi
+		if [ -n "$health" ]; then
+			wait_healthy "$id" "$health" "$timeout" ||
+				fail "the service did not pass --health-check within ${timeout}s (see 'fcvm logs $id')"
+			[ -z "$st_tag" ] || startup_take "$id"
 		fi
 		trap - INT TERM HUP
 		# From here the VM is the user's ('fcvm stop'), not the janitor's.
@@ -949,11 +1053,37 @@ cmd_gc() {
 		fi
 		extra+=("$d")
 	done
+	# Startup snapshots no run can use any more (their kernel, rootfs or
+	# image is gone: a new one has a new key), or unused for
+	# FCVM_STARTUP_MAX_DAYS days (7); fc-snap rm refuses while clones run.
+	local sj tag k r img why days=${FCVM_STARTUP_MAX_DAYS:-7} startups_json='[]'
+	[[ "$days" =~ ^[0-9]{1,5}$ ]] || die "invalid FCVM_STARTUP_MAX_DAYS '$days'"
+	for sj in "$root"/startup/*.json; do
+		[ -f "$sj" ] || continue
+		tag="" k="" r="" img=""
+		IFS=$'\t' read -r tag k r img < <(jq -r '[.tag, .kernel, .rootfs, .image_disk] | @tsv' "$sj" 2>/dev/null)
+		if ! valid_name "$tag" || [[ "$tag" != startup-* ]]; then why="an unreadable record"
+		elif [ ! -d "$root/snapshots/$tag" ]; then why="its snapshot is gone"
+		elif [ ! -e "$k" ] || [ ! -e "$r" ] || [ ! -e "$img" ]; then why="its kernel, rootfs or image is gone"
+		elif [ -n "$(find "$sj" -mtime +"$days" 2>/dev/null)" ]; then why="unused for $days days"
+		else continue
+		fi
+		if [ "$dry" = 0 ]; then
+			if valid_name "$tag" && [ -d "$root/snapshots/$tag" ]; then
+				fc-snap rm "$tag" >/dev/null 2>&1 || continue
+			fi
+			rm -f -- "$sj"
+		fi
+		startups_json=$(jq -c --arg t "$tag" --arg w "$why" '. + [{kind: "startup-snapshot", tag: $t, reason: $w}]' <<<"$startups_json")
+	done
 	if [ "$json" = 1 ]; then
-		jq -c --args --argjson net "${netout:-[]}" '. + ($ARGS.positional | map({kind: "vm-disk", path: ., reason: "a --rm run whose janitor is gone"}))
-			+ ($net | map({kind: "net", id: ., reason: "its owner is dead"}))' \
+		jq -c --args --argjson net "${netout:-[]}" --argjson st "$startups_json" \
+			'. + ($ARGS.positional | map({kind: "vm-disk", path: ., reason: "a --rm run whose janitor is gone"}))
+			+ ($net | map({kind: "net", id: ., reason: "its owner is dead"})) + $st' \
 			-- "${extra[@]}" <<<"${out:-[]}"
 	else
+		jq -r --arg v "$([ "$dry" = 1 ] && echo "would remove" || echo removed)" \
+			'.[] | "\($v) startup-snapshot \(.tag) (\(.reason))"' <<<"$startups_json"
 		[ -n "$out" ] && printf '%s\n' "$out"
 		[ -n "$netout" ] && printf '%s\n' "$netout"
 		for d in "${extra[@]}"; do

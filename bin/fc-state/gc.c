@@ -12,10 +12,12 @@
  *     while it builds (locks/kernel.lock, locks/rootfs.lock) without
  *     waiting. Got it: no build runs, so every temporary there is stale,
  *     and each build that is neither 'default' nor used by a live record's
- *     config goes too. Held: only temporaries whose PID is dead go.
+ *     config or a snapshot's source goes too. Held: only temporaries whose
+ *     PID is dead go.
  *  3. images/: temporaries of dead writers (fc-disk locks per image), then
  *     each image's archive (<hex>.img) and store (<hex>.store/) that no
- *     live record's drives use, under that image's build lock taken without
+ *     live record's drives use, nor a snapshot's (its clones attach the
+ *     source's kernel, initrd and read-only drives by path), under that image's build lock taken without
  *     waiting (held: fc-disk is building it, it stays). A run between its
  *     'fc-disk image' and its VM's record can lose its image this way; it
  *     then fails at fc-boot, saying so, and the next run rebuilds it.
@@ -38,6 +40,7 @@
 #include "log.h"
 #include "paths.h"
 #include "proc.h"
+#include "snapshot.h"
 #include "state.h"
 #include "util.h"
 
@@ -160,6 +163,31 @@ static int collect_cb(json_t *rec, void *arg)
 	add_used(g, json_str(cfg, "rootfs"));
 	json_array_foreach(json_object_get(cfg, "drives"), i, d) {
 		add_used(g, json_str(d, "path"));
+	}
+	return 0;
+}
+
+/* What every snapshot's clones will need: its source's kernel, initrd and
+ * drives (the rootfs is the snapshot's own copy). A snapshot that does not
+ * validate keeps nothing: no clone can start from it. */
+static int collect_snapshots(struct gc *g, struct fc_err *e)
+{
+	_cleanup_json_ json_t *list = snapshot_list(e);
+	json_t *m, *d;
+	size_t i, j;
+
+	if (!list)
+		return -1;
+	json_array_foreach(list, i, m) {
+		json_t *cfg = json_object_get(json_object_get(m, "source"), "config");
+
+		if (json_object_get(m, "error"))
+			continue;
+		add_used(g, json_str(cfg, "kernel"));
+		add_used(g, json_str(cfg, "initrd"));
+		json_array_foreach(json_object_get(cfg, "drives"), j, d) {
+			add_used(g, json_str(d, "path"));
+		}
 	}
 	return 0;
 }
@@ -426,7 +454,8 @@ int cmd_gc(int argc, char **argv)
 	if (optind < argc)
 		usage_err(gc_usage, "gc: unexpected argument '%s'", argv[optind]);
 	lock = state_lock(&e);	/* checks the data root first */
-	if (lock < 0 || state_scan(collect_cb, collect_bad, &g, &e) < 0)
+	if (lock < 0 || state_scan(collect_cb, collect_bad, &g, &e) < 0 ||
+	    collect_snapshots(&g, &e) < 0)
 		fc_err_exit(&e, 1);
 	gc_records(&g);
 	gc_orphans(&g);
