@@ -261,8 +261,11 @@ startup_key() {
 # startup_restore: this run as a clone of the startup snapshot $st_tag
 # (with this run's name, volumes and a fresh id), printed like a cold
 # start; exits. The snapshot's record in startup/ notes the use (gc).
+# A snapshot that cannot be restored (fc-clone said why) costs only the
+# speed: returns, and the run boots (taking no snapshot).
 startup_restore() {
 	local id; id=$(new_id)
+	local given_name=$name
 	[ -n "$name" ] || name=$id
 	need fc-clone
 	clone_volumes "$id" "$st_tag" "" "${volspecs[@]}"
@@ -272,8 +275,13 @@ startup_restore() {
 		( exec setsid "$self" _netjanitor "$id" "$$" "$(proc_start $$)" \
 			</dev/null >/dev/null 2>&1 ) &
 	fi
-	fc-clone -q "${from[@]}" --name "$name" --id "$id" --detach >/dev/null ||
-		{ clone_volumes_fail; die "restoring startup snapshot '$st_tag' failed: --no-snapshot boots instead"; }
+	if ! fc-clone -q "${from[@]}" --name "$name" --id "$id" --detach >/dev/null; then
+		clone_volumes_fail
+		echo "$prog: startup snapshot '$st_tag' could not be restored: booting" >&2
+		cv_pid="" cv_file=""
+		name=$given_name st_tag=""
+		return 0
+	fi
 	clone_volumes_wait || exit 125
 	touch -- "$root/startup/$st_key.json" 2>/dev/null
 	echo "$id"

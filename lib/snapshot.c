@@ -387,7 +387,8 @@ json_t *snapshot_list(struct fc_err *e)
 		names[n++] = xstrdup(de->d_name);
 	}
 	closedir(d);
-	qsort(names, n, sizeof(*names), cmp_str);
+	if (n)	/* qsort of NULL, even for 0, is undefined */
+		qsort(names, n, sizeof(*names), cmp_str);
 	for (size_t i = 0; i < n; i++) {
 		struct fc_err why;
 		json_t *m = snapshot_open(names[i], &why);

@@ -92,6 +92,15 @@ svc() {
 	[ ! -e "$FCVM_ROOT/snapshots/$tag" ] && [ ! -e "$rec" ]
 	run_fc 0 fcvm snapshot ls --json
 	assert_eq "$(jq '[.[] | select(.tag | startswith("startup-"))] | length' <<<"$output")" 1 "the other stays"
+
+	# A startup snapshot that cannot be restored costs only the speed.
+	local other; other=$(jq -r '.[] | select(.tag | startswith("startup-")) | .tag' <<<"$output")
+	truncate -s 4096 "$FCVM_ROOT/snapshots/$other/memory"
+	svc s5 -e GREETING=other
+	assert_contains "$output" "startup snapshot '$other' could not be restored: booting" "says so"
+	assert_eq "$(fc-state get --field process_type s5)" vm "and boots"
+	run_fc 0 --timeout 120 fcvm exec s5 -- cat /tmp/said
+	assert_eq "$output" "other one two" "the service runs"
 }
 
 @test "startup snapshot: --health-check needs -d; a check that never passes fails the run and leaves nothing" {

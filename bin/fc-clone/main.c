@@ -356,6 +356,7 @@ int main(int argc, char **argv)
 	struct vm_outcome out;
 	_cleanup_json_ json_t *extra = NULL, *vols = NULL;
 	const char *volumes = NULL;
+	_cleanup_free_ char *srv_tag = NULL, *srv_sock = NULL;
 	json_t *mach;
 	struct fc_err e;
 	uint64_t n;
@@ -428,6 +429,9 @@ int main(int argc, char **argv)
 	spec.volumes = vols;
 	if (serve_pid && find_server(&c, serve_pid, &e) < 0)
 		fc_err_exit(&e, 1);
+	/* find_server's copies: ours to free however main returns */
+	srv_tag = serve_pid ? (char *)c.tag : NULL;
+	srv_sock = c.uffd_sock;
 	c.man = snapshot_open(c.tag, &e);
 	if (!c.man)
 		fc_err_exit(&e, 1);
