@@ -232,6 +232,12 @@ cmd_netjanitor() {
 	fc-net down --vm "$id" >/dev/null 2>&1
 }
 
+# start_netjanitor ID: the network janitor of VM ID, bound to our life.
+start_netjanitor() {
+	( exec setsid "$self" _netjanitor "$1" "$$" "$(proc_start $$)" \
+		</dev/null >/dev/null 2>&1 ) &
+}
+
 # --- startup snapshots (-d --health-check; issue 13) ----------------------
 # The key: what the VM is made of (kernel and rootfs, both directories
 # named by their inputs; the VMM; cpus, memory) and the container's whole
@@ -240,10 +246,7 @@ cmd_netjanitor() {
 # clone fix-up gives the restored guest and container as hostname. Uses
 # cmd_run's variables; the arguments are the container's command.
 startup_key() {
-	local k r
-	k=$(readlink -f -- "$root/kernels/default") || return 1
-	r=$(readlink -f -- "$root/rootfs/default") || return 1
-	jq -nc --arg k "$k" --arg r "$r" --arg vmm "${FCVM_VMM:-}" --arg q "${FCVM_QEMU:-}" \
+	jq -nc --arg k "$st_kernel" --arg r "$st_rootfs" --arg vmm "${FCVM_VMM:-}" --arg q "${FCVM_QEMU:-}" \
 		--arg ref "$ref" --arg store "$store" --argjson cpus "$cpus" --argjson mem "$memory" \
 		--arg net "$netmode" --argjson hostlo "$hostlo" --arg w "$workdir" --arg u "$user" \
 		--arg ep "$have_ep:$entrypoint" --argjson tty "$tty" --arg hc "$health" \
@@ -268,21 +271,16 @@ startup_restore() {
 	local given_name=$name
 	[ -n "$name" ] || name=$id
 	need fc-clone
-	clone_volumes "$id" "$st_tag" "" "${volspecs[@]}"
 	local -a from=(--snapshot "$st_tag")
-	[ -z "$cv_file" ] || from+=(--volumes "$cv_file")
-	if command -v fc-net >/dev/null; then
-		( exec setsid "$self" _netjanitor "$id" "$$" "$(proc_start $$)" \
-			</dev/null >/dev/null 2>&1 ) &
-	fi
-	if ! fc-clone -q "${from[@]}" --name "$name" --id "$id" --detach >/dev/null; then
-		clone_volumes_fail
+	clone_prepare "$id" "$st_tag" "" "${volspecs[@]}"
+	local rc=0
+	clone_detach "$id" "$name" "${from[@]}" || rc=$?
+	if [ "$rc" = 1 ]; then
 		echo "$prog: startup snapshot '$st_tag' could not be restored: booting" >&2
-		cv_pid="" cv_file=""
 		name=$given_name st_tag=""
 		return 0
 	fi
-	clone_volumes_wait || exit 125
+	[ "$rc" = 0 ] || exit 125
 	touch -- "$root/startup/$st_key.json" 2>/dev/null
 	echo "$id"
 	exit 0
@@ -312,8 +310,8 @@ startup_take() {
 	local why
 	mkdir -p "$root/startup"
 	if why=$(fc-snap create --vm "$1" --tag "$st_tag" 2>&1 >/dev/null); then
-		jq -n --arg tag "$st_tag" --arg k "$(readlink -f -- "$root/kernels/default")" \
-			--arg r "$(readlink -f -- "$root/rootfs/default")" --arg img "$disk" --arg name "$name" \
+		jq -n --arg tag "$st_tag" --arg k "$st_kernel" --arg r "$st_rootfs" \
+			--arg img "$disk" --arg name "$name" \
 			'{tag: $tag, kernel: $k, rootfs: $r, image_disk: $img, first: $name}' |
 			write_atomic "$root/startup/$st_key.json" || true
 	else
@@ -358,9 +356,10 @@ cmd_volkeeper() {
 	valid_name "$id" || exit 2
 	local -a pids=() socks=()
 	# A clone's keeper starts first: its record and run directory come
-	# with fc-clone (60 s at most, as fc-clone's own agent wait).
+	# with fc-clone (60 s at most, as fc-clone's own agent wait). A file
+	# test, not a tool per poll (seconds each under load).
 	for ((i = 0; i < 600; i++)); do
-		field_of "$id" id >/dev/null && [ -d "${uds%/*}" ] && break
+		[ -e "$root/state/$id.json" ] && [ -d "${uds%/*}" ] && break
 		sleep 0.1
 	done
 	vol_stop_all() {
@@ -571,7 +570,7 @@ cmd_run() {
 	done
 	# -v: checked now; the plan's "volumes", the keeper's arguments and
 	# the record's (config.volumes: what a snapshot's clone serves again)
-	local vol_host vol_guest vol_ro vols_json='[]' vspec_json='[]' vi=0
+	local vol_host vol_guest vol_ro vols_json vspec_json='[]' vi=0
 	local -a volargs=() vguests=()
 	for p in "${volspecs[@]}"; do
 		vol_check "$p"
@@ -581,14 +580,14 @@ cmd_run() {
 		vguests+=("$vol_guest")
 		[ $vi -lt 16 ] || die "too many -v: at most 16"
 		volargs+=("$((VOL_PORT_BASE + vi))" "$vol_ro" "$vol_host")
-		vols_json=$(jq -c --argjson port "$((VOL_PORT_BASE + vi))" --arg g "$vol_guest" \
-			--argjson ro "$vol_ro" '. + [{port: $port, guest: $g, read_only: $ro}]' <<<"$vols_json") ||
-			die "cannot encode -v '$p'"
-		vspec_json=$(jq -c --arg h "$vol_host" --argjson i "$vi" \
-			'. + [($v[$i] + {host: $h})]' --argjson v "$vols_json" <<<"$vspec_json") ||
+		vspec_json=$(jq -c --argjson port "$((VOL_PORT_BASE + vi))" --arg g "$vol_guest" \
+			--arg h "$vol_host" --argjson ro "$vol_ro" \
+			'. + [{port: $port, guest: $g, host: $h, read_only: $ro}]' <<<"$vspec_json") ||
 			die "cannot encode -v '$p'"
 		vi=$((vi + 1))
 	done
+	# the guest's part: the host directory is none of its business
+	vols_json=$(jq -c 'map(del(.host))' <<<"$vspec_json") || die "cannot encode the volumes"
 	need fc-disk; need fc-boot; need fc-run; need fc-state; need jq
 	[ "$netmode" = none ] || need fc-net
 	[ $vi -eq 0 ] || { need fc-volume; need setpriv; }
@@ -612,9 +611,12 @@ cmd_run() {
 
 	# A service run before with the same VM and configuration restores the
 	# snapshot its first run took once healthy, instead of booting.
-	local st_key="" st_tag=""
+	local st_key="" st_tag="" st_kernel="" st_rootfs=""
 	if [ -n "$health" ] && [ "$nosnap" = 0 ] && [ "$rm" = 0 ] && [ -z "$hostname" ]; then
-		st_key=$(startup_key "$@") || die "cannot compute the startup snapshot's key"
+		# both directories are named by their inputs
+		st_kernel=$(readlink -f -- "$root/kernels/default") &&
+			st_rootfs=$(readlink -f -- "$root/rootfs/default") &&
+			st_key=$(startup_key "$@") || die "cannot compute the startup snapshot's key"
 		st_tag="startup-$st_key"
 		[ -f "$root/snapshots/$st_tag/manifest.json" ] && startup_restore
 	fi
@@ -686,8 +688,7 @@ cmd_run() {
 		[ -n "${FCVM_RESOLV_CONF:-}" ] && netargs+=(--resolv-conf "$FCVM_RESOLV_CONF")
 		local net
 		# Started first: a SIGKILL of fcvm from here on leaves nothing.
-		( exec setsid "$self" _netjanitor "$id" "$$" "$(proc_start $$)" \
-			</dev/null >/dev/null 2>&1 ) &
+		start_netjanitor "$id"
 		net_up=1	# fc-net removes what a failed 'up' made; down is harmless
 		net=$(fc-net up -q "${netargs[@]}") || fail ""
 		printf '%s\n' "$net" | write_atomic "$netfile" || fail ""
@@ -778,19 +779,14 @@ cmd_run() {
 		--console "$vmdir/console.log" ${stop_timeout:+--stop-timeout "$stop_timeout"})
 	if [ $vi -gt 0 ]; then
 		# The volume servers before the plan: the guest dials them at once.
-		local vstat="$vmdir/volumes.status" vline="" i
+		local vstat="$vmdir/volumes.status" vline
 		( [ -n "$jan_fd" ] && eval "exec $jan_fd>&-"
 		  exec setsid "$self" _volkeeper "$id" "$vsock" "$vstat" "${volargs[@]}" \
 			</dev/null >/dev/null 2>>"$vmdir/volumes.log" ) &
 		volk_pid=$!
 		announce "$volk_pid"
 		# each server is given 30 s; the keeper says, or dies
-		for ((i = 0; i < 600 * vi; i++)); do
-			[ -e "$vstat" ] && break
-			kill -0 "$volk_pid" 2>/dev/null || break
-			sleep 0.1
-		done
-		[ -e "$vstat" ] && read -r vline < "$vstat"
+		vline=$(keeper_status "$vstat" "$volk_pid" $((600 * vi)))
 		if [ "$vline" != ready ]; then
 			[ -s "$vmdir/volumes.log" ] && tail -n 3 "$vmdir/volumes.log" >&2
 			vline=${vline#error: }
@@ -1218,21 +1214,51 @@ clone_volumes() {
 	cv_pid=$!
 }
 
-# clone_volumes_wait: for -d, until the keeper serves (or says why not).
-clone_volumes_wait() {
-	[ -n "$cv_pid" ] || return 0
+# keeper_status FILE PID TENTHS: the volume keeper's line ("ready" or
+# "error: WHY") once it wrote FILE, or nothing when it died or TENTHS of a
+# second went by first.
+keeper_status() {
 	local i line=""
-	for ((i = 0; i < 600; i++)); do
-		[ -e "$cv_stat" ] && break
-		kill -0 "$cv_pid" 2>/dev/null || break
+	for ((i = 0; i < $3; i++)); do
+		[ -e "$1" ] && break
+		kill -0 "$2" 2>/dev/null || break
 		sleep 0.1
 	done
-	[ -e "$cv_stat" ] && read -r line < "$cv_stat"
+	[ -e "$1" ] && read -r line < "$1"
+	echo "$line"
+}
+
+# clone_prepare ID TAG SERVE_PID [SPEC...]: what a clone needs before
+# fc-clone runs: its volumes (clone_volumes) and its network janitor.
+clone_prepare() {
+	clone_volumes "$@"
+	command -v fc-net >/dev/null && start_netjanitor "$1"
+	return 0
+}
+
+# clone_detach ID NAME FC-CLONE-ARGS...: fc-clone --detach of the clone
+# clone_prepare made ready. 1: fc-clone failed (it said why; the volume
+# keeper is stopped); 2: its volumes did not start (said here).
+clone_detach() {
+	local id=$1 name=$2 line
+	shift 2
+	[ -z "$cv_file" ] || set -- "$@" --volumes "$cv_file"
+	if ! fc-clone -q "$@" --name "$name" --id "$id" --detach >/dev/null; then
+		clone_volumes_stop
+		return 1
+	fi
+	[ -n "$cv_pid" ] || return 0
+	line=$(keeper_status "$cv_stat" "$cv_pid" 600)
 	[ "$line" = ready ] && return 0
 	echo "$prog: ${line#error: }" >&2
-	return 1
+	return 2
 }
-clone_volumes_fail() { [ -z "$cv_pid" ] || { kill -TERM "$cv_pid" 2>/dev/null; until_ended "$cv_pid"; }; }
+
+# clone_volumes_stop: the clone's volume keeper, if any, stopped and waited for.
+clone_volumes_stop() {
+	[ -z "$cv_pid" ] || { kill -TERM "$cv_pid" 2>/dev/null; until_ended "$cv_pid"; }
+	cv_pid="" cv_file=""
+}
 
 # fcvm snapshot create|run|serve|ls|rm: fc-snap, fc-clone and fc-uffd.
 # create snapshots a running VM, found by its owner's pid (fc-boot's, what
@@ -1312,22 +1338,16 @@ cmd_snapshot() {
 		# its holder be killed too, the janitor removes it once we and
 		# the clone are gone (as for 'podman run').
 		local id; id="vm-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
-		clone_volumes "$id" "$tag" "$spid" "${vspecs[@]}"
-		[ -z "$cv_file" ] || from+=(--volumes "$cv_file")
-		if command -v fc-net >/dev/null; then
-			( exec setsid "$self" _netjanitor "$id" "$$" "$(proc_start $$)" \
-				</dev/null >/dev/null 2>&1 ) &
-		fi
+		clone_prepare "$id" "$tag" "$spid" "${vspecs[@]}"
 		if [ "$detach" = 1 ]; then
-			fc-clone -q "${from[@]}" --name "$name" --id "$id" "${pub[@]}" --detach >/dev/null ||
-				{ clone_volumes_fail; exit 125; }
-			clone_volumes_wait || exit 125
+			clone_detach "$id" "$name" "${from[@]}" "${pub[@]}" || exit 125
 			fc-state get --field id -- "$name" || exit 125
 			return 0
 		fi
+		[ -z "$cv_file" ] || from+=(--volumes "$cv_file")
 		local rc=0
 		fc-clone "${from[@]}" --name "$name" --id "$id" "${pub[@]}" || rc=$?
-		[ -z "$cv_pid" ] || { kill -TERM "$cv_pid" 2>/dev/null; until_ended "$cv_pid"; }
+		clone_volumes_stop
 		[ "$rc" = 1 ] && exit 125
 		exit "$rc" ;;
 	serve) snapshot_serve "$@" ;;
