@@ -6,6 +6,8 @@
  *   EXEC        -> an exec session (exec.c; the exec port's own first
  *                  frame, accepted here too for the one-socket test mode)
  *   CLONE       -> the clone fix-up (clone.c): CLONE_DONE, then close
+ *   PREPARE     -> the plan's image made ready, nothing run (run.c):
+ *                  PREPARED, then close
  *   other       -> ERROR "expected a plan or a status request", close
  * A host that says nothing for PLAN_WAIT_MS is told so and closed.
  */
@@ -36,6 +38,9 @@ static void dispatch_frame(struct conn *c, void *sess, const struct proto_hdr *h
 		return;
 	case MSG_CLONE:
 		clone_take(a, c, payload, h->len);
+		return;
+	case MSG_PREPARE:
+		run_prepare(a->run, c, payload, h->len);
 		return;
 	case MSG_STATUS_REQ:
 		if (h->len) {

@@ -479,6 +479,17 @@ char **plan_load_argv(const char *runner, const struct plan *p)
 	return a.v;
 }
 
+char **plan_warm_argv(const char *runner, const struct plan *p)
+{
+	struct argv_buf a = { 0 };
+
+	argv_start(&a, runner, PLAN_STORE_DIR);
+	argv_add(&a, xstrdup("image"));
+	argv_add(&a, xstrdup("exists"));
+	argv_add(&a, xstrdup(p->ref));
+	return a.v;
+}
+
 char **plan_run_argv(const char *runner, const struct plan *p, const char *ref)
 {
 	struct argv_buf a = { 0 };

@@ -108,6 +108,10 @@ char **plan_load_argv(const char *runner, const struct plan *p);
  * with p->store the global flags name PLAN_STORE_DIR as an image store. */
 char **plan_run_argv(const char *runner, const struct plan *p, const char *ref);
 
+/* argv for "podman image exists REF" with the plan's image store (p->store
+ * set): a prepare's warm-up (run.h). */
+char **plan_warm_argv(const char *runner, const struct plan *p);
+
 void plan_argv_free(char **argv);
 
 /* ---- exec requests (MSG_EXEC, the first frame on the exec port) ----

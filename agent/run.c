@@ -34,7 +34,8 @@ static const char *const state_names[] = {
 	[RUN_RUNNING] = "running", [RUN_EXITED] = "exited",
 };
 
-/* One step's process: podman load or podman run. */
+/* One step's process: podman load, podman run, or (prepare) podman image
+ * exists. */
 struct child {
 	struct ev_child proc;
 	bool active;		/* started and not yet done */
@@ -51,7 +52,7 @@ struct run {
 	struct agent *a;
 	enum run_state state;
 	bool active;		/* see run_active() */
-	bool loading;		/* the child is podman load */
+	enum { STEP_LOAD, STEP_RUN, STEP_WARM } step;	/* what the child is */
 	bool poweroff;
 	struct plan plan;
 	struct conn *conn;	/* the host that sent the plan; NULL once gone */
@@ -489,8 +490,8 @@ static char *describe_status(int status)
 	return xasprintf("exited with status %d", WEXITSTATUS(status));
 }
 
-/* "podman load: <the tail of its output>" */
-static char *load_error(const struct child *c)
+/* "WHAT: <the tail of its output>" */
+static char *step_error(const struct child *c, const char *what)
 {
 	const char *text = c->cap ? c->cap : "";
 	size_t len = c->caplen;
@@ -508,9 +509,9 @@ static char *load_error(const struct child *c)
 	if (!len) {
 		_cleanup_free_ char *st = describe_status(c->status);
 
-		return xasprintf("podman load: %s", st);
+		return xasprintf("%s: %s", what, st);
 	}
-	return xasprintf("podman load: %.*s", (int)len, text);
+	return xasprintf("%s: %.*s", what, (int)len, text);
 }
 
 static void start_container(struct run *r, const char *ref)
@@ -520,7 +521,7 @@ static void start_container(struct run *r, const char *ref)
 	int rc;
 
 	log_info("running '%s' as '%s'", ref, r->plan.name);
-	r->loading = false;
+	r->step = STEP_RUN;
 	mark(MARK_EXEC);
 	rc = run_child(r, argv, false, &e);
 	plan_argv_free(argv);
@@ -536,6 +537,8 @@ static void start_container(struct run *r, const char *ref)
 		conn_send(r->conn, MSG_STARTED, "{}", 2);
 }
 
+static void prepare_end(struct run *r, const char *error);
+
 /* The current step's child has exited and its pipes are closed. */
 static void child_step_done(struct run *r)
 {
@@ -546,9 +549,20 @@ static void child_step_done(struct run *r)
 
 	c->active = false;
 	ev_unlink(r->a->loop, &c->drain);
-	if (r->loading) {
+	if (r->step == STEP_WARM) {
+		_cleanup_free_ char *m = NULL;
+
+		/* podman image exists: 1 (and silence) for an image it lacks */
+		if (WIFEXITED(c->status) && WEXITSTATUS(c->status) == 1 && !c->caplen)
+			m = xasprintf("image '%s' is not in the image store", r->plan.ref);
+		else if (!WIFEXITED(c->status) || WEXITSTATUS(c->status))
+			m = step_error(c, "podman image exists");
+		prepare_end(r, m);
+		return;
+	}
+	if (r->step == STEP_LOAD) {
 		if (!WIFEXITED(c->status) || WEXITSTATUS(c->status)) {
-			_cleanup_free_ char *m = load_error(c);
+			_cleanup_free_ char *m = step_error(c, "podman load");
 
 			fail_run(r, m);
 			return;
@@ -833,7 +847,7 @@ void run_plan(struct run *r, struct conn *c, const uint8_t *payload, size_t len)
 		start_container(r, r->plan.ref);
 		return;
 	}
-	r->loading = true;
+	r->step = STEP_LOAD;
 	argv = plan_load_argv(r->a->runner, &r->plan);
 	log_info("loading the image from '%s'", r->plan.disk);
 	rc = run_child(r, argv, true, &e);
@@ -841,6 +855,106 @@ void run_plan(struct run *r, struct conn *c, const uint8_t *payload, size_t len)
 	if (rc < 0) {
 		fc_err_wrap(&e, "podman load");
 		fail_run(r, e.msg);
+	}
+}
+
+/* ---- prepare ---- */
+
+/* The host went away during a prepare: the warm-up ends by itself. */
+static void prepare_gone(struct conn *c, void *sess, const char *why)
+{
+	(void)c;
+	(void)why;
+	detach(sess);
+}
+
+static void prepare_frame(struct conn *c, void *sess, const struct proto_hdr *h,
+			  const uint8_t *payload)
+{
+	struct run *r = sess;
+	_cleanup_free_ char *m = xasprintf("unexpected %s frame during a prepare",
+					   proto_type_name(h->type));
+
+	(void)payload;
+	conn_send_error(c, m);
+	conn_set_session(c, &dropped_ops, NULL);
+	conn_finish(c);
+	detach(r);
+}
+
+static const struct conn_ops prepare_ops = {
+	.name = "prepare",
+	.frame = prepare_frame,
+	.gone = prepare_gone,
+};
+
+/* The warm-up is over: PREPARED (or ERROR @error) to the host, if it is
+ * still there, and the agent idle again, its store left mounted. */
+static void prepare_end(struct run *r, const char *error)
+{
+	struct conn *c = r->conn;
+
+	if (c) {
+		if (error)
+			conn_send_error(c, error);
+		else
+			conn_send(c, MSG_PREPARED, "{}", 2);
+		conn_set_session(c, &dropped_ops, NULL);
+		conn_finish(c);
+		detach(r);
+	}
+	if (error)
+		log_warn("prepare: %s", error);
+	else
+		log_info("image '%s' ready", r->plan.ref);
+	free(r->ch.cap);
+	r->ch.cap = NULL;
+	plan_free(&r->plan);
+	r->state = RUN_IDLE;
+	r->poweroff = false;	/* the plan's: for its run, not for this */
+	run_complete(r);
+}
+
+void run_prepare(struct run *r, struct conn *c, const uint8_t *payload, size_t len)
+{
+	_cleanup_free_ char *m = NULL;
+	char **argv;
+	struct fc_err e;
+	int rc;
+
+	if (r->active || r->state != RUN_IDLE) {
+		conn_send_error(c, r->active ? "busy: a container is already running"
+					     : "prepare is for a VM that has run nothing yet");
+		conn_finish(c);
+		return;
+	}
+	plan_free(&r->plan);
+	if (plan_parse((const char *)payload, len, &r->plan, &e) < 0)
+		m = xasprintf("invalid plan: %s", e.msg);
+	else if (!r->plan.store)
+		m = xstrdup("prepare needs a plan whose image is an image store (\"store\": true)");
+	else if (mount_store(r, r->plan.disk, &e) < 0)
+		m = xasprintf("image store: %s", e.msg);
+	if (m) {
+		plan_free(&r->plan);
+		conn_send_error(c, m);
+		conn_finish(c);
+		return;
+	}
+	r->active = true;
+	r->step = STEP_WARM;
+	r->conn = c;
+	r->a->sessions++;
+	conn_set_session(c, &prepare_ops, r);
+	conn_set_deadline(c, 0);
+	conn_heartbeat(c, true);
+	argv = plan_warm_argv(r->a->runner, &r->plan);
+	rc = run_child(r, argv, true, &e);
+	plan_argv_free(argv);
+	if (rc < 0) {
+		_cleanup_free_ char *fm = xasprintf("podman image exists: %s", e.msg);
+
+		prepare_end(r, fm);
 	}
 }
 

@@ -37,6 +37,15 @@ void run_free(struct run *r);
  * ...") and finish @c. */
 void run_plan(struct run *r, struct conn *c, const uint8_t *payload, size_t len);
 
+/* A PREPARE frame was the first frame on @c: the plan's image made ready
+ * as its run would use it (the image store mounted, podman's storage
+ * opened once: its files then in the page cache), nothing run, and the
+ * agent idle again - what a startup snapshot is taken after, so that a
+ * restore starts at the plan. Answers PREPARED, or ERROR (busy, an
+ * invalid plan, a plan without an image store, a failed mount, podman
+ * not finding the image), and finishes @c. */
+void run_prepare(struct run *r, struct conn *c, const uint8_t *payload, size_t len);
+
 /* Is a run in progress (plan accepted, not yet over: its EXIT or ERROR
  * not yet delivered, or its container still running without a host)? */
 bool run_active(const struct run *r);

@@ -261,6 +261,68 @@ startup_key() {
 		--args -- "$@" | sha256sum | cut -c1-16
 }
 
+# startup_key_run: the key of a foreground run's startup snapshot. It is
+# taken before the plan (the agent ready, the image store mounted), so the
+# VM and the image are all it holds: the kernel and rootfs builds, the VMM,
+# cpus, memory, the image (its id and store disk) and the network mode.
+# The container's configuration - command, environment, name, hostname,
+# volumes - reaches the restored VM in this run's plan, as after a boot.
+startup_key_run() {
+	jq -nc --arg k "$st_kernel" --arg r "$st_rootfs" --arg vmm "${FCVM_VMM:-}" --arg q "${FCVM_QEMU:-}" \
+		--arg ref "$ref" --arg disk "$disk" --argjson cpus "$cpus" --argjson mem "$memory" \
+		--arg net "$netmode" \
+		'{v: 1, before_plan: true, kernel: $k, rootfs: $r, vmm: $vmm, qemu: $q, image: $ref,
+		  disk: $disk, cpus: $cpus, memory: $mem, network: $net}' | sha256sum | cut -c1-16
+}
+
+# startup_resume: this foreground run's VM as a clone of the startup
+# snapshot $st_tag (taken before a plan) instead of a boot: fc-clone owns
+# it as fc-boot would, with its own network (clone mode: the snapshot's
+# guest address behind a namespace of its own), and the plan then goes to
+# it as to a booted VM, with the snapshot's guest network (the record's).
+# Sets boot_pid and net_json. 1: it could not be restored (fc-clone said
+# why, and removed what it made): boot instead.
+startup_resume() {
+	local why i
+	net_json=$(jq -c '.network // null' -- "$root/startup/$st_key.json" 2>/dev/null) && [ -n "$net_json" ] || return 1
+	need fc-clone
+	if [ "$netmode" != none ] && [ "$netjan" = 0 ]; then
+		start_netjanitor "$id"
+		netjan=1
+	fi
+	fc-clone -q --snapshot "$st_tag" --name "$name" --id "$id" --die-with-parent &
+	boot_pid=$!
+	announce "$boot_pid"
+	if ! why=$(fc-state wait --timeout "$timeout" --pid "$boot_pid" -- "$id" running 2>&1); then
+		for ((i = 0; i < 50; i++)); do
+			kill -0 "$boot_pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -0 "$boot_pid" 2>/dev/null && echo "$prog: $why" >&2
+		kill -TERM "$boot_pid" 2>/dev/null
+		wait "$boot_pid" 2>/dev/null
+		boot_pid=""
+		echo "$prog: startup snapshot '$st_tag' could not be restored: booting" >&2
+		return 1
+	fi
+	touch -- "$root/startup/$st_key.json" 2>/dev/null
+	return 0
+}
+
+# startup_take_run: the startup snapshot of a foreground run's booted VM,
+# before its plan: the agent readies the plan's image (fc-run --prepare:
+# the store mounted, podman's storage opened once, nothing run), then the
+# VM is snapshotted and resumes. Uses cmd_run's variables.
+startup_take_run() {
+	local why
+	if ! why=$(fc-run --prepare --vsock "$vsock" --timeout "$timeout" --owner-pid "$owner" \
+		--console "$vmdir/console.log" -- "$plan" 2>&1); then
+		echo "$prog: no startup snapshot taken: ${why##*: }" >&2
+		return 0
+	fi
+	startup_take "$id" "$net_json"
+}
+
 # startup_restore: this run as a clone of the startup snapshot $st_tag
 # (with this run's name, volumes and a fresh id), printed like a cold
 # start; exits. The snapshot's record in startup/ notes the use (gc).
@@ -302,21 +364,26 @@ wait_healthy() {
 	return 1
 }
 
-# startup_take ID: the startup snapshot of a service that just passed its
-# health check, and its record (startup/KEY.json: what gc checks). A
-# snapshot that cannot be taken (another run took it first, a full disk)
-# only costs the next run its speed.
+# startup_take ID [NETWORK]: the startup snapshot of VM ID (a service that
+# just passed its health check, or a run's VM before its plan, whose guest
+# network NETWORK a restore's plan needs), and its record (startup/KEY.json:
+# what gc checks). A snapshot that cannot be taken (a VMM that cannot
+# snapshot, a full disk) only costs speed: said once, its record says why
+# ("failed") and later runs of the key do not try again until 'fcvm gc'
+# removes that record. One another run took first is as good.
 startup_take() {
-	local why
+	local why="" f='{}'
 	mkdir -p "$root/startup"
-	if why=$(fc-snap create --vm "$1" --tag "$st_tag" 2>&1 >/dev/null); then
-		jq -n --arg tag "$st_tag" --arg k "$st_kernel" --arg r "$st_rootfs" \
-			--arg img "$disk" --arg name "$name" \
-			'{tag: $tag, kernel: $k, rootfs: $r, image_disk: $img, first: $name}' |
-			write_atomic "$root/startup/$st_key.json" || true
-	else
-		echo "$prog: no startup snapshot taken: ${why##*: }" >&2
+	if ! why=$(fc-snap create --vm "$1" --tag "$st_tag" 2>&1 >/dev/null); then
+		[ -f "$root/snapshots/$st_tag/manifest.json" ] && return 0
+		why=${why##*: }
+		echo "$prog: no startup snapshot taken: $why" >&2
+		f=$(jq -nc --arg w "${why:-fc-snap failed}" '{failed: $w}')
 	fi
+	jq -n --arg tag "$st_tag" --arg k "$st_kernel" --arg r "$st_rootfs" \
+		--arg img "$disk" --arg name "$name" --argjson net "${2:-null}" --argjson f "$f" \
+		'{tag: $tag, kernel: $k, rootfs: $r, image_disk: $img, first: $name, network: $net} + $f' |
+		write_atomic "$root/startup/$st_key.json" || true
 }
 
 # --- host directory volumes (-v HOST:GUEST[:ro]; issue 12) ----------------
@@ -611,20 +678,40 @@ cmd_run() {
 
 	# A service run before with the same VM and configuration restores the
 	# snapshot its first run took once healthy, instead of booting.
-	local st_key="" st_tag="" st_kernel="" st_rootfs=""
-	if [ -n "$health" ] && [ "$nosnap" = 0 ] && [ "$rm" = 0 ] && [ -z "$hostname" ]; then
+	# A foreground run restores the snapshot of a VM booted before with
+	# the same image, taken before its plan (startup_key_run: see there
+	# for what it needs).
+	local st_key="" st_tag="" st_kernel="" st_rootfs="" st_run=0
+	[ "${FCVM_STARTUP_SNAPSHOTS:-1}" = 0 ] && nosnap=1
+	if [ "$nosnap" = 0 ] && [ -n "$health" ] && [ "$rm" = 0 ] && [ -z "$hostname" ]; then
+		st_run=0
+	elif [ "$nosnap" = 0 ] && [ "$detach" = 0 ] && [ "$store" = true ] &&
+		[ "$netmode" != rootless ] && [ ${#publish[@]} -eq 0 ] && [ "$hostlo" = 0 ]; then
+		st_run=1
+	else
+		nosnap=1
+	fi
+	if [ "$nosnap" = 0 ]; then
 		# both directories are named by their inputs
 		st_kernel=$(readlink -f -- "$root/kernels/default") &&
-			st_rootfs=$(readlink -f -- "$root/rootfs/default") &&
-			st_key=$(startup_key "$@") || die "cannot compute the startup snapshot's key"
+			st_rootfs=$(readlink -f -- "$root/rootfs/default") || die "cannot compute the startup snapshot's key"
+		if [ "$st_run" = 1 ]; then
+			st_key=$(startup_key_run)
+		else
+			st_key=$(startup_key "$@")
+		fi || die "cannot compute the startup snapshot's key"
 		st_tag="startup-$st_key"
-		[ -f "$root/snapshots/$st_tag/manifest.json" ] && startup_restore
+		if [ -f "$root/snapshots/$st_tag/manifest.json" ]; then
+			[ "$st_run" = 0 ] && startup_restore
+		elif jq -e .failed -- "$root/startup/$st_key.json" >/dev/null 2>&1; then
+			st_tag="" st_run=0	# this key's snapshot failed: gc clears that
+		fi
 	fi
 
 	local id; id=$(new_id)
 	[ -n "$name" ] || name=$id
 	local vmdir="$root/vm-disks/$id" plan="$root/vm-disks/$id/plan.json"
-	local boot_pid="" run_pid="" running=0 rc net_up=0 volk_pid=""
+	local boot_pid="" run_pid="" running=0 rc net_up=0 volk_pid="" netjan=0 restored=0
 
 	# From here on something may exist: every way out goes through cleanup.
 	cleanup_vm() {
@@ -668,41 +755,11 @@ cmd_run() {
 	[ "$rm" = 1 ] && start_janitor "$id"
 	[ -n "$jan_fd" ] && [ "$detach" = 1 ] && echo detached >&"$jan_fd"
 
-	if ! fc-disk rootfs --vm "$id" >/dev/null; then
-		fail ""
-	fi
-	if [ -n "$jan_fd" ]; then
-		printf '%s %s\n' "$JANITOR_PID" "$(proc_start "$JANITOR_PID")" |
-			write_atomic "$vmdir/.rm" || fail ""
-	fi
-	# The network before the VM (its TAP must exist when the VMM starts),
-	# with the VM's id; owned by us - and, once we are gone (-d), by the
-	# VM's record (fc-net(1)). Its result goes to fc-boot (record) and,
-	# as the guest's part, into the plan.
-	local net_json="null" netfile="$vmdir/net.json"
-	local -a netboot=()
-	if [ "$netmode" != none ]; then
-		local -a netargs=(--vm "$id" --mode "$netmode" --owner-pid "$$")
-		for p in "${publish[@]}"; do netargs+=(-p "$p"); done
-		[ "$hostlo" = 1 ] && netargs+=(--host-loopback)
-		[ -n "${FCVM_RESOLV_CONF:-}" ] && netargs+=(--resolv-conf "$FCVM_RESOLV_CONF")
-		local net
-		# Started first: a SIGKILL of fcvm from here on leaves nothing.
-		start_netjanitor "$id"
-		net_up=1	# fc-net removes what a failed 'up' made; down is harmless
-		net=$(fc-net up -q "${netargs[@]}") || fail ""
-		printf '%s\n' "$net" | write_atomic "$netfile" || fail ""
-		net_json=$(jq -c '{guest_ip, prefix, gateway, dns: (.dns // []), mac}' <<<"$net") ||
-			fail "fc-net gave no usable result"
-		netboot=(--tap "$(jq -r .tap <<<"$net")" --mac "$(jq -r .mac <<<"$net")" --network "$netfile")
-		if [ "$netmode" = rootless ]; then
-			netboot+=(--netns-holder "$(jq -r '"\(.netns.pid):\(.netns.pid_start)"' <<<"$net")")
-		fi
-	fi
-	# The image disk (store or archive) is the second drive: /dev/vdb in the
-	# guest. The guest runs the image by its id ('ref'): names in archives
-	# may be bare tags.
-	local env_json
+	# The plan but for the guest's network (from fc-net up, or a restored
+	# snapshot's record). The image disk (store or archive) is the second
+	# drive: /dev/vdb in the guest. The guest runs the image by its id
+	# ('ref'): names in archives may be bare tags.
+	local env_json plan_json
 	env_json=$(jq -nc '$ARGS.positional' --args -- "${env[@]}") || fail "cannot encode -e values"
 	# -i/-t, -w, -u, --entrypoint (a JSON array as podman takes it, or one
 	# command), -l, --hostname; -i means nothing for a detached run.
@@ -723,14 +780,55 @@ cmd_run() {
 		 + (if $w != "" then {workdir: $w} else {} end) + (if $u != "" then {user: $u} else {} end)
 		 + (if $h != "" then {hostname: $h} else {} end) + (if ($l | length) > 0 then {labels: $l} else {} end)
 		 + (if $ep != null then {entrypoint: $ep} else {} end)') || fail "cannot encode the run options"
-	jq -n --arg ref "$ref" --arg cname "$name" --argjson env "$env_json" --argjson net "$net_json" \
+	plan_json=$(jq -nc --arg ref "$ref" --arg cname "$name" --argjson env "$env_json" \
 		--argjson store "$store" \
 		'{version: 1, image: ({disk: "/dev/vdb", ref: $ref} + (if $store then {store: true} else {} end)),
 		  container_name: $cname,
 		  env: $env, poweroff: true} + (if $ARGS.positional | length > 0 then {cmd: $ARGS.positional} else {} end)
-		  + (if $net then {network: $net} else {} end) + $extra
-		  + (if ($vols | length) > 0 then {volumes: $vols} else {} end)' \
-		--argjson extra "$extra_json" --argjson vols "$vols_json" --args -- "$@" | write_atomic "$plan" || fail ""
+		  + $extra + (if ($vols | length) > 0 then {volumes: $vols} else {} end)' \
+		--argjson extra "$extra_json" --argjson vols "$vols_json" --args -- "$@") || fail "cannot encode the plan"
+	local net_json="null" netfile="$vmdir/net.json"
+	local -a netboot=()
+
+	# (a clone's files go with it: only a --rm run, which keeps none, is one)
+	if [ "$st_run" = 1 ] && [ "$rm" = 1 ] && [ -f "$root/snapshots/$st_tag/manifest.json" ] &&
+		startup_resume; then
+		restored=1
+	else
+		if ! fc-disk rootfs --vm "$id" >/dev/null; then
+			fail ""
+		fi
+		# The network before the VM (its TAP must exist when the VMM
+		# starts), with the VM's id; owned by us - and, once we are gone
+		# (-d), by the VM's record (fc-net(1)). Its result goes to fc-boot
+		# (record) and, as the guest's part, into the plan.
+		if [ "$netmode" != none ]; then
+			local -a netargs=(--vm "$id" --mode "$netmode" --owner-pid "$$")
+			for p in "${publish[@]}"; do netargs+=(-p "$p"); done
+			[ "$hostlo" = 1 ] && netargs+=(--host-loopback)
+			[ -n "${FCVM_RESOLV_CONF:-}" ] && netargs+=(--resolv-conf "$FCVM_RESOLV_CONF")
+			local net
+			# Started first: a SIGKILL of fcvm from here on leaves nothing.
+			[ "$netjan" = 1 ] || start_netjanitor "$id"
+			net_up=1	# fc-net removes what a failed 'up' made; down is harmless
+			net=$(fc-net up -q "${netargs[@]}") || fail ""
+			printf '%s\n' "$net" | write_atomic "$netfile" || fail ""
+			net_json=$(jq -c '{guest_ip, prefix, gateway, dns: (.dns // []), mac}' <<<"$net") ||
+				fail "fc-net gave no usable result"
+			netboot=(--tap "$(jq -r .tap <<<"$net")" --mac "$(jq -r .mac <<<"$net")" --network "$netfile")
+			if [ "$netmode" = rootless ]; then
+				netboot+=(--netns-holder "$(jq -r '"\(.netns.pid):\(.netns.pid_start)"' <<<"$net")")
+			fi
+		fi
+	fi
+	# vm-disks/ID is there (fc-disk's, or the clone's own): the janitor's
+	# note and the plan.
+	if [ -n "$jan_fd" ]; then
+		printf '%s %s\n' "$JANITOR_PID" "$(proc_start "$JANITOR_PID")" |
+			write_atomic "$vmdir/.rm" || fail ""
+	fi
+	jq -c --argjson net "$net_json" '. + (if $net then {network: $net} else {} end)' <<<"$plan_json" |
+		write_atomic "$plan" || fail ""
 
 	local -a boot=(fc-boot --name "$name" --id "$id" --cpus "$cpus" --memory "$memory"
 		--rootfs "$vmdir/rootfs.ext4" --drive "$disk:ro" --boot-args "quiet" -q "${netboot[@]}")
@@ -738,7 +836,9 @@ cmd_run() {
 		write_atomic "$vmdir/volumes.json" <<<"$vspec_json" || fail ""
 		boot+=(--volumes "$vmdir/volumes.json")
 	fi
-	if [ "$detach" = 1 ]; then
+	if [ "$restored" = 1 ]; then
+		:	# fc-clone runs it
+	elif [ "$detach" = 1 ]; then
 		# The VM lives on in a detached fc-boot, which 'fcvm stop' ends;
 		# it returns once the VM runs, or fails saying why.
 		boot_pid=$("${boot[@]}" --detach) || {
@@ -777,6 +877,7 @@ cmd_run() {
 	owner=$boot_pid${start:+:$start}
 	local -a run=(fc-run --vsock "$vsock" --timeout "$timeout" --owner-pid "$owner"
 		--console "$vmdir/console.log" ${stop_timeout:+--stop-timeout "$stop_timeout"})
+	[ "$st_run" = 1 ] && [ "$restored" = 0 ] && startup_take_run
 	if [ $vi -gt 0 ]; then
 		# The volume servers before the plan: the guest dials them at once.
 		local vstat="$vmdir/volumes.status" vline
@@ -1067,7 +1168,7 @@ cmd_gc() {
 		tag="" k="" r="" img=""
 		IFS=$'\t' read -r tag k r img < <(jq -r '[.tag, .kernel, .rootfs, .image_disk] | @tsv' "$sj" 2>/dev/null)
 		if ! valid_name "$tag" || [[ "$tag" != startup-* ]]; then why="an unreadable record"
-		elif [ ! -d "$root/snapshots/$tag" ]; then why="its snapshot is gone"
+		elif [ ! -d "$root/snapshots/$tag" ]; then why="its snapshot is gone (or could not be taken)"
 		elif [ ! -e "$k" ] || [ ! -e "$r" ] || [ ! -e "$img" ]; then why="its kernel, rootfs or image is gone"
 		elif [ -n "$(find "$sj" -mtime +"$days" 2>/dev/null)" ]; then why="unused for $days days"
 		else continue

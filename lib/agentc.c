@@ -36,7 +36,7 @@
 #define FRAMES_PER_WAKE	  64	/* then signals are looked at again */
 #define PROBE_MS	  5000	/* silence after which the agent is sent a heartbeat */
 
-enum phase { PH_HELLO, PH_STATUS, PH_CLONE, PH_RUN };
+enum phase { PH_HELLO, PH_STATUS, PH_CLONE, PH_PREPARE, PH_RUN };
 
 struct agentc {
 	struct agentc_opts o;
@@ -365,6 +365,9 @@ static int timed_out(struct agentc *s, enum phase ph, struct fc_err *e)
 	if (ph == PH_CLONE)
 		return fc_err_say(e, ETIMEDOUT, "agent did not finish the clone fix-up on %s within %u s",
 				  s->where, secs);
+	if (ph == PH_PREPARE)
+		return fc_err_say(e, ETIMEDOUT, "agent did not make the image ready on %s within %u s",
+				  s->where, secs);
 	return fc_err_say(e, ETIMEDOUT,
 			  "agent did not answer on %s within %u s (is the VM booting? see its console log)",
 			  s->where, secs);
@@ -463,6 +466,16 @@ static int on_frame(struct agentc *s, enum phase ph, struct fc_err *e)
 		if (clonefix_done_parse((const char *)s->rx.payload, s->rx.h.len, s->done, e) < 0)
 			return fc_err_wrap(e, "agent protocol error");
 		return 1;
+	case MSG_PREPARED: {
+		_cleanup_json_ json_t *j = NULL;
+
+		if (ph != PH_PREPARE)
+			break;
+		j = json_parse((const char *)s->rx.payload, s->rx.h.len, e);
+		if (!j || !json_is_object(j))
+			return fc_err_say(e, EPROTO, "agent protocol error: bad prepared message");
+		return 1;
+	}
 	case MSG_STDOUT:
 	case MSG_STDERR:
 		if (ph != PH_RUN)
@@ -815,6 +828,18 @@ int agentc_status(struct agentc *s, char **json, struct fc_err *e)
 	if (pump(s, PH_STATUS, e) < 0)
 		return -1;
 	*json = steal_ptr(&s->status);
+	return 0;
+}
+
+int agentc_prepare(struct agentc *s, const void *plan, size_t len, struct fc_err *e)
+{
+	if (len > PROTO_MAX_PAYLOAD)
+		return fc_err_say(e, EMSGSIZE, "a plan of %zu bytes (at most %u)", len,
+				  PROTO_MAX_PAYLOAD);
+	tx_queue(s, MSG_PREPARE, plan, len);
+	s->req_queued = true;
+	if (pump(s, PH_PREPARE, e) < 0)
+		return fc_err_wrap(e, "prepare");
 	return 0;
 }
 

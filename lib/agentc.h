@@ -120,6 +120,13 @@ int agentc_status(struct agentc *s, char **json, struct fc_err *e);
 int agentc_clone(struct agentc *s, const struct clonefix *f, struct clonefix_done *done,
 		 struct fc_err *e);
 
+/* Send @plan as PREPARE (the agent makes its image ready and runs
+ * nothing: what a startup snapshot is taken after) and wait for PREPARED
+ * within what is left of opts.timeout_ms. 0, or -1 with @e ("prepare:
+ * ..."): the agent's ERROR, the timeout, the owner's death, a signal.
+ * Instead of agentc_run(). */
+int agentc_prepare(struct agentc *s, const void *plan, size_t len, struct fc_err *e);
+
 /* agentc_connect, agentc_harden if opts.harden, agentc_run: one session
  * from start to end. Returns what agentc_run returns. */
 int agentc_session(struct agentc *s, const char *path, uint32_t port, uint8_t type,

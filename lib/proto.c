@@ -16,6 +16,7 @@ static const char *const type_names[MSG_TYPE_MAX] = {
 	[MSG_STATUS_REQ] = "status-request", [MSG_STATUS] = "status",
 	[MSG_EXEC] = "exec",	     [MSG_WINSIZE] = "winsize",
 	[MSG_CLONE] = "clone",	     [MSG_CLONE_DONE] = "clone-done",
+	[MSG_PREPARE] = "prepare",   [MSG_PREPARED] = "prepared",
 };
 
 const char *proto_type_name(unsigned type)

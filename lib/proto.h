@@ -44,6 +44,9 @@ enum proto_type {
 	MSG_WINSIZE,	/* host -> agent: JSON {"rows":N,"cols":N} - resize the session's pty */
 	MSG_CLONE,	/* host -> agent: JSON clone fix-up (see clonefix.h) - first frame */
 	MSG_CLONE_DONE,	/* agent -> host: JSON what the fix-up did (see clonefix.h) - then it closes */
+	MSG_PREPARE,	/* host -> agent: JSON plan - first frame: only its image is made ready
+			 * (a startup snapshot's VM, see fc-agent(1)); nothing runs */
+	MSG_PREPARED,	/* agent -> host: JSON {} - the image is ready; then it closes */
 	MSG_TYPE_MAX
 };
 

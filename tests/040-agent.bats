@@ -140,6 +140,43 @@ plan() {
 	AGENT_PID=""
 }
 
+@test "agent: PREPARE readies the plan's image, runs nothing, and the plan still runs after it" {
+	start_agent
+	local store='{"image":{"disk":"/dev/vdb","ref":"localhost/fake:latest","store":true}}'
+	plan "$BATS_TEST_TMPDIR/p.json" '["echo","ran"]' "$store"
+	run_fc 0 --timeout 30 fc-run --prepare --unix "$SOCK" "$BATS_TEST_TMPDIR/p.json"
+	assert_eq "$output" "" "a prepare prints nothing"
+	assert_contains "$(cat "$BATS_TEST_TMPDIR/warm")" \
+		"--storage-opt=overlay.imagestore=/run/fcvm/image image exists localhost/fake:latest" \
+		"the warm-up asks podman for the image, through the store"
+	[ ! -e "$BATS_TEST_TMPDIR/args" ] || { echo "a prepare ran a container" >&2; false; }
+	kill -0 "$AGENT_PID" || { echo "a prepare honoured the plan's poweroff" >&2; false; }
+	run_fc 0 --timeout 30 fc-run --status --unix "$SOCK"
+	assert_contains "$output" '"state":"idle"' "the agent is idle after a prepare"
+	run_fc 0 --timeout 30 fc-run --prepare --unix "$SOCK" "$BATS_TEST_TMPDIR/p.json"	# twice: fine
+	run_fc 0 --timeout 30 fc-run --unix "$SOCK" "$BATS_TEST_TMPDIR/p.json"
+	assert_eq "$output" ran "the plan runs after the prepare"
+	wait "$AGENT_PID"
+	AGENT_PID=""
+}
+
+@test "agent: PREPARE is refused for an archive plan, a missing image and after a run" {
+	start_agent
+	plan "$BATS_TEST_TMPDIR/a.json" '["true"]' '{"poweroff":false}'
+	run_fc 125 --timeout 30 fc-run --prepare --unix "$SOCK" "$BATS_TEST_TMPDIR/a.json"
+	assert_contains "$output" "prepare needs a plan whose image is an image store" "archive plan"
+	plan "$BATS_TEST_TMPDIR/m.json" '["true"]' \
+		'{"image":{"disk":"/dev/vdb","ref":"localhost/missing:1","store":true},"poweroff":false}'
+	run_fc 125 --timeout 30 fc-run --prepare --unix "$SOCK" "$BATS_TEST_TMPDIR/m.json"
+	assert_contains "$output" "image 'localhost/missing:1' is not in the image store" "missing image"
+	run_fc 0 --timeout 30 fc-run --unix "$SOCK" "$BATS_TEST_TMPDIR/a.json"
+	plan "$BATS_TEST_TMPDIR/p.json" '["true"]' \
+		'{"image":{"disk":"/dev/vdb","ref":"localhost/fake:latest","store":true}}'
+	run_fc 125 --timeout 30 fc-run --prepare --unix "$SOCK" "$BATS_TEST_TMPDIR/p.json"
+	assert_contains "$output" "prepare is for a VM that has run nothing yet" "after a run"
+	run_fc 2 fc-run --prepare --status --unix "$SOCK"
+}
+
 @test "agent: garbage from the host ends that connection, not the agent" {
 	start_agent
 	python3 - "$SOCK" <<'EOF'

@@ -104,6 +104,9 @@ need_firecracker() {
 # fixture btrfs (fc-disk reflinks there; or in PARENT), prepared by 'fc-setup
 # storage', with the cached kernel and rootfs as its defaults, and
 # FCVM_VMM=fc-qemu. Skips like need_rootfs. The caller removes "$FCVM_ROOT".
+# Startup snapshots are off (FCVM_STARTUP_SNAPSHOTS=0): the tests of
+# everything else run the boot path they are about, and tests/113 turns
+# them on.
 fc_vm_root() {
 	need_rootfs
 	export FCVM_ROOT="${2:-$FCVM_TEST_BTRFS}/$1-$BATS_TEST_NUMBER-$$"
@@ -112,7 +115,7 @@ fc_vm_root() {
 	mkdir -p "$FCVM_ROOT/kernels" "$FCVM_ROOT/rootfs"
 	ln -s "$FCVM_TEST_KERNEL" "$FCVM_ROOT/kernels/default"
 	ln -s "$FCVM_TEST_ROOTFS" "$FCVM_ROOT/rootfs/default"
-	export FCVM_VMM=fc-qemu
+	export FCVM_VMM=fc-qemu FCVM_STARTUP_SNAPSHOTS=0
 }
 
 # wait_line FILE REGEX SECONDS [PID]: until FILE has a line matching REGEX;

@@ -36,7 +36,9 @@ static const char usage[] =
 	"              [--heartbeat-timeout SECONDS] [--stop-timeout SECONDS] [--die-with-parent]\n"
 	"              [--owner-pid PID[:START]] [--console PATH] PLAN.json\n"
 	"       fc-run --status (--vsock UDS [--port N] | --unix PATH) [--timeout SECONDS]\n"
-	"              [--owner-pid PID[:START]] [--console PATH]\n";
+	"              [--owner-pid PID[:START]] [--console PATH]\n"
+	"       fc-run --prepare (--vsock UDS [--port N] | --unix PATH) [--timeout SECONDS]\n"
+	"              [--owner-pid PID[:START]] [--console PATH] PLAN.json\n";
 
 /* PID or PID:START (START: the owner's start time, as in its state record). */
 static int parse_owner(const char *s, struct agentc_opts *o, struct fc_err *e)
@@ -83,6 +85,7 @@ int main(int argc, char **argv)
 		{ "owner-pid", required_argument, NULL, 'O' },
 		{ "console", required_argument, NULL, 'C' },
 		{ "status", no_argument, NULL, 's' },
+		{ "prepare", no_argument, NULL, 'P' },
 		{ "interactive", no_argument, NULL, 'i' },
 		{ "tty", no_argument, NULL, 'T' },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -96,7 +99,7 @@ int main(int argc, char **argv)
 	_cleanup_agentc_ struct agentc *s = NULL;
 	_cleanup_free_ char *plan = NULL, *status = NULL;
 	_cleanup_close_ int sigfd = -1;
-	bool want_status = false, die_with = false, interactive = false, tty = false;
+	bool want_status = false, want_prepare = false, die_with = false, interactive = false, tty = false;
 	struct fc_err e;
 	size_t plan_len = 0;
 	int c, code, exit_fd = -1;
@@ -153,6 +156,9 @@ int main(int argc, char **argv)
 		case 's':
 			want_status = true;
 			break;
+		case 'P':
+			want_prepare = true;
+			break;
 		case 'i':
 			interactive = true;
 			break;
@@ -175,6 +181,8 @@ int main(int argc, char **argv)
 	}
 	if (!vsock == !unix_path)
 		usage_err(usage, "give exactly one of --vsock and --unix");
+	if (want_status && want_prepare)
+		usage_err(usage, "give at most one of --status and --prepare");
 	if (want_status ? optind != argc : optind + 1 != argc)
 		usage_err(usage, want_status ? "--status takes no PLAN.json" :
 					       "expected one PLAN.json argument");
@@ -210,6 +218,16 @@ int main(int argc, char **argv)
 		}
 		puts(status);
 		return fflush(stdout) ? 1 : 0;
+	}
+	if (want_prepare) {
+		s = agentc_new(&o);
+		if (agentc_connect(s, vsock ? vsock : unix_path, vsock ? port : 0, &e) < 0 ||
+		    agentc_prepare(s, plan, plan_len, &e) < 0) {
+			if (agentc_signal(s))
+				return 128 + agentc_signal(s);
+			fc_err_exit(&e, EXIT_FAIL);
+		}
+		return 0;
 	}
 	/* -i: stdin to the container (the plan says "stdin": true); -t with
 	 * a terminal: its size follows, and with -i it is raw until we end. */

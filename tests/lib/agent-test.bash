@@ -16,7 +16,7 @@ agent_test_setup() {
 }
 
 start_agent() {
-	FAKE_ARGS="$BATS_TEST_TMPDIR/args" fc-agent --listen-unix "$SOCK" --runner "$FAKE" \
+	FAKE_ARGS="$BATS_TEST_TMPDIR/args" FAKE_WARM_ARGS="$BATS_TEST_TMPDIR/warm" fc-agent --listen-unix "$SOCK" --runner "$FAKE" \
 		2>"$BATS_TEST_TMPDIR/agent.log" &
 	AGENT_PID=$!
 	local i

@@ -4,6 +4,7 @@ import json, socket, struct
 HELLO, PLAN, STARTED, STDOUT, STDERR, EXIT, ERROR, HEARTBEAT = 1, 2, 3, 4, 5, 8, 9, 10
 STATUS_REQ, STATUS = 12, 13
 CLONE, CLONE_DONE = 16, 17
+PREPARE, PREPARED = 18, 19
 
 def frame(t, p=b""):
     return struct.pack("<IBBHI", 0x31564346, 1, t, 0, len(p)) + p

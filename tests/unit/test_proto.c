@@ -55,10 +55,14 @@ static void test_header_roundtrip(void)
 		      !strcmp(proto_type_name(MSG_EXEC), "exec") &&
 		      !strcmp(proto_type_name(MSG_WINSIZE), "winsize"),
 	      "exec and winsize are types 14 and 15 (appended after status)");
-	CHECK(MSG_CLONE == 16 && MSG_CLONE_DONE == 17 && MSG_TYPE_MAX == 18 &&
+	CHECK(MSG_CLONE == 16 && MSG_CLONE_DONE == 17 &&
 		      !strcmp(proto_type_name(MSG_CLONE), "clone") &&
 		      !strcmp(proto_type_name(MSG_CLONE_DONE), "clone-done"),
 	      "clone and clone-done are types 16 and 17 (appended after winsize)");
+	CHECK(MSG_PREPARE == 18 && MSG_PREPARED == 19 && MSG_TYPE_MAX == 20 &&
+		      !strcmp(proto_type_name(MSG_PREPARE), "prepare") &&
+		      !strcmp(proto_type_name(MSG_PREPARED), "prepared"),
+	      "prepare and prepared are types 18 and 19 (appended after clone-done)");
 }
 
 static void bad(const uint8_t *b, const char *needle, const char *what)
