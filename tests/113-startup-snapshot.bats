@@ -212,3 +212,18 @@ seen() {
 	run_fc 0 fcvm gc --dry-run	# (an image no VM runs now is fc-state gc's to remove)
 	assert_eq "$(grep -v '^would remove image ' <<<"$output")" "" "no network, snapshot or VM left for gc"
 }
+
+@test "startup snapshot, foreground: a VMM that cannot snapshot is said once, later runs boot without trying, gc clears the record" {
+	local stock; stock=$(command -v qemu-system-x86_64) || skip "no qemu-system-x86_64 on PATH"
+	export FCVM_QEMU=$stock	# Debian's QEMU: no migration with vhost-user-vsock
+	fg --network none -- echo one
+	assert_contains "$output" "no startup snapshot taken" "said on the first run"
+	assert_contains "$output" one "and the container ran"
+	local rec; rec=$(echo "$FCVM_ROOT"/startup/*.json)
+	jq -e '.failed | length > 0' "$rec" >/dev/null || { echo "no reason kept: $(cat "$rec")" >&2; false; }
+	fg --network none -- echo two
+	assert_eq "$output" two "the next run boots without trying (or saying) again"
+	run_fc 0 fcvm gc
+	assert_contains "$output" "startup-snapshot startup-" "gc removes the record"
+	[ ! -e "$rec" ]
+}
