@@ -317,7 +317,8 @@ startup_take_run() {
 	local why
 	if ! why=$(fc-run --prepare --vsock "$vsock" --timeout "$timeout" --owner-pid "$owner" \
 		--console "$vmdir/console.log" -- "$plan" 2>&1); then
-		echo "$prog: no startup snapshot taken: ${why##*: }" >&2
+		why=${why##*$'\n'}
+		echo "$prog: no startup snapshot taken: ${why#fc-run: }" >&2
 		return 0
 	fi
 	startup_take "$id" "$net_json"
@@ -376,7 +377,7 @@ startup_take() {
 	mkdir -p "$root/startup"
 	if ! why=$(fc-snap create --vm "$1" --tag "$st_tag" 2>&1 >/dev/null); then
 		[ -f "$root/snapshots/$st_tag/manifest.json" ] && return 0
-		why=${why##*: }
+		why=${why##*$'\n'} why=${why#fc-snap: }	# its last line: the error
 		echo "$prog: no startup snapshot taken: $why" >&2
 		f=$(jq -nc --arg w "${why:-fc-snap failed}" '{failed: $w}')
 	fi

@@ -218,6 +218,7 @@ seen() {
 	export FCVM_QEMU=$stock	# Debian's QEMU: no migration with vhost-user-vsock
 	fg --network none -- echo one
 	assert_contains "$output" "no startup snapshot taken" "said on the first run"
+	assert_contains "$output" "fc-setup qemu" "with what to do about it"
 	assert_contains "$output" one "and the container ran"
 	local rec; rec=$(echo "$FCVM_ROOT"/startup/*.json)
 	jq -e '.failed | length > 0' "$rec" >/dev/null || { echo "no reason kept: $(cat "$rec")" >&2; false; }
