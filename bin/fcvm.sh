@@ -275,6 +275,21 @@ startup_key_run() {
 		  disk: $disk, cpus: $cpus, memory: $mem, network: $net}' | sha256sum | cut -c1-16
 }
 
+# owner_running: until VM $id runs, owned by $boot_pid (fc-boot or
+# fc-clone, started in the background). 1 when it does not: the owner has
+# 5 s to exit naming the cause itself; one still alive gets fc-state's
+# reason said for it. Uses cmd_run's variables.
+owner_running() {
+	local why i
+	why=$(fc-state wait --timeout "$timeout" --pid "$boot_pid" -- "$id" running 2>&1) && return 0
+	for ((i = 0; i < 50; i++)); do
+		kill -0 "$boot_pid" 2>/dev/null || return 1
+		sleep 0.1
+	done
+	echo "$prog: $why" >&2
+	return 1
+}
+
 # startup_resume: this foreground run's VM as a clone of the startup
 # snapshot $st_tag (taken before a plan) instead of a boot: fc-clone owns
 # it as fc-boot would, with its own network (clone mode: the snapshot's
@@ -283,7 +298,6 @@ startup_key_run() {
 # Sets boot_pid and net_json. 1: it could not be restored (fc-clone said
 # why, and removed what it made): boot instead.
 startup_resume() {
-	local why i
 	net_json=$(jq -c '.network // null' -- "$root/startup/$st_key.json" 2>/dev/null) && [ -n "$net_json" ] || return 1
 	need fc-clone
 	if [ "$netmode" != none ] && [ "$netjan" = 0 ]; then
@@ -293,12 +307,7 @@ startup_resume() {
 	fc-clone -q --snapshot "$st_tag" --name "$name" --id "$id" --die-with-parent &
 	boot_pid=$!
 	announce "$boot_pid"
-	if ! why=$(fc-state wait --timeout "$timeout" --pid "$boot_pid" -- "$id" running 2>&1); then
-		for ((i = 0; i < 50; i++)); do
-			kill -0 "$boot_pid" 2>/dev/null || break
-			sleep 0.1
-		done
-		kill -0 "$boot_pid" 2>/dev/null && echo "$prog: $why" >&2
+	if ! owner_running; then
 		kill -TERM "$boot_pid" 2>/dev/null
 		wait "$boot_pid" 2>/dev/null
 		boot_pid=""
@@ -855,18 +864,8 @@ cmd_run() {
 		boot_pid=$!
 		announce "$boot_pid"
 		# Until the VM runs, or at once when fc-boot fails (it says why).
-		local why i
-		if ! why=$(fc-state wait --timeout "$timeout" --pid "$boot_pid" -- "$id" running 2>&1); then
-			# fc-boot names the cause as it exits: let it.
-			for ((i = 0; i < 50; i++)); do
-				kill -0 "$boot_pid" 2>/dev/null || break
-				sleep 0.1
-			done
-			if kill -0 "$boot_pid" 2>/dev/null; then
-				echo "$prog: $why" >&2
-			else
-				boot_pid=""
-			fi
+		if ! owner_running; then
+			kill -0 "$boot_pid" 2>/dev/null || boot_pid=""
 			root_full && fail "$(full_msg)"
 			fail ""
 		fi
